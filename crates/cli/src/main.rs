@@ -1,0 +1,3 @@
+//! The offline-access binary: the one composition root.
+
+fn main() {}

@@ -1,0 +1,229 @@
+//! The stored credential of one user, and the rules for merging new grants into it.
+
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+use crate::identity::{Profile, Scopes, Subject};
+use crate::secret::{AccessToken, RefreshToken};
+
+/// Whether the user's grant still stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentState {
+    /// The refresh token is believed to work.
+    Active,
+    /// Google answered `invalid_grant`: the user revoked access (or the token expired). The app must ask again.
+    Revoked,
+}
+
+impl ConsentState {
+    /// `"active"` or `"revoked"`, as stored and as the API shows it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    /// Parses the stored form.
+    #[must_use]
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "active" => Some(Self::Active),
+            "revoked" => Some(Self::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// A cached access token and when it expires.
+#[derive(Debug, Clone)]
+pub struct CachedAccess {
+    /// The token.
+    pub token: AccessToken,
+    /// When Google says it stops working.
+    pub expires_at: OffsetDateTime,
+}
+
+impl CachedAccess {
+    /// Whether the token stays valid for at least `margin` after `now`.
+    #[must_use]
+    pub fn is_fresh(&self, now: OffsetDateTime, margin: Duration) -> bool {
+        self.expires_at - now >= margin
+    }
+}
+
+/// Everything stored for one user. Tokens are held in memory as secrets; stores encrypt them at rest.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    /// Google's stable account id.
+    pub subject: Subject,
+    /// Profile from the last verified ID token.
+    pub profile: Profile,
+    /// Scopes Google last reported as granted.
+    pub scopes: Scopes,
+    /// The long-lived refresh token, if Google ever returned one. Never replaced by absence.
+    pub refresh_token: Option<RefreshToken>,
+    /// The last access token and its expiry.
+    pub access: Option<CachedAccess>,
+    /// Whether the grant still stands.
+    pub consent: ConsentState,
+    /// Optimistic-concurrency version: 0 before the first store, then incremented by the store on each write.
+    pub version: u64,
+    /// When the credential was first stored.
+    pub created_at: OffsetDateTime,
+    /// When it last changed.
+    pub updated_at: OffsetDateTime,
+}
+
+/// What a code exchange (or a refresh) gave us, already verified.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// Profile from the verified ID token (`None` on a refresh without an ID token).
+    pub profile: Option<Profile>,
+    /// Scopes Google reported (`None` when the response omitted `scope`).
+    pub scopes: Option<Scopes>,
+    /// The refresh token, when Google returned one (first consent, forced consent, or rotation).
+    pub refresh_token: Option<RefreshToken>,
+    /// The new access token.
+    pub access: CachedAccess,
+}
+
+impl Credential {
+    /// Whether this credential can reach Google with no user present.
+    #[must_use]
+    pub fn offline_access(&self) -> bool {
+        self.refresh_token.is_some() && self.consent == ConsentState::Active
+    }
+
+    /// Merges a verified grant into the stored credential (or starts one), applying the refresh-token rule:
+    /// **a stored refresh token is never replaced by absence; a returned one replaces it.** A returned refresh
+    /// token also makes the consent active again; otherwise the consent state is kept.
+    #[must_use]
+    pub fn merge(
+        existing: Option<Credential>,
+        subject: Subject,
+        grant: Grant,
+        now: OffsetDateTime,
+    ) -> Credential {
+        match existing {
+            None => Credential {
+                consent: ConsentState::Active,
+                subject,
+                profile: grant.profile.unwrap_or_default(),
+                scopes: grant.scopes.unwrap_or_default(),
+                refresh_token: grant.refresh_token,
+                access: Some(grant.access),
+                version: 0,
+                created_at: now,
+                updated_at: now,
+            },
+            Some(mut cred) => {
+                cred.apply(grant, now);
+                cred
+            }
+        }
+    }
+
+    /// Applies a grant to this credential in place (see [`Credential::merge`] for the rule).
+    pub fn apply(&mut self, grant: Grant, now: OffsetDateTime) {
+        if let Some(profile) = grant.profile {
+            self.profile = profile;
+        }
+        if let Some(scopes) = grant.scopes {
+            self.scopes = scopes;
+        }
+        if let Some(refresh) = grant.refresh_token {
+            self.refresh_token = Some(refresh);
+            self.consent = ConsentState::Active;
+        }
+        self.access = Some(grant.access);
+        self.updated_at = now;
+    }
+
+    /// Marks the grant revoked and drops the cached access token (it cannot be trusted either).
+    pub fn mark_revoked(&mut self, now: OffsetDateTime) {
+        self.consent = ConsentState::Revoked;
+        self.access = None;
+        self.updated_at = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-24 12:00 UTC);
+
+    fn grant(refresh: Option<&str>, access: &str) -> Grant {
+        Grant {
+            profile: None,
+            scopes: None,
+            refresh_token: refresh.map(|r| RefreshToken::parse(r).unwrap()),
+            access: CachedAccess {
+                token: AccessToken::parse(access).unwrap(),
+                expires_at: NOW + Duration::hours(1),
+            },
+        }
+    }
+
+    fn sub() -> Subject {
+        Subject::parse("1234567890").unwrap()
+    }
+
+    #[test]
+    fn a_second_sign_in_without_a_refresh_token_keeps_the_stored_one() {
+        let first = Credential::merge(None, sub(), grant(Some("1//first"), "ya29.a"), NOW);
+        let second = Credential::merge(Some(first), sub(), grant(None, "ya29.b"), NOW);
+        assert_eq!(second.refresh_token.unwrap().expose_secret(), "1//first");
+        assert_eq!(second.access.unwrap().token.expose_secret(), "ya29.b");
+    }
+
+    #[test]
+    fn a_returned_refresh_token_replaces_the_stored_one_and_reactivates_consent() {
+        let mut cred = Credential::merge(None, sub(), grant(Some("1//old"), "ya29.a"), NOW);
+        cred.mark_revoked(NOW);
+        assert!(!cred.offline_access());
+        assert!(cred.access.is_none());
+        cred.apply(grant(Some("1//new"), "ya29.b"), NOW);
+        assert_eq!(cred.consent, ConsentState::Active);
+        assert_eq!(
+            cred.refresh_token.as_ref().unwrap().expose_secret(),
+            "1//new"
+        );
+        assert!(cred.offline_access());
+    }
+
+    #[test]
+    fn freshness_honours_the_margin() {
+        let access = CachedAccess {
+            token: AccessToken::parse("ya29.x").unwrap(),
+            expires_at: NOW + Duration::seconds(60),
+        };
+        assert!(access.is_fresh(NOW, Duration::seconds(60)));
+        assert!(!access.is_fresh(NOW + Duration::seconds(1), Duration::seconds(60)));
+    }
+
+    proptest! {
+        /// The refresh-token rule over any sequence of grants: the stored token is the last one returned,
+        /// and once one was returned there is always one.
+        #[test]
+        fn the_stored_refresh_token_is_always_the_last_one_returned(
+            returned in proptest::collection::vec(proptest::option::of("1//[a-z0-9]{1,12}"), 1..20),
+            revoke_at in proptest::option::of(0usize..20),
+        ) {
+            let mut cred: Option<Credential> = None;
+            let mut last: Option<String> = None;
+            for (i, r) in returned.iter().enumerate() {
+                let mut next = Credential::merge(cred.take(), sub(), grant(r.as_deref(), "ya29.t"), NOW);
+                if r.is_some() { last.clone_from(r); }
+                if revoke_at == Some(i) { next.mark_revoked(NOW); }
+                prop_assert_eq!(next.refresh_token.as_ref().map(|t| t.expose_secret().to_owned()), last.clone());
+                cred = Some(next);
+            }
+        }
+    }
+}

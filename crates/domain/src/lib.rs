@@ -1,0 +1,29 @@
+//! The offline-access domain: types, ports and use cases. No HTTP, SQL or file I/O lives here.
+//!
+//! - [`secret`]: validated, redacted, zeroizing secret newtypes (codes and tokens).
+//! - [`identity`]: subject, email, scopes and profile.
+//! - [`credential`]: the stored credential and the refresh-token merge rule.
+//! - [`ports`]: what the use cases need from outside (token endpoint, ID-token verifier, credential store, Drive,
+//!   clock), implemented by adapter crates.
+//! - [`service`]: the use cases, in [`service::OfflineAccess`].
+
+pub mod credential;
+pub mod identity;
+#[cfg(any(test, feature = "testkit"))]
+pub mod memory;
+pub mod ports;
+pub mod secret;
+pub mod service;
+
+pub use credential::{CachedAccess, ConsentState, Credential, Grant};
+pub use identity::{DRIVE_APPDATA_SCOPE, Email, IdentityError, Profile, Scopes, Subject};
+pub use ports::{
+    Clock, CredentialPage, CredentialStore, Drive, DriveError, DriveRequest, DriveResponse,
+    IdTokenVerifier, RevokeError, StoreError, SystemClock, TokenEndpoint, TokenError,
+    TokenResponse, UserLock, VerifiedIdToken, VerifyError,
+};
+pub use secret::{AccessToken, AuthCode, IdToken, RefreshToken, SecretError};
+pub use service::{
+    AccessError, DriveUseError, ForgetError, Forgotten, OfflineAccess, Ports, Settings, SignIn,
+    SignInError,
+};

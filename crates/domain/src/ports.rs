@@ -1,0 +1,488 @@
+//! The ports: what the use cases need from the outside world. Adapters implement them.
+//!
+//! Ports are held as `Arc<dyn Port>`; with the `mock` feature each has a mockall mock (`MockTokenEndpoint`, ...).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use time::OffsetDateTime;
+
+use crate::credential::Credential;
+use crate::identity::{Profile, Scopes, Subject};
+use crate::secret::{AccessToken, IdToken, RefreshToken};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Token endpoint
+// ---------------------------------------------------------------------------------------------------------------
+
+/// A successful answer of Google's token endpoint (RFC 6749 §5.1), parsed and validated.
+#[derive(Debug, Clone)]
+pub struct TokenResponse {
+    /// The new access token.
+    pub access_token: AccessToken,
+    /// Seconds until the access token expires (`expires_in`).
+    pub expires_in: Duration,
+    /// Present on the first consent (or forced consent, or rotation); absent otherwise.
+    pub refresh_token: Option<RefreshToken>,
+    /// Present when `openid` was granted.
+    pub id_token: Option<IdToken>,
+    /// The granted scopes, when the response carried `scope`.
+    pub scopes: Option<Scopes>,
+}
+
+/// Errors of the token endpoint, mirroring RFC 6749 §5.2 where Google uses its codes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// `invalid_grant` (RFC 6749 §5.2): the code is unknown, used or expired; or the refresh token was revoked.
+    #[error("Google rejected the grant (invalid_grant)")]
+    InvalidGrant,
+    /// `invalid_client` / `unauthorized_client`: our client ID or secret is wrong. An operator problem.
+    #[error("Google rejected this server's client credentials ({0})")]
+    InvalidClient(String),
+    /// `redirect_uri_mismatch`, `invalid_request` and other protocol errors: a configuration problem.
+    #[error("Google refused the request: {0}")]
+    Rejected(String),
+    /// Google answered 5xx, 408 or 429, or could not be reached. `retry_after` from `Retry-After` when sent.
+    #[error("Google's token endpoint is unavailable")]
+    Unavailable {
+        /// How long Google asked us to wait.
+        retry_after: Option<Duration>,
+    },
+    /// The request timed out.
+    #[error("Google's token endpoint timed out")]
+    Timeout,
+    /// Google answered something we could not understand.
+    #[error("unexpected answer from Google's token endpoint: {0}")]
+    Protocol(String),
+}
+
+impl TokenError {
+    /// Whether retrying the same request later may succeed (never true for a code exchange: codes are single-use).
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable { .. } | Self::Timeout)
+    }
+}
+
+/// Errors of revocation (RFC 7009).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RevokeError {
+    /// Google does not know the token (already revoked or expired): for the caller, the grant is gone.
+    #[error("the token was already revoked or expired")]
+    AlreadyRevoked,
+    /// Google could not be reached or answered 5xx.
+    #[error("Google's revoke endpoint is unavailable")]
+    Unavailable,
+    /// Anything else.
+    #[error("unexpected answer from Google's revoke endpoint: {0}")]
+    Protocol(String),
+}
+
+/// Google's OAuth 2.0 token and revocation endpoints.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait TokenEndpoint: Send + Sync {
+    /// Exchanges a one-time server auth code (`grant_type=authorization_code`).
+    ///
+    /// Adapters MUST NOT retry this call: a code is single-use.
+    ///
+    /// # Errors
+    /// [`TokenError::InvalidGrant`] for a used, expired or unknown code; [`TokenError::InvalidClient`] and
+    /// [`TokenError::Rejected`] for configuration problems; [`TokenError::Unavailable`]/[`TokenError::Timeout`]
+    /// when Google is unreachable; [`TokenError::Protocol`] for an unparseable answer.
+    async fn exchange_code(
+        &self,
+        code: &crate::secret::AuthCode,
+    ) -> Result<TokenResponse, TokenError>;
+
+    /// Gets a new access token with a refresh token (`grant_type=refresh_token`). One attempt; the use case retries.
+    ///
+    /// # Errors
+    /// As [`TokenEndpoint::exchange_code`]; `InvalidGrant` means the grant was revoked.
+    async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenResponse, TokenError>;
+
+    /// Revokes a token (a refresh token revokes the whole grant).
+    ///
+    /// # Errors
+    /// [`RevokeError::AlreadyRevoked`] when Google answers `invalid_token`; [`RevokeError::Unavailable`] when
+    /// unreachable; [`RevokeError::Protocol`] otherwise.
+    async fn revoke(&self, token: &RefreshToken) -> Result<(), RevokeError>;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// ID-token verification
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The claims of an ID token that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedIdToken {
+    /// `sub`.
+    pub subject: Subject,
+    /// Profile claims.
+    pub profile: Profile,
+    /// `iss` as sent.
+    pub issuer: String,
+    /// `aud` (our server client ID).
+    pub audience: String,
+    /// `azp`, when present.
+    pub authorized_party: Option<String>,
+    /// `iat`.
+    pub issued_at: OffsetDateTime,
+    /// `exp`.
+    pub expires_at: OffsetDateTime,
+}
+
+/// Why an ID token was refused. Never contains the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// Not a JWS compact serialization, bad base64, or a header/payload that is not the expected JSON.
+    #[error("malformed ID token: {0}")]
+    Malformed(&'static str),
+    /// `alg` is not RS256 (includes `none` and HS256).
+    #[error("ID token algorithm is not RS256")]
+    UnsupportedAlgorithm,
+    /// No `kid`, or a `kid` not in Google's keys even after a refetch.
+    #[error("ID token signed with an unknown key")]
+    UnknownKey,
+    /// The RS256 signature does not verify.
+    #[error("ID token signature is invalid")]
+    BadSignature,
+    /// `iss` is not Google.
+    #[error("ID token issuer is not Google")]
+    WrongIssuer,
+    /// `aud` is not (only) our server client ID.
+    #[error("ID token audience is not this server's client")]
+    WrongAudience,
+    /// `azp` is not one of the configured Android client IDs.
+    #[error("ID token authorized party is not allowed")]
+    DisallowedAuthorizedParty,
+    /// `exp` is in the past beyond the leeway.
+    #[error("ID token has expired")]
+    Expired,
+    /// `iat` is in the future beyond the leeway.
+    #[error("ID token was issued in the future")]
+    IssuedInFuture,
+    /// `exp - iat` is longer than Google ever issues (24 h).
+    #[error("ID token lifetime is too long")]
+    LifetimeTooLong,
+    /// A required claim is missing, empty, of the wrong type or out of range.
+    #[error("ID token claim `{0}` is missing or invalid")]
+    BadClaim(&'static str),
+    /// `hd` is not the configured hosted domain.
+    #[error("ID token hosted domain is not allowed")]
+    WrongHostedDomain,
+    /// Google's keys could not be fetched and no cached keys are within their grace period.
+    #[error("Google's signing keys are unavailable")]
+    KeysUnavailable,
+}
+
+impl VerifyError {
+    /// A short stable code for logs and metrics (`bad_signature`, `expired`, ...).
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::UnsupportedAlgorithm => "unsupported_algorithm",
+            Self::UnknownKey => "unknown_key",
+            Self::BadSignature => "bad_signature",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::DisallowedAuthorizedParty => "disallowed_azp",
+            Self::Expired => "expired",
+            Self::IssuedInFuture => "issued_in_future",
+            Self::LifetimeTooLong => "lifetime_too_long",
+            Self::BadClaim(_) => "bad_claim",
+            Self::WrongHostedDomain => "wrong_hd",
+            Self::KeysUnavailable => "keys_unavailable",
+        }
+    }
+}
+
+/// Verifies Google ID tokens completely: signature, `iss`, `aud`, `exp`/`iat` with bounded leeway, `sub`,
+/// and `azp`/`hd` when configured.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait IdTokenVerifier: Send + Sync {
+    /// Verifies `token` at time `now`.
+    ///
+    /// Implementations MUST accept only RS256 with a key from Google's published set, MUST require `aud` to be the
+    /// server client ID, and MUST NOT fetch keys from URLs named in the token (`jku`, `x5u`, `jwk`).
+    ///
+    /// # Errors
+    /// A [`VerifyError`] naming the first rule that failed.
+    async fn verify(
+        &self,
+        token: &IdToken,
+        now: OffsetDateTime,
+    ) -> Result<VerifiedIdToken, VerifyError>;
+
+    /// Whether signing keys are loaded (for readiness).
+    fn keys_loaded(&self) -> bool;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Credential store
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Errors of a credential store.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The stored version is not the one the write expected (optimistic concurrency). Re-read and retry.
+    #[error("the credential was changed concurrently (version conflict)")]
+    Conflict,
+    /// The store cannot be reached (database down, disk unavailable).
+    #[error("the credential store is unavailable: {0}")]
+    Unavailable(String),
+    /// A stored record cannot be read: corrupt, or encrypted under a key that is not configured.
+    /// Never silently dropped or overwritten.
+    #[error("stored credential for {subject} cannot be read: {reason}")]
+    Corrupt {
+        /// Whose record.
+        subject: String,
+        /// What is wrong (never secret material).
+        reason: String,
+    },
+    /// Anything else (disk full, permission denied, ...).
+    #[error("credential store error: {0}")]
+    Other(String),
+}
+
+/// One page of stored credentials, ordered by subject.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialPage {
+    /// The credentials on this page.
+    pub items: Vec<Credential>,
+    /// The subject to pass as `after` for the next page, if there is one.
+    pub next_after: Option<Subject>,
+}
+
+/// Where credentials are kept. Implementations MUST encrypt every token at rest, bound to the subject.
+///
+/// # Contract
+/// - `put` MUST write only if the stored version equals `credential.version` (0 = no record yet), then store and
+///   return the credential with `version + 1`; otherwise [`StoreError::Conflict`]. A write MUST be atomic: after a
+///   crash the old or the new record is there, never neither and never a torn one.
+/// - `put` MUST NOT replace a stored refresh token with none (defence in depth for the domain's merge rule).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait CredentialStore: Send + Sync {
+    /// Reads a user's credential.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`], [`StoreError::Other`].
+    async fn get(&self, subject: &Subject) -> Result<Option<Credential>, StoreError>;
+
+    /// Writes a credential with optimistic concurrency (see the trait's contract) and returns the stored copy.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the version moved; the others as for `get`.
+    async fn put(&self, credential: &Credential) -> Result<Credential, StoreError>;
+
+    /// Deletes a user's credential; `true` if there was one.
+    ///
+    /// # Errors
+    /// As for `get`.
+    async fn delete(&self, subject: &Subject) -> Result<bool, StoreError>;
+
+    /// Lists credentials ordered by subject, starting after `after`, at most `limit`.
+    ///
+    /// # Errors
+    /// As for `get`.
+    async fn list(
+        &self,
+        after: Option<&Subject>,
+        limit: usize,
+    ) -> Result<CredentialPage, StoreError>;
+
+    /// Takes the user's refresh lock: exclusive across every process sharing this store (a row lock in a
+    /// transaction, a file lock, ...). Released when the returned guard is released or dropped, and by the
+    /// store itself if the holder dies.
+    ///
+    /// # Errors
+    /// As for `get`.
+    async fn lock_user(&self, subject: &Subject) -> Result<Box<dyn UserLock>, StoreError>;
+
+    /// Checks that the store is reachable (for readiness).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when it is not.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// A held refresh lock on one user (see [`CredentialStore::lock_user`]).
+#[async_trait]
+pub trait UserLock: Send {
+    /// Reads the credential under the lock (it may have changed while we waited).
+    ///
+    /// # Errors
+    /// As [`CredentialStore::get`].
+    async fn get(&mut self) -> Result<Option<Credential>, StoreError>;
+
+    /// Writes under the lock, with the same version rule as [`CredentialStore::put`].
+    ///
+    /// # Errors
+    /// As [`CredentialStore::put`].
+    async fn put(&mut self, credential: &Credential) -> Result<Credential, StoreError>;
+
+    /// Commits what was written and releases the lock.
+    ///
+    /// # Errors
+    /// As [`CredentialStore::put`]; on error nothing written under this lock is kept.
+    async fn release(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Drive
+// ---------------------------------------------------------------------------------------------------------------
+
+/// A Drive v3 operation on the user's `appDataFolder`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DriveRequest {
+    /// `files.get('appDataFolder')`.
+    GetAppFolder,
+    /// `files.list(spaces=appDataFolder)`.
+    ListFiles {
+        /// Page token from a previous answer.
+        page_token: Option<String>,
+    },
+    /// `files.create` (multipart) into `appDataFolder`.
+    CreateFile {
+        /// File name.
+        name: String,
+        /// Content type of `content`.
+        content_type: String,
+        /// The content.
+        content: Bytes,
+    },
+    /// `files.get(id)` metadata.
+    GetFile {
+        /// File id.
+        id: String,
+    },
+    /// `files.get(id, alt=media)`.
+    Download {
+        /// File id.
+        id: String,
+    },
+    /// `files.update(id)` with new content.
+    UpdateContent {
+        /// File id.
+        id: String,
+        /// Content type of `content`.
+        content_type: String,
+        /// The new content.
+        content: Bytes,
+    },
+    /// `files.delete(id)`.
+    Delete {
+        /// File id.
+        id: String,
+    },
+}
+
+impl DriveRequest {
+    /// Whether repeating the request after a failure cannot duplicate anything (everything but create).
+    #[must_use]
+    pub fn is_idempotent(&self) -> bool {
+        !matches!(self, Self::CreateFile { .. })
+    }
+
+    /// A short name for logs and metrics.
+    #[must_use]
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Self::GetAppFolder => "get_appfolder",
+            Self::ListFiles { .. } => "list",
+            Self::CreateFile { .. } => "create",
+            Self::GetFile { .. } => "get",
+            Self::Download { .. } => "download",
+            Self::UpdateContent { .. } => "update_content",
+            Self::Delete { .. } => "delete",
+        }
+    }
+}
+
+/// What a Drive operation answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DriveResponse {
+    /// Drive's JSON (file metadata or file list), passed through.
+    Json(serde_json::Value),
+    /// File content.
+    Content {
+        /// Its content type.
+        content_type: String,
+        /// The bytes.
+        content: Bytes,
+    },
+    /// Nothing (delete).
+    Empty,
+}
+
+/// Errors of Drive.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DriveError {
+    /// 401: the access token is missing, expired or revoked.
+    #[error("Drive refused the access token")]
+    Unauthorized,
+    /// 403 `insufficientPermissions`: `drive.appdata` was not granted.
+    #[error("Drive access was not granted")]
+    InsufficientScope,
+    /// 404: no such file for this user.
+    #[error("file not found")]
+    NotFound,
+    /// 403 `userRateLimitExceeded`/`rateLimitExceeded` or 429.
+    #[error("Drive rate limit exceeded")]
+    RateLimited {
+        /// From `Retry-After`, when sent.
+        retry_after: Option<Duration>,
+    },
+    /// 400: Drive refused the request as malformed.
+    #[error("Drive refused the request: {0}")]
+    BadRequest(String),
+    /// Other 403s (e.g. `notSupportedForAppDataFolderFiles`).
+    #[error("Drive forbade the operation: {0}")]
+    Forbidden(String),
+    /// 5xx, timeouts, connection failures.
+    #[error("Drive is unavailable")]
+    Unavailable,
+    /// An answer we could not understand.
+    #[error("unexpected answer from Drive: {0}")]
+    Protocol(String),
+}
+
+/// Google Drive v3, restricted to the `appDataFolder` space.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait Drive: Send + Sync {
+    /// Runs one operation with the given access token. One attempt; the use case handles 401 and backoff.
+    ///
+    /// # Errors
+    /// A [`DriveError`] mapped from Drive's status and error reason.
+    async fn execute(
+        &self,
+        access_token: &AccessToken,
+        request: &DriveRequest,
+    ) -> Result<DriveResponse, DriveError>;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Clock
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The current time, injected so expiry and leeway are testable without sleeping.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+pub trait Clock: Send + Sync {
+    /// Now, in UTC.
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}

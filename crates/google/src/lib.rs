@@ -1,0 +1,1 @@
+//! Google adapter: token endpoint, revoke, JWKS/ID-token verification, Drive v3.

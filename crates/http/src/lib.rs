@@ -1,0 +1,1 @@
+//! HTTP adapter: the offline-access API on axum.

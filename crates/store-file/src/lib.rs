@@ -1,0 +1,1 @@
+//! File credential store: one encrypted file per user, atomic writes, file locks.

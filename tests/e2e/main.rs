@@ -1,0 +1,1 @@
+//! End-to-end tests: the offline-access server against fake-google over real HTTP.
