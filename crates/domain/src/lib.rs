@@ -14,6 +14,8 @@ pub mod memory;
 pub mod ports;
 pub mod secret;
 pub mod service;
+#[cfg(test)]
+mod service_tests;
 
 pub use credential::{CachedAccess, ConsentState, Credential, Grant};
 pub use identity::{DRIVE_APPDATA_SCOPE, Email, IdentityError, Profile, Scopes, Subject};

@@ -71,7 +71,7 @@ impl CredentialStore for MemoryStore {
 
     async fn list(
         &self,
-        after: Option<&Subject>,
+        after: Option<Subject>,
         limit: usize,
     ) -> Result<CredentialPage, StoreError> {
         let records = self.records();

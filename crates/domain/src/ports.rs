@@ -291,7 +291,7 @@ pub trait CredentialStore: Send + Sync {
     /// As for `get`.
     async fn list(
         &self,
-        after: Option<&Subject>,
+        after: Option<Subject>,
         limit: usize,
     ) -> Result<CredentialPage, StoreError>;
 

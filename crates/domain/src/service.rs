@@ -250,10 +250,10 @@ impl OfflineAccess {
             .await?
             .clone();
         // A cached answer is only for the same signed-in user (or for a caller that proved none).
-        if let (Ok(sign_in), Some(expected)) = (&outcome, signed_in) {
-            if sign_in.credential.subject != *expected {
-                return Err(SignInError::SubjectMismatch);
-            }
+        if let (Ok(sign_in), Some(expected)) = (&outcome, signed_in)
+            && sign_in.credential.subject != *expected
+        {
+            return Err(SignInError::SubjectMismatch);
         }
         outcome
     }
@@ -289,11 +289,11 @@ impl OfflineAccess {
             .verify(id_token, now)
             .await
             .map_err(SignInError::InvalidIdToken)?;
-        if let Some(expected) = signed_in {
-            if verified.subject != *expected {
-                tracing::warn!(subject = %expected, "sign-in code belongs to another user; nothing stored");
-                return Err(SignInError::SubjectMismatch);
-            }
+        if let Some(expected) = signed_in
+            && verified.subject != *expected
+        {
+            tracing::warn!(subject = %expected, "sign-in code belongs to another user; nothing stored");
+            return Err(SignInError::SubjectMismatch);
         }
         let subject = verified.subject.clone();
         let grant = grant_from(response, Some(verified), now);
@@ -339,10 +339,10 @@ impl OfflineAccess {
         if credential.consent == ConsentState::Revoked {
             return Err(AccessError::ReconsentRequired);
         }
-        if let Some(access) = &credential.access {
-            if access.is_fresh(self.ports.clock.now(), self.margin()) {
-                return Ok(access.token.clone());
-            }
+        if let Some(access) = &credential.access
+            && access.is_fresh(self.ports.clock.now(), self.margin())
+        {
+            return Ok(access.token.clone());
         }
         self.refresh(subject, None).await
     }
@@ -664,10 +664,10 @@ impl CodeCache {
                 inner.map.remove(&old_key);
             }
         }
-        if let Some((stored, _, cell)) = inner.map.get(&key) {
-            if stored.ct_eq(code) {
-                return Arc::clone(cell);
-            }
+        if let Some((stored, _, cell)) = inner.map.get(&key)
+            && stored.ct_eq(code)
+        {
+            return Arc::clone(cell);
         }
         let cell = Arc::new(OnceCell::new());
         inner

@@ -1,0 +1,28 @@
+# offline-access tasks. `just` lists them.
+default:
+    @just --list
+
+# Run the whole server-side access flow offline (fake Google + server in-process).
+demo:
+    cargo run --release -- demo
+
+# The test suite (what CI runs, plus fmt and clippy).
+test:
+    cargo test --workspace
+
+# Lints as CI runs them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Benchmarks (criterion), in release.
+bench:
+    cargo bench --workspace
+
+# CI exactly as it runs on a clean clone.
+ci:
+    bash .ci/run
