@@ -278,12 +278,13 @@ impl DriveError {
         .at("upload_id", "parameter")
     }
 
-    /// 501 for a Drive method the fake does not implement.
-    pub(crate) fn not_implemented(method: &str) -> Self {
+    /// 501 for a Drive method the fake does not implement, worded like the fake's fallback:
+    /// `Method not implemented by fake-google: drive.files.copy (POST /drive/v3/files/ID/copy)`.
+    pub(crate) fn not_implemented(name: &str, method: &http::Method, path: &str) -> Self {
         Self::new(
             StatusCode::NOT_IMPLEMENTED,
             "notImplemented",
-            format!("Method {method} is not implemented by fake-google."),
+            format!("Method not implemented by fake-google: {name} ({method} {path})"),
         )
         .with_status("UNIMPLEMENTED")
     }

@@ -287,11 +287,11 @@ async fn serve<S: DriveAuth>(state: &S, request: Request) -> Result<Response, Dr
     let (parts, body) = request.into_parts();
     let params = Params::parse(parts.uri.query())?;
     let Some(route) = Route::parse(parts.uri.path()) else {
-        return Err(DriveError::not_implemented(&format!(
-            "{} {}",
-            parts.method,
-            parts.uri.path()
-        )));
+        return Err(DriveError::not_implemented(
+            &method_name("files", &parts.method, true),
+            &parts.method,
+            parts.uri.path(),
+        ));
     };
     let token = bearer(&parts.headers, &params)?;
 
@@ -339,10 +339,15 @@ async fn serve<S: DriveAuth>(state: &S, request: Request) -> Result<Response, Dr
         (Route::Sub(id, sub), method) => ctx.sub_resource(id, sub, method),
         (Route::Upload, &Method::POST) => ctx.upload(None, &body),
         (Route::UploadFile(id), &Method::PATCH | &Method::PUT) => ctx.upload(Some(id), &body),
-        (_, method) => Err(DriveError::not_implemented(&format!(
-            "{method} {}",
-            parts.uri.path()
-        ))),
+        (route, method) => Err(DriveError::not_implemented(
+            &method_name(
+                "files",
+                method,
+                !matches!(route, Route::Files | Route::Upload),
+            ),
+            method,
+            parts.uri.path(),
+        )),
     }
 }
 
@@ -537,7 +542,6 @@ impl Ctx<'_> {
     }
 
     fn sub_resource(&self, id: &str, sub: &str, method: &Method) -> Result<Response, DriveError> {
-        let first = sub.split('/').next().unwrap_or_default();
         let exists = {
             let drive = self.drive();
             let user = lock(&drive);
@@ -546,33 +550,23 @@ impl Ctx<'_> {
         if !exists {
             return Err(DriveError::file_not_found(id));
         }
-        let rest_len = sub.split('/').filter(|s| !s.is_empty()).count();
-        let name = match (first, method.as_str(), rest_len) {
-            ("permissions" | "trash" | "untrash", _, _) => {
+        let segments: Vec<&str> = sub.split('/').filter(|s| !s.is_empty()).collect();
+        let name = match segments.as_slice() {
+            ["permissions" | "trash" | "untrash", ..] => {
                 return Err(DriveError::not_supported_for_app_data());
             }
-            ("copy", _, _) => "drive.files.copy",
-            ("export", _, _) => "drive.files.export",
-            ("watch", _, _) => "drive.files.watch",
-            ("download", _, _) => "drive.files.download",
-            ("listLabels", _, _) => "drive.files.listLabels",
-            ("modifyLabels", _, _) => "drive.files.modifyLabels",
-            ("revisions", "GET", 1) => "drive.revisions.list",
-            ("revisions", "GET", _) => "drive.revisions.get",
-            ("revisions", "PATCH", _) => "drive.revisions.update",
-            ("revisions", "DELETE", _) => "drive.revisions.delete",
-            ("comments", "GET", 1) => "drive.comments.list",
-            ("comments", "POST", 1) => "drive.comments.create",
-            ("comments", ..) => "drive.comments",
-            ("revisions", ..) => "drive.revisions",
-            _ => {
-                return Err(DriveError::not_implemented(&format!(
-                    "{method} {}",
-                    self.parts.uri.path()
-                )));
-            }
+            [resource @ ("revisions" | "comments")] => method_name(resource, method, false),
+            [resource @ ("revisions" | "comments"), _] => method_name(resource, method, true),
+            ["comments", _, "replies"] => method_name("replies", method, false),
+            ["comments", _, "replies", ..] => method_name("replies", method, true),
+            [action, ..] => format!("drive.files.{action}"),
+            [] => method_name("files", method, true),
         };
-        Err(DriveError::not_implemented(name))
+        Err(DriveError::not_implemented(
+            &name,
+            method,
+            self.parts.uri.path(),
+        ))
     }
 
     /// `POST /upload/drive/v3/files` (create) or `PATCH /upload/drive/v3/files/{id}` (update).
@@ -709,6 +703,20 @@ impl Ctx<'_> {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         Ok(response)
     }
+}
+
+/// A Google-style method name, e.g. `drive.revisions.list` or `drive.files.update`.
+fn method_name(resource: &str, method: &Method, has_id: bool) -> String {
+    let verb = match *method {
+        Method::GET if has_id => "get",
+        Method::GET => "list",
+        Method::POST if has_id => "call",
+        Method::POST => "create",
+        Method::PATCH | Method::PUT => "update",
+        Method::DELETE => "delete",
+        _ => "call",
+    };
+    format!("drive.{resource}.{verb}")
 }
 
 /// The absolute session URL: the request's own URL with `upload_id` added.
