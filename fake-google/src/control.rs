@@ -1,0 +1,256 @@
+//! The control API under `/_fake/`: JSON in, JSON out, 400 with a message on bad input.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderValue, StatusCode, header};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::Control;
+use crate::http::json_response;
+use crate::model::{CodeRequest, ControlError, Fault, IdTokenRequest, SettingsPatch};
+
+/// The `/_fake/` routes.
+pub(crate) fn routes() -> Router<Control> {
+    Router::new()
+        .route("/_fake/client_secret.json", get(client_secret))
+        .route("/_fake/clients", post(add_client))
+        .route("/_fake/codes", post(mint_code))
+        .route("/_fake/id_tokens", post(mint_id_token))
+        .route("/_fake/users/{sub}/revoke", post(revoke_user))
+        .route("/_fake/users/{sub}/expire", post(expire_user))
+        .route("/_fake/settings", get(get_settings).post(patch_settings))
+        .route("/_fake/keys", get(keys))
+        .route("/_fake/keys/rotate", post(rotate))
+        .route(
+            "/_fake/faults",
+            get(list_faults).post(add_fault).delete(clear_faults),
+        )
+        .route("/_fake/requests", get(requests).delete(clear_requests))
+        .route("/_fake/reset", post(reset))
+        .route("/_fake/ca.pem", get(ca_pem))
+        .route("/_fake/stats", get(stats))
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    json_response(
+        StatusCode::BAD_REQUEST,
+        &json!({"error": "bad_request", "message": message.into()}),
+    )
+}
+
+fn not_found(message: String) -> Response {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &json!({"error": "not_found", "message": message}),
+    )
+}
+
+fn internal(message: String) -> Response {
+    json_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &json!({"error": "internal", "message": message}),
+    )
+}
+
+impl IntoResponse for ControlError {
+    fn into_response(self) -> Response {
+        bad_request(self.0)
+    }
+}
+
+/// Parses a JSON body; an empty body counts as `{}` when `empty_ok`.
+fn parse<T: DeserializeOwned>(body: &Bytes, empty_ok: bool) -> Result<T, ControlError> {
+    let text: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        if empty_ok {
+            b"{}"
+        } else {
+            return Err(ControlError(
+                "the request body must be a JSON object".to_owned(),
+            ));
+        }
+    } else {
+        body
+    };
+    serde_json::from_slice(text).map_err(|e| ControlError(format!("invalid request body: {e}")))
+}
+
+fn created(v: &Value) -> Response {
+    json_response(StatusCode::CREATED, v)
+}
+
+async fn client_secret(State(c): State<Control>) -> Response {
+    json_response(StatusCode::OK, &c.client_secret_json_value())
+}
+
+async fn add_client(State(c): State<Control>) -> Response {
+    let client = c.inner.add_client();
+    created(&json!({"client_id": client.client_id, "client_secret": client.client_secret}))
+}
+
+async fn mint_code(State(c): State<Control>, body: Bytes) -> Response {
+    let req: CodeRequest = match parse(&body, false) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    match c.inner.mint_code(&req) {
+        Ok(m) => created(&json!({"code": m.code, "sub": m.sub})),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn mint_id_token(State(c): State<Control>, body: Bytes) -> Response {
+    let req: IdTokenRequest = match parse(&body, false) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    match c.inner.mint_id_token(&req) {
+        Ok(t) => created(&json!({ "id_token": t })),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn revoke_user(State(c): State<Control>, Path(sub): Path<String>) -> Response {
+    if c.inner.revoke_user(&sub) {
+        json_response(StatusCode::OK, &json!({"sub": sub, "revoked": true}))
+    } else {
+        not_found(format!("no user with sub {sub:?}"))
+    }
+}
+
+async fn expire_user(State(c): State<Control>, Path(sub): Path<String>) -> Response {
+    if c.inner.expire_user(&sub) {
+        json_response(StatusCode::OK, &json!({"sub": sub, "expired": true}))
+    } else {
+        not_found(format!("no user with sub {sub:?}"))
+    }
+}
+
+async fn get_settings(State(c): State<Control>) -> Response {
+    json_response(
+        StatusCode::OK,
+        &serde_json::to_value(c.inner.settings()).unwrap_or(Value::Null),
+    )
+}
+
+async fn patch_settings(State(c): State<Control>, body: Bytes) -> Response {
+    let patch: SettingsPatch = match parse(&body, false) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    match c.inner.patch_settings(&patch) {
+        Ok(s) => json_response(
+            StatusCode::OK,
+            &serde_json::to_value(s).unwrap_or(Value::Null),
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn keys(State(c): State<Control>) -> Response {
+    let published: Vec<String> = c
+        .inner
+        .keys
+        .published()
+        .iter()
+        .map(|k| k.kid.clone())
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({"current": c.inner.keys.current().kid, "published": published}),
+    )
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    #[serde(default)]
+    retire_old: bool,
+}
+
+async fn rotate(State(c): State<Control>, body: Bytes) -> Response {
+    let req: RotateBody = match parse(&body, true) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    // Generating a key (after the fixed ones run out) is CPU-bound: keep it off the reactor.
+    let inner = c.inner.clone();
+    let result = tokio::task::spawn_blocking(move || inner.keys.rotate(req.retire_old)).await;
+    match result {
+        Ok(Ok(_)) => keys(State(c)).await,
+        Ok(Err(e)) => internal(format!("key rotation failed: {e}")),
+        Err(e) => internal(format!("key rotation failed: {e}")),
+    }
+}
+
+async fn list_faults(State(c): State<Control>) -> Response {
+    json_response(
+        StatusCode::OK,
+        &serde_json::to_value(c.inner.faults()).unwrap_or(Value::Null),
+    )
+}
+
+async fn add_fault(State(c): State<Control>, body: Bytes) -> Response {
+    let fault: Fault = match parse(&body, false) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let echo = serde_json::to_value(&fault).unwrap_or(Value::Null);
+    match c.inner.add_fault(fault) {
+        Ok(()) => created(&echo),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn clear_faults(State(c): State<Control>) -> Response {
+    c.inner.clear_faults();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn requests(State(c): State<Control>) -> Response {
+    json_response(
+        StatusCode::OK,
+        &serde_json::to_value(c.inner.requests()).unwrap_or(Value::Null),
+    )
+}
+
+async fn clear_requests(State(c): State<Control>) -> Response {
+    c.inner.clear_requests();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn reset(State(c): State<Control>) -> Response {
+    match c.inner.reset() {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => internal(format!("reset failed: {e}")),
+    }
+}
+
+async fn ca_pem(State(c): State<Control>) -> Response {
+    match c.ca_pem() {
+        Some(pem) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-pem-file"),
+            )],
+            pem,
+        )
+            .into_response(),
+        None => not_found("the fake is not serving TLS (start it with --tls)".to_owned()),
+    }
+}
+
+async fn stats(State(c): State<Control>) -> Response {
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "users": c.inner.user_count(),
+            "drive_users": c.inner.drive.user_count(),
+            "journal_entries": c.inner.journal_len(),
+        }),
+    )
+}

@@ -1,0 +1,12 @@
+//! Integration tests of fake-google over real HTTP on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod binary;
+mod control;
+mod faults;
+mod helpers;
+mod info;
+mod keys;
+mod revoke;
+mod tls;
+mod token;
