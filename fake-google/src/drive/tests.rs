@@ -1566,6 +1566,47 @@ async fn upload_requests_need_a_known_upload_type() {
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_uploads_of_two_users_all_land_in_the_right_folder() {
+    let app = Arc::new(app());
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let app = Arc::clone(&app);
+        tasks.push(tokio::spawn(async move {
+            let token = TOKENS[i % 2];
+            app.create_file(token, &format!("f{i}"), format!("content {i}").as_bytes())
+                .await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for (user, token) in TOKENS.iter().enumerate() {
+        let listed = app
+            .get("/drive/v3/files?spaces=appDataFolder&pageSize=1000", token)
+            .await
+            .json();
+        let mut names = names(listed);
+        names.sort();
+        let mut expected: Vec<String> = (0..40)
+            .filter(|i| i % 2 == user)
+            .map(|i| format!("f{i}"))
+            .collect();
+        expected.sort();
+        assert_eq!(names, expected);
+    }
+}
+
+#[tokio::test]
+async fn the_store_debug_output_shows_counts_not_user_data() {
+    let app = app();
+    app.create_file(ALICE, "very-private-name", b"very private content")
+        .await;
+    let debug = format!("{:?}", app.auth.store);
+    assert!(debug.contains("users: 1"), "{debug}");
+    assert!(!debug.contains("private"), "{debug}");
+}
+
 #[test]
 fn routes_parse_ids_and_sub_resources() {
     assert_eq!(Route::parse("/drive/v3/files"), Some(Route::Files));
