@@ -1,1 +1,109 @@
-//! Google adapter: token endpoint, revoke, JWKS/ID-token verification, Drive v3.
+//! Google adapter of offline-access: the token endpoint (code exchange, refresh, revoke), ID-token verification
+//! against Google's JWKS, and Drive v3 in the user's `appDataFolder`.
+//!
+//! Build one [`Google`] from a [`GoogleConfig`] at start-up; it holds one pooled HTTP client (rustls on
+//! aws-lc-rs, keep-alive, connect and request timeouts, no redirects, no automatic retries) shared by the three
+//! port implementations it hands out:
+//! - [`Google::tokens`] → [`GoogleTokens`], a [`offline_access_domain::TokenEndpoint`];
+//! - [`Google::verifier`] → [`JwksVerifier`], an [`offline_access_domain::IdTokenVerifier`];
+//! - [`Google::drive`] → [`GoogleDrive`], a [`offline_access_domain::Drive`].
+//!
+//! See `docs/google-adapter.md` for the endpoints, the error mapping and the verification rules.
+
+mod config;
+mod drive;
+mod http;
+mod jwks;
+mod tokens;
+mod verify;
+
+use std::sync::Arc;
+
+use offline_access_domain::{Clock, SystemClock};
+use secrecy::ExposeSecret;
+
+pub use config::{ClientKind, ClientSecret, ConfigError, GoogleConfig, MAX_LEEWAY};
+pub use drive::{
+    FILE_FIELDS, GoogleDrive, LIST_FIELDS, MAX_CONTENT, MAX_NAME_CHARS, PAGE_SIZE, is_valid_file_id,
+};
+pub use jwks::{DEFAULT_TTL, FAILURE_BACKOFF, MAX_TTL, UNKNOWN_KID_REFETCH_INTERVAL};
+pub use tokens::GoogleTokens;
+pub use verify::{GOOGLE_ISSUERS, JwksVerifier, MAX_LIFETIME, MAX_TOKEN_LEN};
+
+/// The Google adapter: one pooled HTTP client and the three ports built on it.
+#[derive(Debug, Clone)]
+pub struct Google {
+    tokens: Arc<GoogleTokens>,
+    verifier: Arc<JwksVerifier>,
+    drive: Arc<GoogleDrive>,
+}
+
+impl Google {
+    /// Builds the adapter with the system clock for the key cache.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the bad setting: empty client ID or secret, leeway over 300 s, zero timeouts,
+    /// a malformed `base_url` or CA, or a TLS set-up failure.
+    pub fn new(config: GoogleConfig) -> Result<Self, ConfigError> {
+        Self::new_with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// Builds the adapter with `clock` driving the JWKS cache (expiry, refetch rate limit, grace).
+    /// ID-token claims are always checked against the `now` passed to `verify`.
+    ///
+    /// # Errors
+    /// As [`Google::new`].
+    pub fn new_with_clock(
+        config: GoogleConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let endpoints = config::Endpoints::resolve(config.base_url.as_deref())?;
+        let client = http::build_client(&config)?;
+        let tokens = Arc::new(GoogleTokens {
+            http: client.clone(),
+            token_url: endpoints.token,
+            revoke_url: endpoints.revoke,
+            client_id: config.client_id.clone(),
+            client_secret: config.client_secret.expose_secret().into(),
+            redirect_uri: config.redirect_uri.clone(),
+        });
+        let verifier = Arc::new(JwksVerifier {
+            cache: jwks::KeyCache::new(client.clone(), endpoints.certs, clock, config.jwks_grace),
+            rules: verify::Rules {
+                client_id: config.client_id.clone(),
+                allowed_azp: config.allowed_azp.clone(),
+                hosted_domain: config.hosted_domain.clone(),
+                leeway: config.leeway,
+            },
+        });
+        let drive = Arc::new(GoogleDrive {
+            http: client,
+            files: endpoints.drive_files,
+            upload: endpoints.upload_files,
+        });
+        Ok(Self {
+            tokens,
+            verifier,
+            drive,
+        })
+    }
+
+    /// The token endpoint (exchange, refresh, revoke).
+    #[must_use]
+    pub fn tokens(&self) -> Arc<GoogleTokens> {
+        Arc::clone(&self.tokens)
+    }
+
+    /// The ID-token verifier (call [`JwksVerifier::prefetch`] at start-up).
+    #[must_use]
+    pub fn verifier(&self) -> Arc<JwksVerifier> {
+        Arc::clone(&self.verifier)
+    }
+
+    /// Drive v3 in `appDataFolder`.
+    #[must_use]
+    pub fn drive(&self) -> Arc<GoogleDrive> {
+        Arc::clone(&self.drive)
+    }
+}

@@ -1,0 +1,488 @@
+//! Google Drive v3 restricted to the `appDataFolder` space ([`Drive`]).
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::{BufMut, Bytes, BytesMut};
+use offline_access_domain::{AccessToken, Drive, DriveError, DriveRequest, DriveResponse};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use tracing::Instrument;
+use url::Url;
+
+use crate::http::{self, Answer, Failure};
+
+/// The metadata fields asked for on single files.
+pub const FILE_FIELDS: &str = "id,name,mimeType,size,modifiedTime";
+/// The fields asked for on `files.list`.
+pub const LIST_FIELDS: &str = "nextPageToken,files(id,name,mimeType,size,modifiedTime)";
+/// Page size of `files.list`.
+pub const PAGE_SIZE: u32 = 100;
+/// Largest JSON answer we read.
+const MAX_JSON_BODY: usize = 1024 * 1024;
+/// Largest file content we download.
+pub const MAX_CONTENT: usize = 64 * 1024 * 1024;
+/// Longest accepted file name (characters).
+pub const MAX_NAME_CHARS: usize = 255;
+
+/// Drive v3 (`files` in `appDataFolder`) with the user's access token.
+pub struct GoogleDrive {
+    pub(crate) http: reqwest::Client,
+    /// `.../drive/v3/files`.
+    pub(crate) files: String,
+    /// `.../upload/drive/v3/files`.
+    pub(crate) upload: String,
+}
+
+impl std::fmt::Debug for GoogleDrive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GoogleDrive")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to expect back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Json,
+    Content,
+    Empty,
+}
+
+/// One prepared HTTP call.
+struct Call {
+    method: Method,
+    url: Url,
+    content_type: Option<String>,
+    body: Option<Bytes>,
+    expect: Expect,
+}
+
+/// Whether `id` is a Drive file id (or alias): `[A-Za-z0-9_-]{1,128}`. Anything else never reaches a URL.
+#[must_use]
+pub fn is_valid_file_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn bad(reason: &str) -> DriveError {
+    DriveError::BadRequest(reason.to_owned())
+}
+
+fn check_id(id: &str) -> Result<&str, DriveError> {
+    if is_valid_file_id(id) {
+        Ok(id)
+    } else {
+        Err(bad("invalid file id"))
+    }
+}
+
+fn check_name(name: &str) -> Result<&str, DriveError> {
+    let chars = name.chars().count();
+    if chars == 0 || chars > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(bad("invalid file name"));
+    }
+    Ok(name)
+}
+
+/// A media type usable as a header value: visible ASCII and spaces, with a `/`, at most 255 bytes.
+fn check_content_type(content_type: &str) -> Result<&str, DriveError> {
+    let ok = !content_type.is_empty()
+        && content_type.len() <= 255
+        && content_type.contains('/')
+        && content_type
+            .bytes()
+            .all(|b| b.is_ascii_graphic() || b == b' ');
+    if ok {
+        Ok(content_type)
+    } else {
+        Err(bad("invalid content type"))
+    }
+}
+
+fn check_page_token(token: &str) -> Result<&str, DriveError> {
+    if token.is_empty() || token.len() > 1024 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad("invalid page token"));
+    }
+    Ok(token)
+}
+
+fn url(base: &str, path: Option<&str>, query: &[(&str, &str)]) -> Result<Url, DriveError> {
+    let full = match path {
+        Some(id) => format!("{base}/{id}"),
+        None => base.to_owned(),
+    };
+    let mut url = Url::parse(&full).map_err(|_| DriveError::Protocol("cannot build URL".into()))?;
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    Ok(url)
+}
+
+/// A random multipart boundary that does not occur in `content`.
+fn boundary_for(content: &[u8]) -> Result<String, DriveError> {
+    for _ in 0..4 {
+        let mut random = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut random)
+            .map_err(|_| DriveError::Protocol("no randomness".into()))?;
+        let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let boundary = format!("offline_access_{hex}");
+        if !content
+            .windows(boundary.len())
+            .any(|w| w == boundary.as_bytes())
+        {
+            return Ok(boundary);
+        }
+    }
+    Err(DriveError::Protocol(
+        "cannot choose a multipart boundary".into(),
+    ))
+}
+
+/// Builds Drive's `multipart/related` upload body: JSON metadata, then the content.
+pub(crate) fn multipart_body(
+    metadata: &serde_json::Value,
+    content_type: &str,
+    content: &[u8],
+) -> Result<(String, Bytes), DriveError> {
+    let boundary = boundary_for(content)?;
+    let metadata = serde_json::to_vec(metadata)
+        .map_err(|_| DriveError::Protocol("cannot encode metadata".into()))?;
+    let mut body = BytesMut::with_capacity(content.len() + metadata.len() + 256);
+    body.put_slice(
+        format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n").as_bytes(),
+    );
+    body.put_slice(&metadata);
+    body.put_slice(format!("\r\n--{boundary}\r\nContent-Type: {content_type}\r\n\r\n").as_bytes());
+    body.put_slice(content);
+    body.put_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    Ok((
+        format!("multipart/related; boundary={boundary}"),
+        body.freeze(),
+    ))
+}
+
+impl GoogleDrive {
+    fn prepare(&self, request: &DriveRequest) -> Result<Call, DriveError> {
+        let files = self.files.as_str();
+        let upload = self.upload.as_str();
+        let call = match request {
+            DriveRequest::GetAppFolder => Call {
+                method: Method::GET,
+                url: url(files, Some("appDataFolder"), &[("fields", FILE_FIELDS)])?,
+                content_type: None,
+                body: None,
+                expect: Expect::Json,
+            },
+            DriveRequest::ListFiles { page_token } => {
+                let page_size = PAGE_SIZE.to_string();
+                let mut query = vec![
+                    ("spaces", "appDataFolder"),
+                    ("fields", LIST_FIELDS),
+                    ("pageSize", page_size.as_str()),
+                ];
+                if let Some(token) = page_token {
+                    query.push(("pageToken", check_page_token(token)?));
+                }
+                Call {
+                    method: Method::GET,
+                    url: url(files, None, &query)?,
+                    content_type: None,
+                    body: None,
+                    expect: Expect::Json,
+                }
+            }
+            DriveRequest::CreateFile {
+                name,
+                content_type,
+                content,
+            } => {
+                let metadata = serde_json::json!({
+                    "name": check_name(name)?,
+                    "parents": ["appDataFolder"],
+                    "mimeType": check_content_type(content_type)?,
+                });
+                let (multipart_type, body) = multipart_body(&metadata, content_type, content)?;
+                Call {
+                    method: Method::POST,
+                    url: url(
+                        upload,
+                        None,
+                        &[("uploadType", "multipart"), ("fields", FILE_FIELDS)],
+                    )?,
+                    content_type: Some(multipart_type),
+                    body: Some(body),
+                    expect: Expect::Json,
+                }
+            }
+            DriveRequest::GetFile { id } => Call {
+                method: Method::GET,
+                url: url(files, Some(check_id(id)?), &[("fields", FILE_FIELDS)])?,
+                content_type: None,
+                body: None,
+                expect: Expect::Json,
+            },
+            DriveRequest::Download { id } => Call {
+                method: Method::GET,
+                url: url(files, Some(check_id(id)?), &[("alt", "media")])?,
+                content_type: None,
+                body: None,
+                expect: Expect::Content,
+            },
+            DriveRequest::UpdateContent {
+                id,
+                content_type,
+                content,
+            } => Call {
+                method: Method::PATCH,
+                url: url(
+                    upload,
+                    Some(check_id(id)?),
+                    &[("uploadType", "media"), ("fields", FILE_FIELDS)],
+                )?,
+                content_type: Some(check_content_type(content_type)?.to_owned()),
+                body: Some(content.clone()),
+                expect: Expect::Json,
+            },
+            DriveRequest::Delete { id } => Call {
+                method: Method::DELETE,
+                url: url(files, Some(check_id(id)?), &[])?,
+                content_type: None,
+                body: None,
+                expect: Expect::Empty,
+            },
+        };
+        Ok(call)
+    }
+
+    async fn run(
+        &self,
+        access_token: &AccessToken,
+        call: Call,
+    ) -> Result<DriveResponse, DriveError> {
+        let mut bearer = HeaderValue::try_from(format!("Bearer {}", access_token.expose_secret()))
+            .map_err(|_| DriveError::Unauthorized)?;
+        bearer.set_sensitive(true);
+        let mut builder = self
+            .http
+            .request(call.method, call.url)
+            .header(AUTHORIZATION, bearer);
+        if let Some(content_type) = call.content_type {
+            builder = builder.header(CONTENT_TYPE, content_type);
+        }
+        if let Some(body) = call.body {
+            builder = builder.body(body);
+        }
+        let cap = if call.expect == Expect::Content {
+            MAX_CONTENT
+        } else {
+            MAX_JSON_BODY
+        };
+        let answer = match http::send(builder, cap).await {
+            Ok(answer) => answer,
+            Err(Failure::Timeout | Failure::Unreachable) => return Err(DriveError::Unavailable),
+            Err(Failure::TooLarge) => return Err(DriveError::Protocol("answer too large".into())),
+        };
+        if !answer.status.is_success() {
+            return Err(map_error(&answer));
+        }
+        match call.expect {
+            Expect::Empty => Ok(DriveResponse::Empty),
+            Expect::Json => match serde_json::from_slice::<serde_json::Value>(&answer.body) {
+                Ok(value @ serde_json::Value::Object(_)) => Ok(DriveResponse::Json(value)),
+                _ => Err(DriveError::Protocol("answer is not a JSON object".into())),
+            },
+            Expect::Content => {
+                let content_type = answer
+                    .headers
+                    .get(CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("application/octet-stream")
+                    .to_owned();
+                Ok(DriveResponse::Content {
+                    content_type,
+                    content: answer.body,
+                })
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Drive for GoogleDrive {
+    async fn execute(
+        &self,
+        access_token: &AccessToken,
+        request: &DriveRequest,
+    ) -> Result<DriveResponse, DriveError> {
+        let operation = request.operation();
+        let span = tracing::info_span!("google.drive", operation);
+        async {
+            let started = Instant::now();
+            let result = match self.prepare(request) {
+                Ok(call) => self.run(access_token, call).await,
+                Err(e) => {
+                    tracing::info!(error = %e, "Drive request refused before sending");
+                    return Err(e);
+                }
+            };
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(e) => drive_outcome(e),
+            };
+            http::record(endpoint_label(request), outcome, started);
+            tracing::debug!(outcome, "Drive answered");
+            result
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+fn endpoint_label(request: &DriveRequest) -> &'static str {
+    match request {
+        DriveRequest::GetAppFolder => "drive_get_appfolder",
+        DriveRequest::ListFiles { .. } => "drive_list",
+        DriveRequest::CreateFile { .. } => "drive_create",
+        DriveRequest::GetFile { .. } => "drive_get",
+        DriveRequest::Download { .. } => "drive_download",
+        DriveRequest::UpdateContent { .. } => "drive_update_content",
+        DriveRequest::Delete { .. } => "drive_delete",
+    }
+}
+
+fn drive_outcome(error: &DriveError) -> &'static str {
+    match error {
+        DriveError::Unauthorized => "unauthorized",
+        DriveError::InsufficientScope => "insufficient_scope",
+        DriveError::NotFound => "not_found",
+        DriveError::RateLimited { .. } => "rate_limited",
+        DriveError::BadRequest(_) => "bad_request",
+        DriveError::Forbidden(_) => "forbidden",
+        DriveError::Unavailable => "unavailable",
+        DriveError::Protocol(_) => "protocol",
+    }
+}
+
+/// Drive's error envelope: `{"error": {"code", "message", "errors": [{"reason", ...}], "details": [...]}}`.
+#[derive(Deserialize)]
+struct Envelope {
+    error: EnvelopeError,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeError {
+    #[serde(default)]
+    errors: Vec<Reason>,
+    #[serde(default)]
+    details: Vec<Reason>,
+}
+
+#[derive(Deserialize)]
+struct Reason {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Maps a non-2xx Drive answer to a [`DriveError`].
+pub(crate) fn map_error(answer: &Answer) -> DriveError {
+    let reasons: Vec<String> = serde_json::from_slice::<Envelope>(&answer.body)
+        .map(|env| {
+            env.error
+                .errors
+                .into_iter()
+                .chain(env.error.details)
+                .filter_map(|r| r.reason)
+                .collect()
+        })
+        .unwrap_or_default();
+    let has = |names: &[&str]| reasons.iter().any(|r| names.contains(&r.as_str()));
+    let first = || {
+        reasons
+            .first()
+            .map_or_else(|| "unknown".to_owned(), |r| http::sanitize_code(r))
+    };
+    match answer.status {
+        StatusCode::UNAUTHORIZED => DriveError::Unauthorized,
+        StatusCode::NOT_FOUND => DriveError::NotFound,
+        StatusCode::TOO_MANY_REQUESTS => DriveError::RateLimited {
+            retry_after: http::retry_after(&answer.headers),
+        },
+        StatusCode::FORBIDDEN => {
+            if has(&[
+                "insufficientPermissions",
+                "insufficientScopes",
+                "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
+            ]) {
+                DriveError::InsufficientScope
+            } else if has(&["userRateLimitExceeded", "rateLimitExceeded"]) {
+                DriveError::RateLimited {
+                    retry_after: http::retry_after(&answer.headers),
+                }
+            } else {
+                DriveError::Forbidden(first())
+            }
+        }
+        StatusCode::BAD_REQUEST => DriveError::BadRequest(first()),
+        StatusCode::REQUEST_TIMEOUT => DriveError::Unavailable,
+        s if s.is_server_error() => DriveError::Unavailable,
+        s => DriveError::Protocol(format!("unexpected HTTP status {}", s.as_u16())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_ids_are_plain_drive_ids() {
+        assert!(is_valid_file_id("1aBcD_e-FgH"));
+        assert!(is_valid_file_id("appDataFolder"));
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            "a%2Fb",
+            "a b",
+            "a?b",
+            "é",
+            &"a".repeat(129),
+        ] {
+            assert!(!is_valid_file_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn multipart_body_has_metadata_then_content() {
+        let meta = serde_json::json!({"name": "n"});
+        let (ct, body) = multipart_body(&meta, "text/plain", b"hello").unwrap();
+        let boundary = ct.strip_prefix("multipart/related; boundary=").unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{{\"name\":\"n\"}}\r\n\
+                 --{boundary}\r\nContent-Type: text/plain\r\n\r\nhello\r\n--{boundary}--\r\n"
+            )
+        );
+    }
+
+    #[test]
+    fn content_types_cannot_inject_headers() {
+        assert!(check_content_type("text/plain; charset=utf-8").is_ok());
+        for bad in [
+            "",
+            "text",
+            "text/plain\r\nX: y",
+            "text/plain\n",
+            "tëxt/plain",
+        ] {
+            assert!(check_content_type(bad).is_err(), "{bad:?}");
+        }
+    }
+}

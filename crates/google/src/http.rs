@@ -1,0 +1,168 @@
+//! Shared HTTP plumbing: the pooled client, capped body reads, `Retry-After`, metrics.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+use crate::config::{ConfigError, GoogleConfig};
+
+/// The longest `Retry-After` we pass on (Google sends seconds to minutes).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Builds the one pooled client: rustls (aws-lc-rs), keep-alive, timeouts, no redirects, no automatic retries.
+pub(crate) fn build_client(config: &GoogleConfig) -> Result<reqwest::Client, ConfigError> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("offline-access/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(config.connect_timeout)
+        .timeout(config.request_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_keepalive(Duration::from_secs(60))
+        // A token or Drive call is never followed to another place, and never replayed by the client:
+        // a code is single-use, and the use cases own retries.
+        .redirect(reqwest::redirect::Policy::none())
+        .retry(reqwest::retry::never());
+    if let Some(pem) = &config.extra_root_ca_pem {
+        let certs =
+            reqwest::Certificate::from_pem_bundle(pem).map_err(|_| ConfigError::Invalid {
+                key: "extra_root_ca_pem",
+                reason: "it is not a PEM certificate".into(),
+            })?;
+        if certs.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "extra_root_ca_pem",
+                reason: "it holds no certificate".into(),
+            });
+        }
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| ConfigError::HttpClient(e.without_url().to_string()))
+}
+
+/// How a request failed before a complete answer arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The request or the body read timed out.
+    Timeout,
+    /// Connection refused, reset or dropped; DNS or TLS failure.
+    Unreachable,
+    /// The body was larger than allowed.
+    TooLarge,
+}
+
+pub(crate) fn classify(error: &reqwest::Error) -> Failure {
+    if error.is_timeout() {
+        Failure::Timeout
+    } else {
+        Failure::Unreachable
+    }
+}
+
+/// A complete answer: status, headers and the body (bounded).
+pub(crate) struct Answer {
+    pub(crate) status: reqwest::StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+/// Sends a request and reads the whole body, refusing bodies over `cap` bytes.
+pub(crate) async fn send(request: reqwest::RequestBuilder, cap: usize) -> Result<Answer, Failure> {
+    let mut response = request.send().await.map_err(|e| classify(&e))?;
+    if response
+        .content_length()
+        .is_some_and(|len| len > cap as u64)
+    {
+        return Err(Failure::TooLarge);
+    }
+    let status = response.status();
+    let headers = std::mem::take(response.headers_mut());
+    let mut body = BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| classify(&e))? {
+        if body.len() + chunk.len() > cap {
+            return Err(Failure::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Answer {
+        status,
+        headers,
+        body: body.freeze(),
+    })
+}
+
+/// `Retry-After` in its delta-seconds form (what Google sends), bounded; HTTP dates are ignored.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let secs: u64 = value.parse().ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
+/// Keeps an error code from a remote body only if it looks like one (`invalid_grant`, `userRateLimitExceeded`):
+/// ASCII letters, digits, `_`, `.`, `-`, at most 64 bytes. Anything else becomes `unknown`, so no remote text
+/// (which could echo a secret) reaches our errors or logs.
+pub(crate) fn sanitize_code(code: &str) -> String {
+    let ok = !code.is_empty()
+        && code.len() <= 64
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        code.to_owned()
+    } else {
+        "unknown".to_owned()
+    }
+}
+
+/// Records one Google call: `offline_access_google_requests_total{endpoint, outcome}` and
+/// `offline_access_google_request_duration_seconds{endpoint}`.
+pub(crate) fn record(endpoint: &'static str, outcome: &'static str, started: Instant) {
+    metrics::counter!(
+        "offline_access_google_requests_total",
+        "endpoint" => endpoint,
+        "outcome" => outcome
+    )
+    .increment(1);
+    metrics::histogram!(
+        "offline_access_google_request_duration_seconds",
+        "endpoint" => endpoint
+    )
+    .record(started.elapsed().as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn retry_after_takes_seconds_and_ignores_dates() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("999999"));
+        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
+    }
+
+    #[test]
+    fn only_code_shaped_remote_text_is_kept() {
+        assert_eq!(
+            sanitize_code("redirect_uri_mismatch"),
+            "redirect_uri_mismatch"
+        );
+        assert_eq!(
+            sanitize_code("userRateLimitExceeded"),
+            "userRateLimitExceeded"
+        );
+        assert_eq!(sanitize_code("token 1//secret"), "unknown");
+        assert_eq!(sanitize_code(""), "unknown");
+        assert_eq!(sanitize_code(&"a".repeat(65)), "unknown");
+    }
+}

@@ -1,0 +1,421 @@
+//! Google's signing keys (JWKS) with a cache: `max-age` minus `Age`, single-flight fetches, a rate-limited
+//! refetch on an unknown `kid`, and a bounded grace on fetch failures.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::DecodingKey;
+use offline_access_domain::{Clock, VerifyError};
+use reqwest::StatusCode;
+use reqwest::header::{AGE, CACHE_CONTROL, HeaderMap};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use url::Url;
+
+use crate::http::{self, Failure};
+
+/// Refetches caused by an unknown `kid` happen at most this often.
+pub const UNKNOWN_KID_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
+/// After a failed fetch, no new fetch is tried for this long (cached keys or `KeysUnavailable` meanwhile).
+pub const FAILURE_BACKOFF: Duration = Duration::from_secs(1);
+/// Cache lifetime when Google sends no `max-age`.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+/// Longest cache lifetime we accept, whatever `max-age` says.
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Largest JWKS document we read.
+const MAX_JWKS_BODY: usize = 256 * 1024;
+/// Most keys we keep from one document.
+const MAX_KEYS: usize = 32;
+
+/// One fetched key set.
+pub(crate) struct KeySet {
+    keys: HashMap<String, Arc<DecodingKey>>,
+    /// Counts successful fetches; a waiter compares it to know whether someone fetched while it waited.
+    generation: u64,
+    fresh_until: OffsetDateTime,
+}
+
+#[derive(Default)]
+struct FetchState {
+    generation: u64,
+    last_unknown_kid_refetch: Option<OffsetDateTime>,
+    last_failure: Option<OffsetDateTime>,
+}
+
+/// The cache. Reads take a short `RwLock`; fetches are serialised by an async mutex (single flight).
+pub(crate) struct KeyCache {
+    http: reqwest::Client,
+    url: Url,
+    clock: Arc<dyn Clock>,
+    grace: Duration,
+    current: RwLock<Option<Arc<KeySet>>>,
+    fetch: tokio::sync::Mutex<FetchState>,
+    /// Fetch attempts so far (success or failure): lets waiters share the outcome of the fetch they waited on.
+    attempts: AtomicU64,
+}
+
+/// What the cache decided for a `kid`.
+enum Lookup {
+    Found(Arc<DecodingKey>),
+    /// The set is fresh but lacks this kid.
+    Missing {
+        generation: u64,
+    },
+    /// No set, or a stale one: fetch first.
+    NeedFetch,
+}
+
+impl KeyCache {
+    pub(crate) fn new(
+        http: reqwest::Client,
+        url: Url,
+        clock: Arc<dyn Clock>,
+        grace: Duration,
+    ) -> Self {
+        Self {
+            http,
+            url,
+            clock,
+            grace,
+            current: RwLock::new(None),
+            fetch: tokio::sync::Mutex::new(FetchState::default()),
+            attempts: AtomicU64::new(0),
+        }
+    }
+
+    fn snapshot(&self) -> Option<Arc<KeySet>> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn usable_until(&self, set: &KeySet) -> OffsetDateTime {
+        set.fresh_until.saturating_add(to_time(self.grace))
+    }
+
+    /// Whether keys are loaded and within their lifetime plus grace.
+    pub(crate) fn keys_loaded(&self) -> bool {
+        let now = self.clock.now();
+        self.snapshot()
+            .is_some_and(|set| now < self.usable_until(&set))
+    }
+
+    fn lookup(&self, kid: &str, now: OffsetDateTime) -> Lookup {
+        match self.snapshot() {
+            Some(set) if now < set.fresh_until => match set.keys.get(kid) {
+                Some(key) => Lookup::Found(Arc::clone(key)),
+                None => Lookup::Missing {
+                    generation: set.generation,
+                },
+            },
+            _ => Lookup::NeedFetch,
+        }
+    }
+
+    /// The key for `kid`, fetching Google's keys when needed.
+    ///
+    /// `refetch_allowed` is false for `kid`s that cannot be Google's (they never cause a fetch).
+    pub(crate) async fn key(
+        &self,
+        kid: &str,
+        refetch_allowed: bool,
+    ) -> Result<Arc<DecodingKey>, VerifyError> {
+        let now = self.clock.now();
+        match self.lookup(kid, now) {
+            Lookup::Found(key) => Ok(key),
+            Lookup::Missing { generation } => {
+                if refetch_allowed {
+                    self.refetch_for_unknown_kid(kid, generation).await
+                } else {
+                    Err(VerifyError::UnknownKey)
+                }
+            }
+            Lookup::NeedFetch => {
+                let set = self.refresh().await?;
+                set.keys
+                    .get(kid)
+                    .map(Arc::clone)
+                    .ok_or(VerifyError::UnknownKey)
+            }
+        }
+    }
+
+    /// Loads the keys unless a fresh set is cached (for start-up and readiness).
+    pub(crate) async fn prefetch(&self) -> Result<(), VerifyError> {
+        let now = self.clock.now();
+        if self.snapshot().is_some_and(|set| now < set.fresh_until) {
+            return Ok(());
+        }
+        self.refresh().await.map(|_| ())
+    }
+
+    /// Returns a usable set: fresh (fetched now or by the fetch we waited on), or stale within grace when the
+    /// fetch failed. Single flight: concurrent callers share one fetch.
+    async fn refresh(&self) -> Result<Arc<KeySet>, VerifyError> {
+        let seen_attempts = self.attempts.load(Ordering::Acquire);
+        let mut state = self.fetch.lock().await;
+        let now = self.clock.now();
+        let current = self.snapshot();
+        if let Some(set) = &current
+            && now < set.fresh_until
+        {
+            return Ok(Arc::clone(set));
+        }
+        let someone_just_tried = self.attempts.load(Ordering::Acquire) != seen_attempts;
+        let backing_off = state
+            .last_failure
+            .is_some_and(|at| now < at.saturating_add(to_time(FAILURE_BACKOFF)));
+        if !someone_just_tried
+            && !backing_off
+            && let Ok(set) = self.fetch_now(&mut state, now).await
+        {
+            return Ok(set);
+        }
+        // The fetch failed (now or just before): serve the cached keys within grace, else fail closed.
+        match current {
+            Some(set) if now < self.usable_until(&set) => {
+                tracing::warn!("serving cached Google signing keys after a failed fetch");
+                Ok(set)
+            }
+            _ => Err(VerifyError::KeysUnavailable),
+        }
+    }
+
+    async fn refetch_for_unknown_kid(
+        &self,
+        kid: &str,
+        seen_generation: u64,
+    ) -> Result<Arc<DecodingKey>, VerifyError> {
+        let mut state = self.fetch.lock().await;
+        let now = self.clock.now();
+        if let Some(set) = self.snapshot()
+            && set.generation != seen_generation
+        {
+            // Someone fetched while we waited: their answer is ours.
+            return set
+                .keys
+                .get(kid)
+                .map(Arc::clone)
+                .ok_or(VerifyError::UnknownKey);
+        }
+        let rate_limited = state
+            .last_unknown_kid_refetch
+            .is_some_and(|at| now < at.saturating_add(to_time(UNKNOWN_KID_REFETCH_INTERVAL)));
+        if rate_limited {
+            tracing::debug!("unknown kid; refetch rate-limited");
+            return Err(VerifyError::UnknownKey);
+        }
+        state.last_unknown_kid_refetch = Some(now);
+        tracing::info!("unknown kid; refetching Google's signing keys");
+        match self.fetch_now(&mut state, now).await {
+            Ok(set) => set
+                .keys
+                .get(kid)
+                .map(Arc::clone)
+                .ok_or(VerifyError::UnknownKey),
+            Err(()) => Err(VerifyError::UnknownKey),
+        }
+    }
+
+    /// One GET of the JWKS; on success installs the new set. Call with the fetch lock held.
+    async fn fetch_now(
+        &self,
+        state: &mut FetchState,
+        now: OffsetDateTime,
+    ) -> Result<Arc<KeySet>, ()> {
+        self.attempts.fetch_add(1, Ordering::AcqRel);
+        let started = Instant::now();
+        let request = self.http.get(self.url.clone());
+        let parsed = match http::send(request, MAX_JWKS_BODY).await {
+            Ok(answer) if answer.status == StatusCode::OK => parse_jwks(&answer.body)
+                .map(|keys| (keys, cache_ttl(&answer.headers)))
+                .map_err(|reason| ("protocol", reason)),
+            Ok(answer) => Err((
+                "unavailable",
+                format!("HTTP status {}", answer.status.as_u16()),
+            )),
+            Err(Failure::Timeout) => Err(("timeout", "timed out".to_owned())),
+            Err(Failure::Unreachable) => Err(("unavailable", "unreachable".to_owned())),
+            Err(Failure::TooLarge) => Err(("protocol", "document too large".to_owned())),
+        };
+        match parsed {
+            Ok((keys, ttl)) => {
+                http::record("jwks", "ok", started);
+                state.generation += 1;
+                state.last_failure = None;
+                let set = Arc::new(KeySet {
+                    keys,
+                    generation: state.generation,
+                    fresh_until: now.saturating_add(to_time(ttl)),
+                });
+                *self.current.write().unwrap_or_else(PoisonError::into_inner) =
+                    Some(Arc::clone(&set));
+                tracing::info!(
+                    keys = set.keys.len(),
+                    ttl_secs = ttl.as_secs(),
+                    "fetched Google's signing keys"
+                );
+                Ok(set)
+            }
+            Err((outcome, reason)) => {
+                http::record("jwks", outcome, started);
+                state.last_failure = Some(now);
+                tracing::warn!(%reason, "fetching Google's signing keys failed");
+                Err(())
+            }
+        }
+    }
+}
+
+fn to_time(duration: Duration) -> time::Duration {
+    time::Duration::try_from(duration).unwrap_or(time::Duration::MAX)
+}
+
+/// Cache lifetime from `Cache-Control: max-age` minus `Age`; `no-store`/`no-cache` mean 0; bounded by
+/// [`MAX_TTL`]; [`DEFAULT_TTL`] without `max-age`.
+pub(crate) fn cache_ttl(headers: &HeaderMap) -> Duration {
+    let mut max_age = None;
+    for value in headers.get_all(CACHE_CONTROL) {
+        let Ok(value) = value.to_str() else { continue };
+        for directive in value.split(',') {
+            let directive = directive.trim();
+            let lower = directive.to_ascii_lowercase();
+            if lower == "no-store" || lower == "no-cache" {
+                return Duration::ZERO;
+            }
+            if let Some(secs) = lower.strip_prefix("max-age=") {
+                max_age = secs.trim_matches('"').parse::<u64>().ok().or(max_age);
+            }
+        }
+    }
+    let Some(max_age) = max_age else {
+        return DEFAULT_TTL;
+    };
+    let age = headers
+        .get(AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    Duration::from_secs(max_age.saturating_sub(age)).min(MAX_TTL)
+}
+
+#[derive(Deserialize)]
+struct Jwks {
+    keys: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Jwk {
+    kty: String,
+    kid: Option<String>,
+    alg: Option<String>,
+    #[serde(rename = "use")]
+    use_: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+}
+
+/// Parses a JWKS, keeping RSA signing keys usable for RS256 (2048 to 8192 bits) with a `kid`.
+/// Other keys are skipped; a document with no usable key is an error.
+pub(crate) fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<DecodingKey>>, String> {
+    use base64::Engine as _;
+    let jwks: Jwks = serde_json::from_slice(body)
+        .map_err(|e| format!("JWKS is not the expected JSON ({:?})", e.classify()))?;
+    let mut keys = HashMap::new();
+    for value in jwks.keys.into_iter().take(MAX_KEYS) {
+        let Ok(jwk) = serde_json::from_value::<Jwk>(value) else {
+            continue;
+        };
+        let usable = jwk.kty == "RSA"
+            && jwk.alg.as_deref().is_none_or(|a| a == "RS256")
+            && jwk.use_.as_deref().is_none_or(|u| u == "sig");
+        let (Some(kid), Some(n), Some(e)) = (jwk.kid, jwk.n, jwk.e) else {
+            continue;
+        };
+        if !usable || !crate::verify::kid_is_plausible(&kid) {
+            continue;
+        }
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (Ok(n_bytes), Ok(e_bytes)) = (engine.decode(&n), engine.decode(&e)) else {
+            continue;
+        };
+        let modulus = n_bytes.iter().skip_while(|b| **b == 0).count();
+        if !(256..=1024).contains(&modulus) || e_bytes.is_empty() || e_bytes.len() > 8 {
+            continue;
+        }
+        keys.insert(
+            kid,
+            Arc::new(DecodingKey::from_rsa_raw_components(&n_bytes, &e_bytes)),
+        );
+    }
+    if keys.is_empty() {
+        return Err("JWKS holds no usable RS256 key".into());
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(*k, HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    #[test]
+    fn ttl_is_max_age_minus_age() {
+        let h = headers(&[
+            (
+                "cache-control",
+                "public, max-age=21600, must-revalidate, no-transform",
+            ),
+            ("age", "600"),
+        ]);
+        assert_eq!(cache_ttl(&h), Duration::from_secs(21000));
+    }
+
+    #[test]
+    fn ttl_is_zero_when_age_exceeds_max_age_or_caching_is_forbidden() {
+        assert_eq!(
+            cache_ttl(&headers(&[("cache-control", "max-age=10"), ("age", "20")])),
+            Duration::ZERO
+        );
+        assert_eq!(
+            cache_ttl(&headers(&[("cache-control", "no-store, max-age=100")])),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn ttl_defaults_without_max_age_and_is_capped() {
+        assert_eq!(cache_ttl(&headers(&[])), DEFAULT_TTL);
+        assert_eq!(
+            cache_ttl(&headers(&[("cache-control", "max-age=99999999")])),
+            MAX_TTL
+        );
+    }
+
+    #[test]
+    fn non_rsa_small_and_kidless_keys_are_skipped() {
+        let n_small = "AQAB";
+        let body = format!(
+            r#"{{"keys":[
+                {{"kty":"EC","kid":"ec","crv":"P-256","x":"AQAB","y":"AQAB"}},
+                {{"kty":"RSA","kid":"small","n":"{n_small}","e":"AQAB"}},
+                {{"kty":"RSA","n":"{n_small}","e":"AQAB"}},
+                {{"kty":"RSA","kid":"hs","alg":"HS256","n":"{n_small}","e":"AQAB"}}
+            ]}}"#
+        );
+        assert!(parse_jwks(body.as_bytes()).is_err());
+        assert!(parse_jwks(b"not json").is_err());
+        assert!(parse_jwks(br#"{"keys":[]}"#).is_err());
+    }
+}

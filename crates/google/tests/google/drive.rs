@@ -1,0 +1,473 @@
+//! Drive v3 in appDataFolder: the exact requests Drive receives, and how its answers and errors are mapped.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use offline_access_domain::{AccessToken, Drive, DriveError, DriveRequest, DriveResponse};
+use offline_access_google::{FILE_FIELDS, Google, LIST_FIELDS};
+use serde_json::json;
+use wiremock::matchers::{any, header, method, path};
+use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
+
+use crate::support::{closed_port_url, config, google, query_is};
+
+const ACCESS: &str = "ya29.a0canary-access";
+
+fn token() -> AccessToken {
+    AccessToken::parse(ACCESS).unwrap()
+}
+
+fn bearer() -> wiremock::matchers::HeaderExactMatcher {
+    header("authorization", format!("Bearer {ACCESS}").as_str())
+}
+
+fn file(id: &str) -> serde_json::Value {
+    json!({"id": id, "name": "notes.txt", "mimeType": "text/plain", "size": "5",
+           "modifiedTime": "2026-11-24T10:00:00.000Z"})
+}
+
+async fn run(server: &MockServer, request: DriveRequest) -> Result<DriveResponse, DriveError> {
+    google(server).drive().execute(&token(), &request).await
+}
+
+#[tokio::test]
+async fn get_appfolder_asks_for_the_alias_with_fields_and_the_bearer_token() {
+    let server = MockServer::start().await;
+    let folder = json!({"id": "0AAbCdEf", "name": "Application Data", "mimeType": "application/vnd.google-apps.folder"});
+    Mock::given(method("GET"))
+        .and(path("/drive/v3/files/appDataFolder"))
+        .and(query_is(&[("fields", FILE_FIELDS)]))
+        .and(bearer())
+        .respond_with(ResponseTemplate::new(200).set_body_json(&folder))
+        .expect(1)
+        .mount(&server)
+        .await;
+    assert_eq!(
+        run(&server, DriveRequest::GetAppFolder).await.unwrap(),
+        DriveResponse::Json(folder)
+    );
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn list_asks_for_the_appdata_space_with_fields_and_an_encoded_page_token() {
+    let server = MockServer::start().await;
+    let page = json!({"nextPageToken": "next", "files": [file("f1")]});
+    Mock::given(method("GET"))
+        .and(path("/drive/v3/files"))
+        .and(query_is(&[
+            ("spaces", "appDataFolder"),
+            ("fields", LIST_FIELDS),
+            ("pageSize", "100"),
+            ("pageToken", "a+b/c=&d"),
+        ]))
+        .and(bearer())
+        .respond_with(ResponseTemplate::new(200).set_body_json(&page))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/drive/v3/files"))
+        .and(query_is(&[
+            ("spaces", "appDataFolder"),
+            ("fields", LIST_FIELDS),
+            ("pageSize", "100"),
+        ]))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"files": []})))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let first = run(&server, DriveRequest::ListFiles { page_token: None })
+        .await
+        .unwrap();
+    let second = run(
+        &server,
+        DriveRequest::ListFiles {
+            page_token: Some("a+b/c=&d".into()),
+        },
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(first, DriveResponse::Json(json!({"files": []})));
+    assert_eq!(second, DriveResponse::Json(page));
+    // The raw query keeps the token's reserved characters encoded.
+    let requests = server.received_requests().await.unwrap();
+    assert!(requests.iter().any(|r| {
+        r.url
+            .query()
+            .unwrap()
+            .contains("pageToken=a%2Bb%2Fc%3D%26d")
+    }));
+    server.verify().await;
+}
+
+/// Parses Drive's multipart/related upload body and checks both parts.
+struct MultipartIs {
+    metadata: serde_json::Value,
+    content_type: &'static str,
+    content: &'static [u8],
+}
+
+impl Match for MultipartIs {
+    fn matches(&self, request: &Request) -> bool {
+        let Some(ct) = request
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        let Some(boundary) = ct.strip_prefix("multipart/related; boundary=") else {
+            return false;
+        };
+        let body = &request.body;
+        let delimiter = format!("--{boundary}");
+        let Ok(text) = std::str::from_utf8(body) else {
+            return false;
+        };
+        let parts: Vec<&str> = text.split(delimiter.as_str()).collect();
+        // "", part 1, part 2, "--\r\n"
+        if parts.len() != 4 || !parts[0].is_empty() || parts[3] != "--\r\n" {
+            return false;
+        }
+        let Some(meta) =
+            parts[1].strip_prefix("\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n")
+        else {
+            return false;
+        };
+        let Some(meta) = meta.strip_suffix("\r\n") else {
+            return false;
+        };
+        let content_head = format!("\r\nContent-Type: {}\r\n\r\n", self.content_type);
+        let Some(content) = parts[2].strip_prefix(content_head.as_str()) else {
+            return false;
+        };
+        serde_json::from_str::<serde_json::Value>(meta)
+            .ok()
+            .as_ref()
+            == Some(&self.metadata)
+            && content.strip_suffix("\r\n").map(str::as_bytes) == Some(self.content)
+    }
+}
+
+#[tokio::test]
+async fn create_uploads_multipart_metadata_and_content_into_appdatafolder() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/upload/drive/v3/files"))
+        .and(query_is(&[("uploadType", "multipart"), ("fields", FILE_FIELDS)]))
+        .and(bearer())
+        .and(MultipartIs {
+            metadata: json!({"name": "notes.txt", "parents": ["appDataFolder"], "mimeType": "text/plain"}),
+            content_type: "text/plain",
+            content: b"hello",
+        })
+        .respond_with(ResponseTemplate::new(200).set_body_json(file("f1")))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let created = run(
+        &server,
+        DriveRequest::CreateFile {
+            name: "notes.txt".into(),
+            content_type: "text/plain".into(),
+            content: Bytes::from_static(b"hello"),
+        },
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(created, DriveResponse::Json(file("f1")));
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn get_file_asks_for_its_metadata_fields() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/drive/v3/files/1aB_c-D"))
+        .and(query_is(&[("fields", FILE_FIELDS)]))
+        .and(bearer())
+        .respond_with(ResponseTemplate::new(200).set_body_json(file("1aB_c-D")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    assert_eq!(
+        run(
+            &server,
+            DriveRequest::GetFile {
+                id: "1aB_c-D".into()
+            }
+        )
+        .await
+        .unwrap(),
+        DriveResponse::Json(file("1aB_c-D"))
+    );
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn download_asks_for_media_and_returns_bytes_with_their_type() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/drive/v3/files/f1"))
+        .and(query_is(&[("alt", "media")]))
+        .and(bearer())
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(b"\x00\x01binary".to_vec(), "application/x-thing"),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    assert_eq!(
+        run(&server, DriveRequest::Download { id: "f1".into() })
+            .await
+            .unwrap(),
+        DriveResponse::Content {
+            content_type: "application/x-thing".into(),
+            content: Bytes::from_static(b"\x00\x01binary"),
+        }
+    );
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn update_content_patches_the_upload_endpoint_with_the_raw_bytes() {
+    let server = MockServer::start().await;
+    Mock::given(method("PATCH"))
+        .and(path("/upload/drive/v3/files/f1"))
+        .and(query_is(&[
+            ("uploadType", "media"),
+            ("fields", FILE_FIELDS),
+        ]))
+        .and(bearer())
+        .and(header("content-type", "application/json"))
+        .and(wiremock::matchers::body_bytes(b"{\"v\":2}".to_vec()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(file("f1")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let updated = run(
+        &server,
+        DriveRequest::UpdateContent {
+            id: "f1".into(),
+            content_type: "application/json".into(),
+            content: Bytes::from_static(b"{\"v\":2}"),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(updated, DriveResponse::Json(file("f1")));
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn delete_sends_delete_and_maps_204_to_empty() {
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .and(path("/drive/v3/files/f1"))
+        .and(query_is(&[]))
+        .and(bearer())
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    assert_eq!(
+        run(&server, DriveRequest::Delete { id: "f1".into() })
+            .await
+            .unwrap(),
+        DriveResponse::Empty
+    );
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn ids_names_types_and_page_tokens_outside_the_rules_never_reach_drive() {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let long_id = "a".repeat(129);
+    let mut requests = vec![];
+    for id in [
+        "../../etc/passwd",
+        "a/b",
+        "..",
+        "f1%2F..",
+        "f1?alt=media",
+        "f 1",
+        "",
+        long_id.as_str(),
+        "é",
+    ] {
+        requests.push(DriveRequest::GetFile { id: id.into() });
+        requests.push(DriveRequest::Download { id: id.into() });
+        requests.push(DriveRequest::Delete { id: id.into() });
+        requests.push(DriveRequest::UpdateContent {
+            id: id.into(),
+            content_type: "text/plain".into(),
+            content: Bytes::new(),
+        });
+    }
+    for (name, content_type) in [
+        ("", "text/plain"),
+        (&*"n".repeat(256), "text/plain"),
+        ("a\nb", "text/plain"),
+        ("ok.txt", "text/plain\r\nX-Injected: 1"),
+        ("ok.txt", "noslash"),
+    ] {
+        requests.push(DriveRequest::CreateFile {
+            name: name.into(),
+            content_type: content_type.into(),
+            content: Bytes::new(),
+        });
+    }
+    requests.push(DriveRequest::ListFiles {
+        page_token: Some("a b".into()),
+    });
+    requests.push(DriveRequest::ListFiles {
+        page_token: Some(String::new()),
+    });
+
+    for request in requests {
+        let result = run(&server, request.clone()).await;
+        assert!(
+            matches!(result, Err(DriveError::BadRequest(_))),
+            "{request:?}: {result:?}"
+        );
+    }
+    server.verify().await;
+}
+
+fn envelope(code: u16, reason: &str) -> ResponseTemplate {
+    ResponseTemplate::new(code).set_body_json(json!({
+        "error": {
+            "code": code,
+            "message": "canary message 1//0canary",
+            "errors": [{"message": "canary", "domain": "global", "reason": reason}]
+        }
+    }))
+}
+
+#[tokio::test]
+async fn drive_error_envelopes_map_to_typed_drive_errors() {
+    let scope_details = ResponseTemplate::new(403).set_body_json(json!({
+        "error": {"code": 403, "message": "Request had insufficient authentication scopes.",
+                  "status": "PERMISSION_DENIED",
+                  "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                               "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT"}]}
+    }));
+    let cases: Vec<(ResponseTemplate, DriveError)> = vec![
+        (envelope(401, "authError"), DriveError::Unauthorized),
+        (
+            envelope(403, "insufficientPermissions"),
+            DriveError::InsufficientScope,
+        ),
+        (
+            envelope(403, "insufficientScopes"),
+            DriveError::InsufficientScope,
+        ),
+        (scope_details, DriveError::InsufficientScope),
+        (
+            envelope(403, "userRateLimitExceeded").insert_header("retry-after", "3"),
+            DriveError::RateLimited {
+                retry_after: Some(Duration::from_secs(3)),
+            },
+        ),
+        (
+            envelope(403, "rateLimitExceeded"),
+            DriveError::RateLimited { retry_after: None },
+        ),
+        (
+            envelope(429, "rateLimitExceeded").insert_header("retry-after", "9"),
+            DriveError::RateLimited {
+                retry_after: Some(Duration::from_secs(9)),
+            },
+        ),
+        (
+            ResponseTemplate::new(429),
+            DriveError::RateLimited { retry_after: None },
+        ),
+        (
+            envelope(403, "insufficientFilePermissions"),
+            DriveError::Forbidden("insufficientFilePermissions".into()),
+        ),
+        (
+            envelope(403, "notSupportedForAppDataFolderFiles"),
+            DriveError::Forbidden("notSupportedForAppDataFolderFiles".into()),
+        ),
+        (
+            ResponseTemplate::new(403),
+            DriveError::Forbidden("unknown".into()),
+        ),
+        (envelope(404, "notFound"), DriveError::NotFound),
+        (
+            envelope(400, "invalid"),
+            DriveError::BadRequest("invalid".into()),
+        ),
+        (
+            envelope(400, "bad reason with spaces"),
+            DriveError::BadRequest("unknown".into()),
+        ),
+        (envelope(500, "backendError"), DriveError::Unavailable),
+        (envelope(502, "backendError"), DriveError::Unavailable),
+        (ResponseTemplate::new(503), DriveError::Unavailable),
+        (ResponseTemplate::new(408), DriveError::Unavailable),
+        (
+            ResponseTemplate::new(302).insert_header("location", "https://evil.example/"),
+            DriveError::Protocol("unexpected HTTP status 302".into()),
+        ),
+    ];
+    for (answer, expected) in cases {
+        let server = MockServer::start().await;
+        Mock::given(any()).respond_with(answer).mount(&server).await;
+        let err = run(&server, DriveRequest::GetFile { id: "f1".into() })
+            .await
+            .unwrap_err();
+        assert_eq!(err, expected);
+        assert!(!format!("{err} {err:?}").contains("canary"));
+    }
+}
+
+#[tokio::test]
+async fn a_success_that_is_not_a_json_object_is_a_protocol_error() {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_body_string("[1,2]"))
+        .mount(&server)
+        .await;
+    assert!(matches!(
+        run(&server, DriveRequest::GetAppFolder).await,
+        Err(DriveError::Protocol(_))
+    ));
+}
+
+#[tokio::test]
+async fn unreachable_or_slow_drive_is_unavailable() {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(file("f1"))
+                .set_delay(Duration::from_secs(10)),
+        )
+        .mount(&server)
+        .await;
+    let mut slow = config(&server);
+    slow.request_timeout = Duration::from_millis(200);
+    let mut closed = config(&server);
+    closed.base_url = Some(closed_port_url());
+    for config in [slow, closed] {
+        let drive = Google::new(config).unwrap().drive();
+        assert_eq!(
+            drive.execute(&token(), &DriveRequest::GetAppFolder).await,
+            Err(DriveError::Unavailable)
+        );
+    }
+}

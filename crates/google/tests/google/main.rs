@@ -1,0 +1,9 @@
+//! Integration tests of the Google adapter against wiremock (real HTTP on loopback) with real RS256 keys.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod drive;
+mod jwks;
+mod props;
+mod support;
+mod tokens;
+mod verify;

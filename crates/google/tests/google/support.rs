@@ -1,0 +1,237 @@
+//! Shared fixtures: fixed RSA test keys, token signing, a JWKS server, wire-format matchers.
+
+use std::sync::Arc;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
+use jsonwebtoken::{Algorithm, EncodingKey};
+use offline_access_domain::IdToken;
+use offline_access_domain::memory::ManualClock;
+use offline_access_google::{Google, GoogleConfig};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use wiremock::matchers::{method, path};
+use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
+
+pub(crate) const CLIENT_ID: &str = "1234-web.apps.googleusercontent.com";
+pub(crate) const ANDROID_ID: &str = "1234-android.apps.googleusercontent.com";
+pub(crate) const CLIENT_SECRET: &str = "GOCSPX-canary-client-secret";
+pub(crate) const KID1: &str = "0123456789abcdef0123456789abcdef01234567";
+pub(crate) const KID2: &str = "fedcba9876543210fedcba9876543210fedcba98";
+pub(crate) const SUB: &str = "110169484474386276334";
+/// The verification time of every test token.
+pub(crate) const NOW: i64 = 1_800_000_000;
+
+pub(crate) const KEY1_PEM: &str = include_str!("../keys/google-1.pem");
+pub(crate) const KEY1_PUB_PEM: &str = include_str!("../keys/google-1.pub.pem");
+pub(crate) const KEY2_PEM: &str = include_str!("../keys/google-2.pem");
+
+pub(crate) static KEY1: LazyLock<EncodingKey> =
+    LazyLock::new(|| EncodingKey::from_rsa_pem(KEY1_PEM.as_bytes()).unwrap());
+pub(crate) static KEY2: LazyLock<EncodingKey> =
+    LazyLock::new(|| EncodingKey::from_rsa_pem(KEY2_PEM.as_bytes()).unwrap());
+
+pub(crate) fn now() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(NOW).unwrap()
+}
+
+/// The public JWK of an RSA key, as Google publishes it.
+pub(crate) fn jwk(key: &EncodingKey, kid: &str) -> Value {
+    let jwk = Jwk::from_encoding_key(key, Algorithm::RS256).unwrap();
+    let AlgorithmParameters::RSA(rsa) = jwk.algorithm else {
+        panic!("not an RSA key")
+    };
+    json!({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid, "n": rsa.n, "e": rsa.e})
+}
+
+pub(crate) fn jwks(keys: &[(&EncodingKey, &str)]) -> Value {
+    json!({"keys": keys.iter().map(|(k, kid)| jwk(k, kid)).collect::<Vec<_>>()})
+}
+
+/// A claim set Google would issue, valid at [`NOW`].
+pub(crate) fn claims() -> Value {
+    json!({
+        "iss": "https://accounts.google.com",
+        "azp": ANDROID_ID,
+        "aud": CLIENT_ID,
+        "sub": SUB,
+        "email": "alice@example.com",
+        "email_verified": true,
+        "at_hash": "HK6E_P6Dh8Y93mRNtsDB1Q",
+        "name": "Alice Example",
+        "picture": "https://lh3.googleusercontent.com/a/photo",
+        "given_name": "Alice",
+        "family_name": "Example",
+        "locale": "en",
+        "iat": NOW - 60,
+        "exp": NOW + 3540
+    })
+}
+
+pub(crate) fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A compact JWS over exactly `header` and `claims`, signed with `alg` and `key`.
+pub(crate) fn jws(header: &Value, claims: &Value, key: &EncodingKey, alg: Algorithm) -> String {
+    let message = format!(
+        "{}.{}",
+        b64(&serde_json::to_vec(header).unwrap()),
+        b64(&serde_json::to_vec(claims).unwrap())
+    );
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg).unwrap();
+    format!("{message}.{signature}")
+}
+
+/// An RS256 token with `kid`, signed by `key`.
+pub(crate) fn sign(claims: &Value, kid: &str, key: &EncodingKey) -> String {
+    jws(
+        &json!({"alg": "RS256", "kid": kid, "typ": "JWT"}),
+        claims,
+        key,
+        Algorithm::RS256,
+    )
+}
+
+pub(crate) fn id_token(token: &str) -> IdToken {
+    IdToken::parse(token).unwrap()
+}
+
+/// A server publishing key 1 under [`KID1`] with `max-age=21600`.
+pub(crate) async fn jwks_server() -> MockServer {
+    let server = MockServer::start().await;
+    mount_jwks(&server, &jwks(&[(&KEY1, KID1)]), "public, max-age=21600").await;
+    server
+}
+
+pub(crate) async fn mount_jwks(server: &MockServer, body: &Value, cache_control: &str) {
+    Mock::given(method("GET"))
+        .and(path("/oauth2/v3/certs"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("cache-control", cache_control)
+                .set_body_json(body),
+        )
+        .mount(server)
+        .await;
+}
+
+pub(crate) fn config(server: &MockServer) -> GoogleConfig {
+    let mut config = GoogleConfig::new(CLIENT_ID.into(), SecretString::from(CLIENT_SECRET));
+    config.base_url = Some(server.uri());
+    config.request_timeout = Duration::from_secs(5);
+    config
+}
+
+pub(crate) fn google(server: &MockServer) -> Google {
+    Google::new(config(server)).unwrap()
+}
+
+/// An adapter whose JWKS cache runs on a manual clock stopped at [`NOW`].
+pub(crate) fn google_with_clock(config: GoogleConfig) -> (Google, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(now()));
+    (
+        Google::new_with_clock(config, clock.clone()).unwrap(),
+        clock,
+    )
+}
+
+/// How many requests the server received on `path`.
+pub(crate) async fn hits(server: &MockServer, on: &str) -> usize {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == on)
+        .count()
+}
+
+fn sorted_pairs(pairs: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let mut v: Vec<_> = pairs.collect();
+    v.sort();
+    v
+}
+
+fn expected_pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+    sorted_pairs(
+        expected
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    )
+}
+
+/// The request body is a form with exactly these fields (order ignored).
+pub(crate) struct FormIs(pub(crate) Vec<(String, String)>);
+
+pub(crate) fn form_is(expected: &[(&str, &str)]) -> FormIs {
+    FormIs(expected_pairs(expected))
+}
+
+impl Match for FormIs {
+    fn matches(&self, request: &Request) -> bool {
+        let is_form = request
+            .headers
+            .get("content-type")
+            .is_some_and(|v| v == "application/x-www-form-urlencoded");
+        let got = sorted_pairs(
+            url::form_urlencoded::parse(&request.body)
+                .map(|(k, v)| (k.into_owned(), v.into_owned())),
+        );
+        is_form && got == self.0
+    }
+}
+
+/// The query string has exactly these parameters (order ignored).
+pub(crate) struct QueryIs(pub(crate) Vec<(String, String)>);
+
+pub(crate) fn query_is(expected: &[(&str, &str)]) -> QueryIs {
+    QueryIs(expected_pairs(expected))
+}
+
+impl Match for QueryIs {
+    fn matches(&self, request: &Request) -> bool {
+        sorted_pairs(
+            request
+                .url
+                .query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned())),
+        ) == self.0
+    }
+}
+
+/// A loopback port where nothing listens.
+pub(crate) fn closed_port_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+/// A server that accepts connections, reads a little and closes them without answering.
+/// Returns its URL and the count of connections accepted.
+pub(crate) async fn dropping_server() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt as _;
+                let mut buf = [0u8; 1024];
+                let _ = socket.read(&mut buf).await;
+                drop(socket);
+            });
+        }
+    });
+    (format!("http://{addr}"), accepted)
+}
