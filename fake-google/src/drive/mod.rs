@@ -843,7 +843,7 @@ fn resumable_chunk<S: DriveAuth>(
         None => (&body[..], Some(received + body.len())),
         Some(ChunkRange::Query { total }) => (&body[..0], total),
         Some(ChunkRange::Bytes { first, last, total }) => {
-            if body.len() != last - first + 1 {
+            if last.checked_sub(first).and_then(|d| d.checked_add(1)) != Some(body.len()) {
                 return Err(DriveError::bad_request(
                     "The Content-Range does not match the length of the request body.",
                 ));

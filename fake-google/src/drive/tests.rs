@@ -1862,6 +1862,41 @@ proptest! {
     }
 
     #[test]
+    fn random_requests_never_panic_and_never_answer_500(
+        method in prop_oneof![Just("GET"), Just("POST"), Just("PATCH"), Just("PUT"), Just("DELETE"), Just("HEAD")],
+        path in prop_oneof![
+            Just("/drive/v3/files".to_owned()),
+            Just("/drive/v3/files/appDataFolder".to_owned()),
+            Just("/upload/drive/v3/files".to_owned()),
+            "/drive/v3/files/[a-zA-Z0-9%/_-]{0,20}",
+            "/upload/drive/v3/files/[a-zA-Z0-9%_-]{0,12}",
+        ],
+        query in "[a-zA-Z=&%*(),/ 0-9_-]{0,40}",
+        content_type in prop_oneof![
+            Just("application/json".to_owned()),
+            Just("multipart/related; boundary=b".to_owned()),
+            "\\PC{0,30}",
+        ],
+        range in "(bytes[ =])?[0-9*-]{0,6}(/[0-9*]{0,3})?",
+        body in proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..64),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let app = app();
+            app.create_file(ALICE, "seed", b"0123456789").await;
+            let uri = format!("{path}?{}", query.replace(' ', "%20"));
+            let Ok(uri) = uri.parse::<http::Uri>() else { return };
+            let headers = [("content-type", content_type.as_str()), ("content-range", range.as_str()), ("range", range.as_str())];
+            let headers: Vec<(&str, &str)> = headers
+                .into_iter()
+                .filter(|(_, v)| http::HeaderValue::from_str(v).is_ok())
+                .collect();
+            let reply = app.send(method, &uri.to_string(), Some(ALICE), &headers, body).await;
+            assert!(reply.status.as_u16() < 500 || reply.status == StatusCode::NOT_IMPLEMENTED, "{}", reply.status);
+        });
+    }
+
+    #[test]
     fn fields_and_queries_never_panic(fields in "\\PC{0,40}", q in "\\PC{0,60}") {
         let _ = Selection::parse(&fields);
         let _ = query::parse(&q);
