@@ -1,0 +1,12 @@
+//! The HTTP adapter's integration suite: the real router over the real use cases, with mocked Google ports.
+//! Most tests drive the router in-process (`tower::ServiceExt::oneshot`); `server` goes through real TCP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod authcode;
+mod drive;
+mod hardening;
+mod helpers;
+mod me;
+mod ops;
+mod server;

@@ -1,0 +1,166 @@
+//! Through a real TCP listener with reqwest: the Android-style form post, the peer address for the rate limit,
+//! streamed bodies over the limit, and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use offline_access_domain::memory::{ManualClock, MemoryStore};
+use offline_access_domain::{OfflineAccess, Ports};
+use offline_access_http::{AppState, HttpConfig, router, serve};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::helpers::*;
+
+struct Server {
+    base: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start(mocks: Mocks, config: HttpConfig) -> Self {
+        let service = Arc::new(OfflineAccess::new(
+            Ports {
+                tokens: Arc::new(mocks.tokens),
+                verifier: Arc::new(mocks.verifier),
+                store: Arc::new(MemoryStore::new()),
+                drive: Arc::new(mocks.drive),
+                clock: Arc::new(ManualClock::new(NOW)),
+            },
+            settings(),
+        ));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = router(AppState::new(service, config));
+        let task = tokio::spawn(serve(listener, app, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            base: format!("http://{addr}"),
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn an_android_style_form_post_over_tcp_signs_in_and_me_follows() {
+    let server = Server::start(Mocks::google(), HttpConfig::default()).await;
+    let client = reqwest::Client::new();
+
+    let signed_in = client
+        .post(format!("{}/authcode", server.base))
+        .header("X-Requested-With", "com.example.app")
+        .form(&[("authCode", CODE_ALICE)])
+        .send()
+        .await
+        .unwrap();
+    let status = signed_in.status();
+    let body: serde_json::Value = signed_in.json().await.unwrap();
+    let me = client
+        .get(format!("{}/v1/me", server.base))
+        .bearer_auth(ID_ALICE)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["sub"], SUB_ALICE);
+    assert_eq!(me.status(), 200);
+    let me: serde_json::Value = me.json().await.unwrap();
+    assert_eq!(me["consent"], "active");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_rate_limit_uses_the_real_peer_address() {
+    let mut mocks = Mocks::bare();
+    mocks
+        .tokens
+        .expect_exchange_code()
+        .times(2)
+        .returning(|_| Err(offline_access_domain::TokenError::InvalidGrant));
+    let config = HttpConfig {
+        authcode_rate_limit: 1,
+        ..HttpConfig::default()
+    };
+    let server = Server::start(mocks, config).await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+
+    for i in 0..3 {
+        let response = client
+            .post(format!("{}/authcode", server.base))
+            .header("X-Requested-With", "x")
+            // Spoofing from an untrusted peer changes nothing.
+            .header("X-Forwarded-For", format!("203.0.113.{i}"))
+            .form(&[("authCode", format!("4/0try{i}"))])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+
+    assert_eq!(statuses, vec![400, 400, 429]);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_streamed_body_over_the_limit_is_a_json_413() {
+    let mut mocks = Mocks::bare();
+    mocks.tokens.expect_exchange_code().never();
+    let server = Server::start(mocks, HttpConfig::default()).await;
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..100).map(|_| Ok(vec![b'a'; 1024])).collect();
+    let body = reqwest::Body::wrap_stream(futures_stream(chunks));
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/authcode", server.base))
+        .header("X-Requested-With", "x")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 413);
+    let json: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(json["error"], "payload_too_large");
+    server.shutdown().await.unwrap();
+}
+
+fn futures_stream(
+    chunks: Vec<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    futures::stream::iter(chunks)
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_serve_returns_ok() {
+    let server = Server::start(Mocks::bare(), HttpConfig::default()).await;
+    let base = server.base.clone();
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    server.shutdown().await.unwrap();
+
+    assert!(client.get(format!("{base}/healthz")).send().await.is_err());
+}
