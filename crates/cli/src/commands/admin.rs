@@ -1,0 +1,244 @@
+//! Operator commands on the configured store: `users list`, `drive appfolder`, `forget`, `keys rotate`,
+//! `migrate`.
+
+use offline_access_domain::{
+    AccessError, Credential, CredentialStore, DriveRequest, DriveResponse, DriveUseError,
+    ForgetError, StoreError, Subject,
+};
+use time::format_description::well_known::Rfc3339;
+
+use crate::compose;
+use crate::config::{Config, StoreKind};
+use crate::error::{Failure, Outcome, out};
+
+/// How many credentials are read per page.
+const PAGE: usize = 500;
+
+/// Scope URLs shown by their short name.
+const SCOPE_PREFIX: &str = "https://www.googleapis.com/auth/";
+
+/// `users list`: a table of stored users, never token values.
+pub(crate) async fn users_list(config: &Config) -> Outcome {
+    let keys = compose::key_ring(config)?;
+    let store = compose::open_store(config, &config.store.path, keys)?;
+    let mut rows = Vec::new();
+    let mut after: Option<Subject> = None;
+    loop {
+        let page = store
+            .list(after.take(), PAGE)
+            .await
+            .map_err(store_failure)?;
+        rows.extend(page.items.iter().map(row));
+        after = page.next_after;
+        if after.is_none() {
+            break;
+        }
+    }
+    if rows.is_empty() {
+        out!(
+            "no users stored in {} (store.path)",
+            config.store.path.display()
+        );
+        return Ok(());
+    }
+    let table = table(&["SUB", "EMAIL", "CONSENT", "SCOPES", "UPDATED"], &rows);
+    out!("{}", table.trim_end());
+    Ok(())
+}
+
+fn row(c: &Credential) -> Vec<String> {
+    let scopes: Vec<&str> = c
+        .scopes
+        .iter()
+        .map(|s| s.strip_prefix(SCOPE_PREFIX).unwrap_or(s))
+        .collect();
+    let consent = if c.refresh_token.is_none() {
+        format!("{} (no refresh token)", c.consent.as_str())
+    } else {
+        c.consent.as_str().to_owned()
+    };
+    vec![
+        c.subject.as_str().to_owned(),
+        c.profile
+            .email
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |e| e.as_str().to_owned()),
+        consent,
+        if scopes.is_empty() {
+            "-".to_owned()
+        } else {
+            scopes.join(" ")
+        },
+        c.updated_at
+            .format(&Rfc3339)
+            .unwrap_or_else(|_| c.updated_at.to_string()),
+    ]
+}
+
+/// Left-aligned columns separated by two spaces.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let parts: Vec<String> = cells
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(parts.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+/// `drive appfolder --sub SUB`: Drive `files.get('appDataFolder')` with no user present.
+pub(crate) async fn drive_appfolder(config: &Config, sub: &str) -> Outcome {
+    let subject = compose::subject(sub)?;
+    let stack = compose::configured_stack(config)?;
+    let response = stack
+        .service
+        .drive(&subject, &DriveRequest::GetAppFolder)
+        .await
+        .map_err(|e| drive_failure(&subject, e))?;
+    match response {
+        DriveResponse::Json(json) => {
+            let text = serde_json::to_string_pretty(&json)
+                .map_err(|e| Failure::runtime(format!("cannot print Drive's answer: {e}")))?;
+            out!("{text}");
+        }
+        DriveResponse::Content { content_type, .. } => {
+            return Err(Failure::runtime(format!(
+                "Drive answered {content_type} content instead of file metadata"
+            )));
+        }
+        DriveResponse::Empty => {
+            return Err(Failure::runtime("Drive answered with no content"));
+        }
+    }
+    Ok(())
+}
+
+/// `forget --sub SUB`: revoke at Google, delete the stored credential.
+pub(crate) async fn forget(config: &Config, sub: &str) -> Outcome {
+    let subject = compose::subject(sub)?;
+    let stack = compose::configured_stack(config)?;
+    match stack.service.forget(&subject).await {
+        Ok(done) if done.revoked_at_google => {
+            out!("forgot {subject}: grant revoked at Google and stored credential deleted");
+            Ok(())
+        }
+        Ok(_) => {
+            out!(
+                "forgot {subject}: stored credential deleted, but Google could not confirm the revocation; \
+                 the user can remove the app's access at https://myaccount.google.com/permissions"
+            );
+            Ok(())
+        }
+        Err(ForgetError::NotFound) => Err(not_found(&subject)),
+        Err(ForgetError::Store(e)) => Err(store_failure(e)),
+    }
+}
+
+/// `keys rotate`: re-encrypt every credential under the newest key, with a progress bar.
+pub(crate) async fn keys_rotate(config: &Config) -> Outcome {
+    let keys = compose::key_ring(config)?;
+    let newest = keys.newest_id().to_owned();
+    let store = compose::open_store(config, &config.store.path, keys)?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "re-encrypting {bar:40} {pos}/{len} credentials ({eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let rewritten = store
+        .reencrypt_all(100, |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })
+        .await;
+    bar.finish_and_clear();
+    let rewritten = rewritten.map_err(|e| match e {
+        StoreError::Corrupt { subject, reason } => Failure::runtime(format!(
+            "the credential of {subject} cannot be read ({reason}); if its key was removed from \
+             security.encryption_keys put it back, then run `offline-access keys rotate` again"
+        )),
+        other => store_failure(other),
+    })?;
+    out!(
+        "re-encrypted {rewritten} credential(s) under key `{newest}`; every credential is now sealed with it, so \
+         older keys can be removed from security.encryption_keys"
+    );
+    Ok(())
+}
+
+/// `migrate`: Postgres schema migrations (the file store has no schema).
+pub(crate) fn migrate(config: &Config) -> Outcome {
+    match config.store.kind {
+        StoreKind::File => {
+            out!(
+                "nothing to migrate: store.kind is \"file\", which has no schema; migrations apply to \
+                 store.kind = \"postgres\""
+            );
+            Ok(())
+        }
+        StoreKind::Postgres => Err(Failure::config(
+            "store.kind = \"postgres\" is not supported yet by this build; set store.kind to \"file\"",
+        )),
+    }
+}
+
+fn not_found(subject: &Subject) -> Failure {
+    Failure::runtime(format!(
+        "no credential is stored for {subject}; list stored users with `offline-access users list`"
+    ))
+}
+
+fn store_failure(e: StoreError) -> Failure {
+    Failure::runtime(format!("the credential store failed: {e}"))
+}
+
+fn drive_failure(subject: &Subject, e: DriveUseError) -> Failure {
+    match e {
+        DriveUseError::Access(AccessError::NotFound) => not_found(subject),
+        DriveUseError::Access(AccessError::ReconsentRequired) => Failure::runtime(format!(
+            "the grant of {subject} was revoked at Google; the user must sign in again in the app with consent"
+        )),
+        DriveUseError::Access(AccessError::NoOfflineAccess) => Failure::runtime(format!(
+            "no refresh token is stored for {subject}; the app must request offline access again with forced consent"
+        )),
+        DriveUseError::Access(AccessError::Misconfigured(m)) => Failure::runtime(format!(
+            "Google refused this server's client credentials ({m}); check google.client_secret_file"
+        )),
+        DriveUseError::Access(AccessError::Store(e)) => store_failure(e),
+        DriveUseError::ScopeMissing => Failure::runtime(format!(
+            "{subject} did not grant Drive appDataFolder access; the app must request the drive.appdata scope"
+        )),
+        other => Failure::runtime(format!("the Drive call for {subject} failed: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns_and_trim_trailing_space() {
+        let rows = vec![
+            vec!["1".to_owned(), "alice@example.com".to_owned()],
+            vec!["22".to_owned(), "-".to_owned()],
+        ];
+        assert_eq!(
+            table(&["SUB", "EMAIL"], &rows),
+            "SUB  EMAIL\n1    alice@example.com\n22   -\n"
+        );
+    }
+}

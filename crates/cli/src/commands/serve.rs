@@ -1,0 +1,163 @@
+//! `serve [--sandbox]`: the HTTP API.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use fake_google::FakeGoogle;
+use offline_access_crypto::KeyRing;
+use offline_access_http::AppState;
+
+use crate::compose::{self, GoogleSource, Stack};
+use crate::config::Config;
+use crate::error::{Failure, Outcome};
+use crate::telemetry;
+
+/// Runs `serve`.
+pub(crate) async fn run(config: Config, sandbox: bool) -> Outcome {
+    // Fail on configuration before anything else happens (and before logging is set up, so the one sentence on
+    // stderr is all the operator sees).
+    if !sandbox {
+        config.require_client_secret_file()?;
+        config.require_encryption_keys()?;
+    }
+    let http_config = compose::http_config(&config)?;
+    telemetry::init_tracing(&config.log.level, config.log.format)?;
+
+    // Keep the sandbox's fake Google and temporary store alive for as long as the server runs.
+    let mut sandbox_parts = None;
+    let stack = if sandbox {
+        let (stack, parts) = sandbox_stack(&config).await?;
+        sandbox_parts = Some(parts);
+        stack
+    } else {
+        compose::configured_stack(&config)?
+    };
+
+    if let Err(e) = stack.google.verifier().prefetch().await {
+        tracing::warn!(error = %e, "could not prefetch Google's signing keys; they will be fetched on first use");
+    }
+    let render = telemetry::install_metrics()?;
+    let state = AppState::new(Arc::clone(&stack.service), http_config).with_metrics(render);
+    let router = offline_access_http::router(state);
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| {
+            Failure::runtime(format!(
+                "cannot listen on {} ({e}); choose another address with listen (env OFFLINE_ACCESS_LISTEN)",
+                config.listen
+            ))
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Failure::runtime(format!("cannot read the listening address: {e}")))?;
+    announce(addr)?;
+    tracing::info!(%addr, store = %stack.store.dir().display(), "serving the offline-access API");
+    if let Some(parts) = &sandbox_parts {
+        log_sandbox_instructions(addr, &parts.fake.base_url());
+    }
+
+    offline_access_http::serve(listener, router, offline_access_http::shutdown_signal())
+        .await
+        .map_err(|e| Failure::runtime(format!("the server failed: {e}")))?;
+    tracing::info!("stopped");
+    if let Some(parts) = sandbox_parts {
+        parts.fake.shutdown().await;
+        // Dropping the temporary directory removes the sandbox's credentials (their key is gone anyway).
+        drop(parts.store_dir);
+    }
+    Ok(())
+}
+
+/// Prints the `listening on` line (on stdout, flushed: scripts and tests wait for it).
+fn announce(addr: SocketAddr) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on http://{addr}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Failure::runtime(format!("cannot write to stdout: {e}")))
+}
+
+/// What the sandbox runs besides the server.
+struct SandboxParts {
+    fake: FakeGoogle,
+    store_dir: tempfile::TempDir,
+}
+
+/// An in-process fake Google, the configured keys or an ephemeral one, and a fresh store directory under
+/// `store.path` that is removed when the server stops.
+async fn sandbox_stack(config: &Config) -> Result<(Stack, SandboxParts), Failure> {
+    let fake = FakeGoogle::start()
+        .await
+        .map_err(|e| Failure::runtime(format!("cannot start the sandbox's fake Google: {e}")))?;
+    let keys = match &config.security.encryption_keys {
+        Some(_) => compose::key_ring(config)?,
+        None => {
+            tracing::warn!(
+                "sandbox: no security.encryption_keys configured, so tokens are encrypted with an ephemeral key \
+                 that is lost when the server stops; never use --sandbox in production"
+            );
+            Arc::new(KeyRing::generate_ephemeral())
+        }
+    };
+    std::fs::create_dir_all(&config.store.path).map_err(|e| {
+        Failure::runtime(format!(
+            "cannot create the store directory {} (store.path): {e}",
+            config.store.path.display()
+        ))
+    })?;
+    let store_dir = tempfile::Builder::new()
+        .prefix("sandbox-")
+        .tempdir_in(&config.store.path)
+        .map_err(|e| {
+            Failure::runtime(format!(
+                "cannot create a sandbox store under {} (store.path): {e}",
+                config.store.path.display()
+            ))
+        })?;
+    let client_secret_json = fake.client_secret_json().to_string();
+    let google = compose::google(
+        config,
+        GoogleSource::Fake {
+            client_secret_json: &client_secret_json,
+            base_url: fake.base_url(),
+        },
+    )?;
+    let store = compose::open_store(config, store_dir.path(), keys)?;
+    tracing::warn!(
+        fake_google = %fake.base_url(),
+        store = %store_dir.path().display(),
+        "sandbox: Google is an in-process fake and the store is temporary (removed at shutdown)"
+    );
+    Ok((
+        compose::stack(google, store),
+        SandboxParts { fake, store_dir },
+    ))
+}
+
+/// Tells the operator how to try the API with curl against the sandbox.
+fn log_sandbox_instructions(addr: SocketAddr, fake: &str) {
+    let server = format!("http://{addr}");
+    tracing::info!("sandbox: try the API with curl:");
+    tracing::info!(
+        "  1. mint a server auth code as the Android app's Google Sign-In would: \
+         curl -s -X POST {fake}/_fake/codes -H 'Content-Type: application/json' -d '{{\"email\":\"alice@example.com\"}}'"
+    );
+    tracing::info!(
+        "  2. hand it to the server as the app does: \
+         curl -s -X POST {server}/authcode -H 'X-Requested-With: curl' --data-urlencode 'authCode=CODE_FROM_STEP_1'"
+    );
+    tracing::info!(
+        "  3. get the app's ID token: \
+         curl -s -X POST {fake}/_fake/id_tokens -H 'Content-Type: application/json' -d '{{\"email\":\"alice@example.com\"}}'"
+    );
+    tracing::info!(
+        "  4. call Drive on the user's behalf: \
+         curl -s {server}/v1/me/drive/appfolder -H 'Authorization: Bearer ID_TOKEN_FROM_STEP_3'"
+    );
+    tracing::info!(
+        "  5. let the user's access token expire and watch the server refresh it: \
+         curl -s -X POST {fake}/_fake/users/SUB/expire; then repeat step 4; \
+         curl -s {fake}/_fake/requests shows what reached Google"
+    );
+}

@@ -1,0 +1,187 @@
+//! The composition root: builds the concrete adapters from the configuration and injects them into the use cases.
+//! Nothing else in the workspace knows which adapter runs.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use offline_access_crypto::KeyRing;
+use offline_access_domain::{OfflineAccess, Ports, Settings, Subject, SystemClock};
+use offline_access_google::{ClientSecret, ConfigError as GoogleConfigError, Google, GoogleConfig};
+use offline_access_http::HttpConfig;
+use offline_access_store_file::FileStore;
+use secrecy::ExposeSecret;
+
+use crate::config::{Config, StoreKind};
+use crate::error::Failure;
+
+/// The running use cases and the adapters an operator command may need directly.
+pub(crate) struct Stack {
+    /// The use cases.
+    pub(crate) service: Arc<OfflineAccess>,
+    /// The Google adapter (for the JWKS prefetch).
+    pub(crate) google: Google,
+    /// The file store (for operator commands and the demo's at-rest check).
+    pub(crate) store: Arc<FileStore>,
+}
+
+/// Where the Google client comes from.
+pub(crate) enum GoogleSource<'a> {
+    /// `google.client_secret_file`, with the configured `google.*` settings.
+    Configured,
+    /// A fake Google: its client secret JSON and base URL (sandbox and demo).
+    Fake {
+        /// `GET /_fake/client_secret.json`.
+        client_secret_json: &'a str,
+        /// The fake's base URL.
+        base_url: String,
+    },
+}
+
+/// Parses `security.encryption_keys`, or fails naming it.
+///
+/// # Errors
+/// A configuration failure when it is missing or malformed.
+pub(crate) fn key_ring(config: &Config) -> Result<Arc<KeyRing>, Failure> {
+    let spec = config.require_encryption_keys()?;
+    KeyRing::parse(spec.expose_secret())
+        .map(Arc::new)
+        .map_err(|e| Failure::config(format!("security.encryption_keys is invalid: {e}")))
+}
+
+/// Opens the configured credential store.
+///
+/// # Errors
+/// A runtime failure naming `store.path` when the directory cannot be used.
+pub(crate) fn open_store(
+    config: &Config,
+    dir: &Path,
+    keys: Arc<KeyRing>,
+) -> Result<Arc<FileStore>, Failure> {
+    match config.store.kind {
+        StoreKind::File => FileStore::open(dir, keys).map(Arc::new).map_err(|e| {
+            Failure::runtime(format!(
+                "cannot open the file store at {} (store.path): {e}",
+                dir.display()
+            ))
+        }),
+        StoreKind::Postgres => Err(Failure::config(
+            "store.kind = \"postgres\" is not supported yet by this build; set store.kind to \"file\"",
+        )),
+    }
+}
+
+/// Builds the Google adapter.
+///
+/// # Errors
+/// A configuration failure naming the `google.*` setting that is missing or wrong.
+pub(crate) fn google(config: &Config, source: GoogleSource<'_>) -> Result<Google, Failure> {
+    let g = &config.google;
+    let (secret, base_url) = match source {
+        GoogleSource::Configured => {
+            let path = config.require_client_secret_file()?;
+            let secret = ClientSecret::from_file(path).map_err(|e| match e {
+                GoogleConfigError::Read { path, reason } => Failure::config(format!(
+                    "cannot read google.client_secret_file {} ({reason}); check the path",
+                    path.display()
+                )),
+                other => Failure::config(format!(
+                    "google.client_secret_file {} is not a Google client secret file: {other}",
+                    path.display()
+                )),
+            })?;
+            (secret, g.base_url.clone())
+        }
+        GoogleSource::Fake {
+            client_secret_json,
+            base_url,
+        } => {
+            let secret = ClientSecret::from_json(client_secret_json).map_err(|e| {
+                Failure::runtime(format!("the fake Google's client secret is unusable: {e}"))
+            })?;
+            (secret, Some(base_url))
+        }
+    };
+    let mut google_config = GoogleConfig::from_client_secret(&secret);
+    google_config.base_url = base_url;
+    google_config.redirect_uri = g.redirect_uri.clone();
+    google_config.allowed_azp = g.allowed_azp.clone();
+    google_config.hosted_domain = g.hosted_domain.clone();
+    google_config.leeway = Duration::from_secs(g.leeway_secs);
+    google_config.connect_timeout = Duration::from_secs(g.connect_timeout_secs);
+    google_config.request_timeout = Duration::from_secs(g.request_timeout_secs);
+    google_config.jwks_grace = Duration::from_secs(g.jwks_grace_secs);
+    if let Some(ca) = &g.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| {
+            Failure::config(format!(
+                "cannot read google.ca_file {} ({}); check the path",
+                ca.display(),
+                e.kind()
+            ))
+        })?;
+        google_config.extra_root_ca_pem = Some(pem);
+    }
+    Google::new(google_config).map_err(|e| Failure::config(e.to_string()))
+}
+
+/// The use cases over the Google adapter and a store.
+pub(crate) fn stack(google: Google, store: Arc<FileStore>) -> Stack {
+    let ports = Ports {
+        tokens: google.tokens(),
+        verifier: google.verifier(),
+        store: store.clone(),
+        drive: google.drive(),
+        clock: Arc::new(SystemClock),
+    };
+    Stack {
+        service: Arc::new(OfflineAccess::new(ports, Settings::default())),
+        google,
+        store,
+    }
+}
+
+/// The configured stack: Google from `google.client_secret_file`, the store at `store.path`.
+///
+/// # Errors
+/// As [`key_ring`], [`google`] and [`open_store`].
+pub(crate) fn configured_stack(config: &Config) -> Result<Stack, Failure> {
+    let keys = key_ring(config)?;
+    let google = google(config, GoogleSource::Configured)?;
+    let store = open_store(config, &config.store.path, keys)?;
+    Ok(stack(google, store))
+}
+
+/// The HTTP adapter's settings.
+///
+/// # Errors
+/// A configuration failure naming `http.trusted_proxies` for an entry that is not an IP address.
+pub(crate) fn http_config(config: &Config) -> Result<HttpConfig, Failure> {
+    let mut trusted_proxies = Vec::new();
+    for proxy in &config.http.trusted_proxies {
+        let addr = proxy.parse().map_err(|_| {
+            Failure::config(format!(
+                "http.trusted_proxies entry {proxy:?} must be an IP address such as 10.0.0.7"
+            ))
+        })?;
+        trusted_proxies.push(addr);
+    }
+    Ok(HttpConfig {
+        body_limit: config.http.body_limit,
+        drive_body_limit: config.http.drive_body_limit,
+        request_timeout: Duration::from_secs(config.http.request_timeout_secs),
+        authcode_rate_limit: config.http.authcode_rate_limit,
+        trusted_proxies,
+    })
+}
+
+/// Parses a `--sub` argument.
+///
+/// # Errors
+/// A usage failure when it is not a Google account ID.
+pub(crate) fn subject(sub: &str) -> Result<Subject, Failure> {
+    Subject::parse(sub).map_err(|e| {
+        Failure::config(format!(
+            "--sub {sub:?} is not a Google account ID ({e}); list users with `offline-access users list`"
+        ))
+    })
+}

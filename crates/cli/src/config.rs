@@ -1,0 +1,749 @@
+//! Configuration: built-in defaults (`config.default.toml`) < a TOML file < `OFFLINE_ACCESS_*` environment
+//! variables, then validation that names the bad key.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The commented defaults, compiled in.
+pub(crate) const DEFAULTS: &str = include_str!("../config.default.toml");
+
+/// The config file read when `--config` is not given, if it exists.
+pub(crate) const DEFAULT_FILE: &str = "offline-access.toml";
+
+/// The environment variable prefix.
+pub(crate) const ENV_PREFIX: &str = "OFFLINE_ACCESS_";
+
+/// Largest accepted `google.leeway_secs`.
+pub(crate) const MAX_LEEWAY_SECS: u64 = 300;
+
+/// What is printed in place of a secret.
+pub(crate) const REDACTED: &str = "[REDACTED]";
+
+/// A configuration that could not be loaded or is invalid. The message is one sentence naming the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct ConfigError(pub(crate) String);
+
+impl ConfigError {
+    fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Config {
+    /// Where the HTTP API listens.
+    pub(crate) listen: SocketAddr,
+    /// Google client and endpoints.
+    pub(crate) google: GoogleSection,
+    /// The credential store.
+    pub(crate) store: StoreSection,
+    /// Encryption at rest.
+    pub(crate) security: SecuritySection,
+    /// HTTP API limits.
+    pub(crate) http: HttpSection,
+    /// Logging.
+    pub(crate) log: LogSection,
+    /// HTTPS served directly.
+    #[serde(default)]
+    pub(crate) tls: TlsSection,
+}
+
+/// `[google]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GoogleSection {
+    /// `google.client_secret_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) client_secret_file: Option<PathBuf>,
+    /// `google.base_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) base_url: Option<String>,
+    /// `google.redirect_uri`.
+    #[serde(default)]
+    pub(crate) redirect_uri: String,
+    /// `google.allowed_azp`.
+    #[serde(default, deserialize_with = "string_list")]
+    pub(crate) allowed_azp: Vec<String>,
+    /// `google.hosted_domain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) hosted_domain: Option<String>,
+    /// `google.leeway_secs`.
+    pub(crate) leeway_secs: u64,
+    /// `google.connect_timeout_secs`.
+    pub(crate) connect_timeout_secs: u64,
+    /// `google.request_timeout_secs`.
+    pub(crate) request_timeout_secs: u64,
+    /// `google.jwks_grace_secs`.
+    pub(crate) jwks_grace_secs: u64,
+    /// `google.ca_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ca_file: Option<PathBuf>,
+}
+
+/// `store.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum StoreKind {
+    /// One encrypted file per user.
+    File,
+    /// PostgreSQL (not yet supported by this build).
+    Postgres,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StoreSection {
+    /// `store.kind`.
+    pub(crate) kind: StoreKind,
+    /// `store.path`.
+    pub(crate) path: PathBuf,
+    /// `store.url` (may carry a password).
+    #[serde(
+        default,
+        serialize_with = "redact_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub(crate) url: Option<SecretString>,
+    /// `store.migrate_on_start`.
+    pub(crate) migrate_on_start: bool,
+}
+
+/// `[security]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SecuritySection {
+    /// `security.encryption_keys`: `ID:BASE64KEY,...`, newest first (a list is joined with commas).
+    #[serde(
+        default,
+        deserialize_with = "secret_list",
+        serialize_with = "redact_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub(crate) encryption_keys: Option<SecretString>,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HttpSection {
+    /// `http.authcode_rate_limit`.
+    pub(crate) authcode_rate_limit: u32,
+    /// `http.trusted_proxies`: IP addresses (validated).
+    #[serde(default, deserialize_with = "string_list")]
+    pub(crate) trusted_proxies: Vec<String>,
+    /// `http.body_limit`.
+    pub(crate) body_limit: usize,
+    /// `http.drive_body_limit`.
+    pub(crate) drive_body_limit: usize,
+    /// `http.request_timeout_secs`.
+    pub(crate) request_timeout_secs: u64,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LogSection {
+    /// `log.level`.
+    pub(crate) level: String,
+    /// `log.format`.
+    pub(crate) format: LogFormat,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsSection {
+    /// `tls.cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cert: Option<PathBuf>,
+    /// `tls.key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) key: Option<PathBuf>,
+}
+
+/// Where the configuration came from (for `check-config`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// Only defaults and the environment.
+    DefaultsOnly,
+    /// This file.
+    File(PathBuf),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::DefaultsOnly => f.write_str("built-in defaults and environment"),
+            Self::File(path) => write!(f, "built-in defaults, {} and environment", path.display()),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults < `file` (or `offline-access.toml` when present) < environment, and validates.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the file or key that is wrong.
+    pub(crate) fn load(file: Option<&Path>) -> Result<(Self, Source), ConfigError> {
+        let source = match file {
+            Some(path) => {
+                if !path.is_file() {
+                    return Err(ConfigError::new(format!(
+                        "the config file {} does not exist; check --config",
+                        path.display()
+                    )));
+                }
+                Source::File(path.to_path_buf())
+            }
+            None if Path::new(DEFAULT_FILE).is_file() => Source::File(PathBuf::from(DEFAULT_FILE)),
+            None => Source::DefaultsOnly,
+        };
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
+        if let Source::File(path) = &source {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        let config: Self = figment.extract().map_err(figment_error)?;
+        config.validate()?;
+        Ok((config, source))
+    }
+
+    /// The built-in defaults alone (no file, no environment), validated.
+    ///
+    /// # Errors
+    /// Only if the compiled-in defaults are invalid, which the tests rule out.
+    pub(crate) fn defaults() -> Result<Self, ConfigError> {
+        let config: Self = Figment::from(Toml::string(DEFAULTS))
+            .extract()
+            .map_err(figment_error)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every rule that serde alone does not, naming the key of the first violation.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the bad key.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let g = &self.google;
+        if g.leeway_secs > MAX_LEEWAY_SECS {
+            return Err(ConfigError::new(format!(
+                "google.leeway_secs must be at most {MAX_LEEWAY_SECS} (it is {})",
+                g.leeway_secs
+            )));
+        }
+        for (key, value) in [
+            ("google.connect_timeout_secs", g.connect_timeout_secs),
+            ("google.request_timeout_secs", g.request_timeout_secs),
+            ("http.request_timeout_secs", self.http.request_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(format!("{key} must be at least 1")));
+            }
+        }
+        if let Some(base_url) = &g.base_url {
+            match url::Url::parse(base_url) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
+                _ => {
+                    return Err(ConfigError::new(format!(
+                        "google.base_url must be an http:// or https:// URL (it is {base_url:?})"
+                    )));
+                }
+            }
+        }
+        if let Some(path) = &g.client_secret_file
+            && path.as_os_str().is_empty()
+        {
+            return Err(ConfigError::new(
+                "google.client_secret_file must not be empty; unset it or name the client secret JSON file",
+            ));
+        }
+        if g.allowed_azp.iter().any(|azp| azp.trim().is_empty()) {
+            return Err(ConfigError::new(
+                "google.allowed_azp must not contain empty client IDs",
+            ));
+        }
+        if g.hosted_domain.as_deref().is_some_and(str::is_empty) {
+            return Err(ConfigError::new(
+                "google.hosted_domain must not be empty; unset it to accept any account",
+            ));
+        }
+        if self.store.path.as_os_str().is_empty() {
+            return Err(ConfigError::new(
+                "store.path must name the file store's directory",
+            ));
+        }
+        if self.store.kind == StoreKind::Postgres {
+            return Err(ConfigError::new(
+                "store.kind = \"postgres\" is not supported yet by this build; set store.kind to \"file\"",
+            ));
+        }
+        if self.http.body_limit == 0 || self.http.drive_body_limit == 0 {
+            return Err(ConfigError::new(
+                "http.body_limit and http.drive_body_limit must be at least 1 byte",
+            ));
+        }
+        for proxy in &self.http.trusted_proxies {
+            if proxy.parse::<std::net::IpAddr>().is_err() {
+                return Err(ConfigError::new(format!(
+                    "http.trusted_proxies entry {proxy:?} must be an IP address such as 10.0.0.7"
+                )));
+            }
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
+            return Err(ConfigError::new(format!(
+                "log.level {:?} is not a valid log filter ({e}); use e.g. \"info\" or \"offline_access=debug,info\"",
+                self.log.level
+            )));
+        }
+        match (&self.tls.cert, &self.tls.key) {
+            (None, None) => {}
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "tls.cert and tls.key must be set together",
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "tls.cert and tls.key are not supported yet by this build; unset them and terminate TLS in a reverse proxy",
+                ));
+            }
+        }
+        if let Some(keys) = &self.security.encryption_keys
+            && keys.expose_secret().trim().is_empty()
+        {
+            return Err(ConfigError::new(
+                "security.encryption_keys must not be empty; unset it or give ID:BASE64KEY entries",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective values as TOML, with every secret shown as `[REDACTED]`.
+    ///
+    /// # Errors
+    /// Only if serialization fails, which the types here rule out.
+    pub(crate) fn to_redacted_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string(self)
+            .map_err(|e| ConfigError::new(format!("could not render the configuration: {e}")))
+    }
+
+    /// The configured client secret file, or an error naming the setting.
+    ///
+    /// # Errors
+    /// When `google.client_secret_file` is not set.
+    pub(crate) fn require_client_secret_file(&self) -> Result<&Path, ConfigError> {
+        self.google.client_secret_file.as_deref().ok_or_else(|| {
+            ConfigError::new(format!(
+                "google.client_secret_file is not set; download the Web-application client secret JSON from the \
+                 Google API Console and set google.client_secret_file (env {ENV_PREFIX}GOOGLE__CLIENT_SECRET_FILE) \
+                 to its path"
+            ))
+        })
+    }
+
+    /// The configured encryption keys, or an error naming the setting and how to make one.
+    ///
+    /// # Errors
+    /// When `security.encryption_keys` is not set.
+    pub(crate) fn require_encryption_keys(&self) -> Result<&SecretString, ConfigError> {
+        self.security.encryption_keys.as_ref().ok_or_else(|| {
+            ConfigError::new(format!(
+                "security.encryption_keys is not set; generate a key with `echo \"k1:$(openssl rand -base64 32)\"` \
+                 and set security.encryption_keys (env {ENV_PREFIX}SECURITY__ENCRYPTION_KEYS) to it"
+            ))
+        })
+    }
+}
+
+/// Turns figment's error into one sentence naming the key and where the value came from.
+fn figment_error(error: figment::Error) -> ConfigError {
+    let first = error.into_iter().next();
+    let Some(e) = first else {
+        return ConfigError::new("the configuration could not be loaded");
+    };
+    let key = e.path.join(".");
+    let origin = e
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            _ if m.name.contains("environment") && !e.path.is_empty() => {
+                format!(" (from {ENV_PREFIX}{})", e.path.join("__").to_uppercase())
+            }
+            Some(source) => format!(" (from {source})"),
+            None => format!(" (from {})", m.name),
+        })
+        .unwrap_or_default();
+    let kind = redact_kind(&e.kind);
+    if key.is_empty() {
+        ConfigError::new(format!("invalid configuration{origin}: {kind}"))
+    } else {
+        ConfigError::new(format!("{key} is invalid{origin}: {kind}"))
+    }
+}
+
+/// figment's message for an error, without echoing the offending value (it could be a secret).
+fn redact_kind(kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    match kind {
+        Kind::InvalidType(_, expected) => format!("expected {expected}"),
+        Kind::InvalidValue(_, expected) => format!("expected {expected}"),
+        Kind::UnknownField(field, expected) => {
+            format!(
+                "unknown key `{field}`; expected one of {}",
+                expected.join(", ")
+            )
+        }
+        Kind::MissingField(field) => format!("missing key `{field}`"),
+        other => other.to_string(),
+    }
+}
+
+/// Accepts a list of strings, or one comma-separated string (as environment variables give it).
+fn string_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        OneOrMany::Many(v) => v.into_iter().map(|s| s.trim().to_owned()).collect(),
+    })
+}
+
+/// Accepts a secret as one comma-separated string or a list (joined with commas).
+fn secret_list<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SecretString>, D::Error> {
+    let list = string_list(deserializer)?;
+    Ok(Some(SecretString::from(list.join(","))))
+}
+
+fn redact_option<S: Serializer>(
+    value: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => serializer.serialize_str(REDACTED),
+        None => serializer.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures return figment::Error
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load_in(jail: &Jail, file: Option<&str>) -> Result<Config, ConfigError> {
+        let _ = jail;
+        Config::load(file.map(Path::new)).map(|(c, _)| c)
+    }
+
+    #[test]
+    fn the_defaults_alone_load_and_match_the_documented_values() {
+        Jail::expect_with(|jail| {
+            let config = load_in(jail, None).unwrap();
+            assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+            assert_eq!(config.google.redirect_uri, "");
+            assert!(config.google.allowed_azp.is_empty());
+            assert_eq!(config.google.leeway_secs, 60);
+            assert_eq!(config.store.kind, StoreKind::File);
+            assert_eq!(config.store.path, PathBuf::from("./data"));
+            assert!(config.store.migrate_on_start);
+            assert!(config.security.encryption_keys.is_none());
+            assert!(config.google.client_secret_file.is_none());
+            assert_eq!(config.http.authcode_rate_limit, 20);
+            assert_eq!(config.http.body_limit, 65536);
+            assert_eq!(config.log.level, "info");
+            assert_eq!(config.log.format, LogFormat::Text);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_config_file_overrides_the_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "custom.toml",
+                r#"
+                listen = "0.0.0.0:9000"
+                [google]
+                client_secret_file = "/etc/oa/client_secret.json"
+                allowed_azp = ["android-1.apps.googleusercontent.com"]
+                leeway_secs = 30
+                [log]
+                format = "json"
+                "#,
+            )?;
+            let config = load_in(jail, Some("custom.toml")).unwrap();
+            assert_eq!(config.listen, "0.0.0.0:9000".parse().unwrap());
+            assert_eq!(
+                config.google.client_secret_file,
+                Some(PathBuf::from("/etc/oa/client_secret.json"))
+            );
+            assert_eq!(
+                config.google.allowed_azp,
+                vec!["android-1.apps.googleusercontent.com"]
+            );
+            assert_eq!(config.google.leeway_secs, 30);
+            assert_eq!(config.log.format, LogFormat::Json);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn offline_access_toml_in_the_working_directory_is_read_when_no_file_is_named() {
+        Jail::expect_with(|jail| {
+            jail.create_file(DEFAULT_FILE, "[store]\npath = \"/var/lib/oa\"\n")?;
+            let (config, source) = Config::load(None).unwrap();
+            assert_eq!(config.store.path, PathBuf::from("/var/lib/oa"));
+            assert_eq!(source, Source::File(PathBuf::from(DEFAULT_FILE)));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_variables_with_double_underscores_override_the_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                DEFAULT_FILE,
+                "listen = \"0.0.0.0:9000\"\n[google]\nleeway_secs = 30\n",
+            )?;
+            jail.set_env("OFFLINE_ACCESS_LISTEN", "127.0.0.1:0");
+            jail.set_env("OFFLINE_ACCESS_GOOGLE__LEEWAY_SECS", "120");
+            jail.set_env(
+                "OFFLINE_ACCESS_GOOGLE__CLIENT_SECRET_FILE",
+                "/run/secrets/client_secret.json",
+            );
+            jail.set_env("OFFLINE_ACCESS_GOOGLE__ALLOWED_AZP", "a.apps, b.apps");
+            jail.set_env("OFFLINE_ACCESS_GOOGLE__REDIRECT_URI", "postmessage");
+            jail.set_env("OFFLINE_ACCESS_HTTP__AUTHCODE_RATE_LIMIT", "0");
+            jail.set_env("OFFLINE_ACCESS_HTTP__TRUSTED_PROXIES", "10.0.0.7,::1");
+            jail.set_env(
+                "OFFLINE_ACCESS_SECURITY__ENCRYPTION_KEYS",
+                "k2:AAAA,k1:BBBB",
+            );
+            let config = load_in(jail, None).unwrap();
+            assert_eq!(config.listen, "127.0.0.1:0".parse().unwrap());
+            assert_eq!(config.google.leeway_secs, 120);
+            assert_eq!(
+                config.google.client_secret_file,
+                Some(PathBuf::from("/run/secrets/client_secret.json"))
+            );
+            assert_eq!(config.google.allowed_azp, vec!["a.apps", "b.apps"]);
+            assert_eq!(config.google.redirect_uri, "postmessage");
+            assert_eq!(config.http.authcode_rate_limit, 0);
+            assert_eq!(config.http.trusted_proxies, vec!["10.0.0.7", "::1"]);
+            assert_eq!(
+                config
+                    .security
+                    .encryption_keys
+                    .as_ref()
+                    .unwrap()
+                    .expose_secret(),
+                "k2:AAAA,k1:BBBB"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn encryption_keys_may_be_given_as_a_list_in_the_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                DEFAULT_FILE,
+                "[security]\nencryption_keys = [\"k2:AAAA\", \"k1:BBBB\"]\n",
+            )?;
+            let config = load_in(jail, None).unwrap();
+            assert_eq!(
+                config
+                    .security
+                    .encryption_keys
+                    .as_ref()
+                    .unwrap()
+                    .expose_secret(),
+                "k2:AAAA,k1:BBBB"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_leeway_over_300_seconds_is_refused_naming_the_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OFFLINE_ACCESS_GOOGLE__LEEWAY_SECS", "301");
+            let err = load_in(jail, None).unwrap_err();
+            assert!(
+                err.0.contains("google.leeway_secs must be at most 300"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_the_key_and_its_source() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OFFLINE_ACCESS_HTTP__BODY_LIMIT", "lots");
+            let err = load_in(jail, None).unwrap_err();
+            assert!(err.0.contains("http.body_limit"), "{err}");
+            assert!(err.0.contains("OFFLINE_ACCESS_HTTP__BODY_LIMIT"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_refused_naming_it() {
+        Jail::expect_with(|jail| {
+            jail.create_file(DEFAULT_FILE, "[google]\nclient_secret = \"oops\"\n")?;
+            let err = load_in(jail, None).unwrap_err();
+            assert!(err.0.contains("client_secret"), "{err}");
+            assert!(!err.0.contains("oops"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_listen_address_names_listen() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OFFLINE_ACCESS_LISTEN", "localhost");
+            let err = load_in(jail, None).unwrap_err();
+            assert!(err.0.starts_with("listen is invalid"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn postgres_is_a_clear_not_supported_yet_error() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OFFLINE_ACCESS_STORE__KIND", "postgres");
+            let err = load_in(jail, None).unwrap_err();
+            assert!(err.0.contains("store.kind"), "{err}");
+            assert!(err.0.contains("not supported yet"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn other_validation_errors_name_their_key() {
+        let cases = [
+            (
+                "OFFLINE_ACCESS_GOOGLE__BASE_URL",
+                "not a url",
+                "google.base_url",
+            ),
+            (
+                "OFFLINE_ACCESS_HTTP__TRUSTED_PROXIES",
+                "10.0.0.0/8",
+                "http.trusted_proxies",
+            ),
+            ("OFFLINE_ACCESS_LOG__LEVEL", "info,[", "log.level"),
+            ("OFFLINE_ACCESS_LOG__FORMAT", "xml", "log.format"),
+            (
+                "OFFLINE_ACCESS_GOOGLE__REQUEST_TIMEOUT_SECS",
+                "0",
+                "google.request_timeout_secs",
+            ),
+            ("OFFLINE_ACCESS_TLS__CERT", "cert.pem", "tls.cert"),
+        ];
+        for (var, value, key) in cases {
+            Jail::expect_with(|jail| {
+                jail.set_env(var, value);
+                let err = load_in(jail, None).unwrap_err();
+                assert!(err.0.contains(key), "{var}={value}: {err}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn a_named_config_file_that_does_not_exist_is_an_error() {
+        Jail::expect_with(|jail| {
+            let err = load_in(jail, Some("missing.toml")).unwrap_err();
+            assert!(err.0.contains("missing.toml"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_the_rendered_config_and_in_debug() {
+        Jail::expect_with(|jail| {
+            jail.set_env(
+                "OFFLINE_ACCESS_SECURITY__ENCRYPTION_KEYS",
+                "k1:c2VjcmV0LWNhbmFyeS1rZXk=",
+            );
+            jail.set_env(
+                "OFFLINE_ACCESS_STORE__URL",
+                "postgres://user:canary-password@db/oa",
+            );
+            let config = load_in(jail, None).unwrap();
+            let rendered = config.to_redacted_toml().unwrap();
+            let debug = format!("{config:?}");
+            for text in [&rendered, &debug] {
+                assert!(!text.contains("c2VjcmV0LWNhbmFyeS1rZXk="), "{text}");
+                assert!(!text.contains("canary-password"), "{text}");
+            }
+            assert!(
+                rendered.contains("encryption_keys = \"[REDACTED]\""),
+                "{rendered}"
+            );
+            assert!(rendered.contains("url = \"[REDACTED]\""), "{rendered}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_rendered_config_loads_back_as_the_same_values() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OFFLINE_ACCESS_GOOGLE__ALLOWED_AZP", "a.apps");
+            let config = load_in(jail, None).unwrap();
+            let rendered = config.to_redacted_toml().unwrap();
+            jail.create_file("rendered.toml", &rendered)?;
+            jail.clear_env();
+            let again = load_in(jail, Some("rendered.toml")).unwrap();
+            assert_eq!(again.to_redacted_toml().unwrap(), rendered);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_missing_secret_messages_name_the_setting_and_how_to_fix_it() {
+        Jail::expect_with(|jail| {
+            let config = load_in(jail, None).unwrap();
+            let err = config.require_client_secret_file().unwrap_err();
+            assert!(err.0.contains("google.client_secret_file"), "{err}");
+            let err = config.require_encryption_keys().unwrap_err();
+            assert!(err.0.contains("security.encryption_keys"), "{err}");
+            assert!(err.0.contains("openssl rand -base64 32"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,58 @@
+//! Logs (tracing-subscriber, to stderr) and metrics (a Prometheus recorder rendered on `/metrics`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+use crate::error::Failure;
+
+/// Installs the global subscriber: `RUST_LOG` when set, else `level`; text or JSON lines on stderr (stdout is
+/// for command output and the `listening on` line).
+///
+/// # Errors
+/// A configuration failure naming `log.level` or `RUST_LOG` when the filter does not parse.
+pub(crate) fn init_tracing(level: &str, format: LogFormat) -> Result<(), Failure> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(env) if !env.trim().is_empty() => EnvFilter::builder().parse(&env).map_err(|e| {
+            Failure::config(format!(
+                "RUST_LOG is not a valid log filter ({e}); unset it or fix it"
+            ))
+        })?,
+        _ => EnvFilter::builder()
+            .parse(level)
+            .map_err(|e| Failure::config(format!("log.level is not a valid log filter ({e})")))?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A subscriber installed earlier (tests) is kept.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    Ok(())
+}
+
+/// Installs the global Prometheus recorder and returns its renderer for `/metrics`; a task drains histogram
+/// buckets periodically so memory stays bounded.
+///
+/// # Errors
+/// A runtime failure if a global recorder is already installed.
+pub(crate) fn install_metrics() -> Result<Arc<dyn Fn() -> String + Send + Sync>, Failure> {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle: PrometheusHandle = recorder.handle();
+    metrics::set_global_recorder(recorder)
+        .map_err(|e| Failure::runtime(format!("cannot install the metrics recorder: {e}")))?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(Arc::new(move || handle.render()))
+}
