@@ -1,8 +1,7 @@
 //! Adversarial input, panics, timeouts, and secrets in logs.
 
-use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -121,31 +120,9 @@ async fn a_panicking_use_case_is_a_json_500() {
         .assert_error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error");
 }
 
-/// Captures everything logged on this thread, at TRACE.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn no_token_or_code_appears_in_logs_or_bodies_at_trace_level() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = capture_logs();
     let mut mocks = Mocks::google();
     mocks.tokens.expect_refresh().returning(|_| {
         Ok(token_response(
@@ -186,7 +163,7 @@ async fn no_token_or_code_appears_in_logs_or_bodies_at_trace_level() {
             .text(),
     );
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert_no_canary(&bodies);
     assert_no_canary(&logs);
     // The logs do say what happened.

@@ -435,3 +435,57 @@ pub(crate) fn with_bearer(
         .body(Body::from(body))
         .unwrap()
 }
+
+thread_local! {
+    static LOG_SINK: std::cell::RefCell<Option<Arc<Mutex<Vec<u8>>>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Writes log lines into the current thread's capture, if one is active.
+struct ThreadSink;
+
+impl std::io::Write for ThreadSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOG_SINK.with(|sink| {
+            if let Some(sink) = &*sink.borrow() {
+                sink.lock().unwrap().extend_from_slice(buf);
+            }
+        });
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures everything logged on this thread at TRACE until dropped. One global subscriber serves the whole
+/// binary (a per-test scoped subscriber misses callsites whose interest another thread cached first).
+pub(crate) struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+pub(crate) fn capture_logs() -> LogCapture {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .with_ansi(false)
+            .with_writer(|| ThreadSink)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+    });
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    LOG_SINK.with(|sink| *sink.borrow_mut() = Some(Arc::clone(&buffer)));
+    LogCapture(buffer)
+}
+
+impl LogCapture {
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Drop for LogCapture {
+    fn drop(&mut self) {
+        LOG_SINK.with(|sink| *sink.borrow_mut() = None);
+    }
+}
