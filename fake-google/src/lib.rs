@@ -29,6 +29,8 @@ mod drive;
 mod http;
 mod keys;
 mod model;
+#[cfg(test)]
+mod proptests;
 mod server;
 mod state;
 

@@ -1,0 +1,270 @@
+//! Property tests over random sequences of mint / exchange / refresh / revoke / expire, run
+//! in-process against the state machine and (for Drive isolation) the router.
+
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+
+use crate::Control;
+use crate::model::{CodeRequest, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, OAuthClient};
+use crate::state::{Note, TokenResponse};
+
+const USERS: usize = 3;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Mint { user: usize, consent: bool },
+    Exchange { code: usize },
+    Refresh { token: usize },
+    Revoke { token: usize },
+    RevokeUser { user: usize },
+    ExpireUser { user: usize },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0..USERS, any::<bool>()).prop_map(|(user, consent)| Op::Mint { user, consent }),
+        3 => (0..16usize).prop_map(|code| Op::Exchange { code }),
+        2 => (0..16usize).prop_map(|token| Op::Refresh { token }),
+        1 => (0..32usize).prop_map(|token| Op::Revoke { token }),
+        1 => (0..USERS).prop_map(|user| Op::RevokeUser { user }),
+        1 => (0..USERS).prop_map(|user| Op::ExpireUser { user }),
+    ]
+}
+
+fn control() -> Control {
+    Control::new(OAuthClient {
+        client_id: DEFAULT_CLIENT_ID.to_owned(),
+        client_secret: DEFAULT_CLIENT_SECRET.to_owned(),
+    })
+    .unwrap()
+}
+
+fn email(user: usize) -> String {
+    format!("user{user}@example.com")
+}
+
+fn form(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut m: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    m.insert("client_id".into(), DEFAULT_CLIENT_ID.into());
+    m.insert("client_secret".into(), DEFAULT_CLIENT_SECRET.into());
+    m
+}
+
+/// What the model believes about one issued token.
+#[derive(Clone, Debug)]
+struct ModelToken {
+    value: String,
+    user: usize,
+    refresh: bool,
+    generation: u64,
+    expired: bool,
+}
+
+#[derive(Default)]
+struct Model {
+    /// (code, user, consent, used)
+    codes: Vec<(String, usize, bool, bool)>,
+    generation: [u64; USERS],
+    has_refresh: [bool; USERS],
+    tokens: Vec<ModelToken>,
+}
+
+impl Model {
+    fn alive(&self, t: &ModelToken) -> bool {
+        t.generation == self.generation[t.user] && !t.expired
+    }
+
+    fn revoke_user(&mut self, user: usize) {
+        self.generation[user] += 1;
+        self.has_refresh[user] = false;
+    }
+
+    fn record(&mut self, user: usize, resp: &TokenResponse) {
+        self.tokens.push(ModelToken {
+            value: resp.access_token.clone(),
+            user,
+            refresh: false,
+            generation: self.generation[user],
+            expired: false,
+        });
+        if let Some(rt) = &resp.refresh_token {
+            self.tokens.push(ModelToken {
+                value: rt.clone(),
+                user,
+                refresh: true,
+                generation: self.generation[user],
+                expired: false,
+            });
+        }
+    }
+}
+
+fn user_of(sub: &str, subs: &[String]) -> usize {
+    subs.iter().position(|s| s == sub).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+
+    #[test]
+    fn codes_refresh_tokens_and_revocations_follow_the_rules(ops in proptest::collection::vec(op(), 1..40)) {
+        let c = control();
+        let inner = &c.inner;
+        let subs: Vec<String> = (0..USERS).map(|u| crate::state::derived_sub(&email(u))).collect();
+        let mut m = Model::default();
+        for op in ops {
+            match op {
+                Op::Mint { user, consent } => {
+                    let mut req = CodeRequest::new(email(user));
+                    if consent { req = req.consent(); }
+                    let minted = inner.mint_code(&req).unwrap();
+                    m.codes.push((minted.code, user, consent, false));
+                }
+                Op::Exchange { code } => {
+                    let Some((value, user, consent, used)) = m.codes.get(code).cloned() else { continue };
+                    let result = inner.token(
+                        &form(&[("grant_type", "authorization_code"), ("code", &value)]),
+                        None,
+                        &mut Note::default(),
+                    );
+                    // A code is accepted at most once.
+                    prop_assert_eq!(result.is_ok(), !used);
+                    m.codes[code].3 = true;
+                    if let Ok(resp) = result {
+                        // A refresh token only on the first grant, unless revoked since or forced.
+                        let expect_refresh = !m.has_refresh[user] || consent;
+                        prop_assert_eq!(resp.refresh_token.is_some(), expect_refresh);
+                        m.has_refresh[user] = true;
+                        m.record(user, &resp);
+                    }
+                }
+                Op::Refresh { token } => {
+                    let refresh: Vec<ModelToken> = m.tokens.iter().filter(|t| t.refresh).cloned().collect();
+                    let Some(t) = refresh.get(token) else { continue };
+                    let result = inner.token(
+                        &form(&[("grant_type", "refresh_token"), ("refresh_token", &t.value)]),
+                        None,
+                        &mut Note::default(),
+                    );
+                    prop_assert_eq!(result.is_ok(), m.alive(t));
+                    if let Ok(resp) = result {
+                        prop_assert!(resp.refresh_token.is_none());
+                        m.record(t.user, &resp);
+                    } else {
+                        prop_assert_eq!(result.err().map(|e| e.error), Some("invalid_grant"));
+                    }
+                }
+                Op::Revoke { token } => {
+                    let Some(t) = m.tokens.get(token).cloned() else { continue };
+                    let result = inner.revoke(&t.value);
+                    prop_assert_eq!(result.is_ok(), m.alive(&t));
+                    if result.is_ok() {
+                        prop_assert_eq!(user_of(&result.unwrap_or_default(), &subs), t.user);
+                        m.revoke_user(t.user);
+                    }
+                }
+                Op::RevokeUser { user } => {
+                    if inner.revoke_user(&subs[user]) {
+                        m.revoke_user(user);
+                    }
+                }
+                Op::ExpireUser { user } => {
+                    if inner.expire_user(&subs[user]) {
+                        for t in m.tokens.iter_mut().filter(|t| t.user == user && !t.refresh) {
+                            t.expired = true;
+                        }
+                    }
+                }
+            }
+            // Nothing revoked or expired ever works again; everything alive works.
+            for t in m.tokens.iter().filter(|t| !t.refresh) {
+                let live = inner.access_token(&t.value);
+                prop_assert_eq!(live.is_some(), m.alive(t), "access token of user {}", t.user);
+                if let Some(rec) = live {
+                    prop_assert_eq!(&rec.sub, &subs[t.user]);
+                }
+            }
+        }
+    }
+}
+
+/// Drive isolation: files created by one user are never listed for, nor readable by, another.
+mod drive_isolation {
+    use axum::body::Body;
+    use http::Request;
+    use proptest::prelude::*;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    async fn call(app: &axum::Router, req: Request<Body>) -> (u16, serde_json::Value) {
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, .. ProptestConfig::default() })]
+
+        #[test]
+        fn one_users_drive_files_are_never_visible_to_another(
+            creates in proptest::collection::vec((0..USERS, "[a-z]{1,8}"), 1..8)
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let c = control();
+                let app = crate::router(&c);
+                let mut tokens = Vec::new();
+                for u in 0..USERS {
+                    let minted = c.inner.mint_code(&CodeRequest::new(email(u))).unwrap();
+                    let resp = c.inner.token(
+                        &form(&[("grant_type", "authorization_code"), ("code", &minted.code)]),
+                        None,
+                        &mut Note::default(),
+                    ).unwrap();
+                    tokens.push(resp.access_token);
+                }
+                let mut owned: Vec<(usize, String)> = Vec::new();
+                for (u, name) in &creates {
+                    let req = Request::post("/drive/v3/files")
+                        .header("authorization", format!("Bearer {}", tokens[*u]))
+                        .header("content-type", "application/json")
+                        .body(Body::from(serde_json::json!({"name": name, "parents": ["appDataFolder"]}).to_string()))
+                        .unwrap();
+                    let (status, body) = call(&app, req).await;
+                    assert_eq!(status, 200, "{body}");
+                    owned.push((*u, body["id"].as_str().unwrap().to_owned()));
+                }
+                for (u, token) in tokens.iter().enumerate() {
+                    let req = Request::get("/drive/v3/files?spaces=appDataFolder&fields=files(id,name)")
+                        .header("authorization", format!("Bearer {token}"))
+                        .body(Body::empty())
+                        .unwrap();
+                    let (status, body) = call(&app, req).await;
+                    assert_eq!(status, 200, "{body}");
+                    let mut listed: Vec<String> = body["files"].as_array().unwrap().iter()
+                        .map(|f| f["id"].as_str().unwrap().to_owned()).collect();
+                    let mut mine: Vec<String> = owned.iter().filter(|(o, _)| *o == u).map(|(_, id)| id.clone()).collect();
+                    listed.sort();
+                    mine.sort();
+                    assert_eq!(listed, mine);
+                    for (owner, id) in owned.iter().filter(|(o, _)| *o != u) {
+                        let req = Request::get(format!("/drive/v3/files/{id}"))
+                            .header("authorization", format!("Bearer {token}"))
+                            .body(Body::empty())
+                            .unwrap();
+                        let (status, _) = call(&app, req).await;
+                        assert_eq!(status, 404, "user {u} read a file of user {owner}");
+                    }
+                }
+            });
+        }
+    }
+}
