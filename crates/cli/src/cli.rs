@@ -82,6 +82,12 @@ pub(crate) enum DriveCommand {
 pub(crate) enum KeysCommand {
     /// Re-encrypt every stored credential under the newest configured key (safe to interrupt and re-run).
     Rotate,
+    /// Print a new random key entry `ID:BASE64KEY` to put first in security.encryption_keys.
+    Generate {
+        /// The key's id (1 to 32 characters of A-Z, a-z, 0-9, `_`, `-`); pick a new one per key, e.g. a date.
+        #[arg(long, default_value = "k1")]
+        id: String,
+    },
 }
 
 /// `--sub SUB`.

@@ -369,8 +369,9 @@ impl Config {
     pub(crate) fn require_encryption_keys(&self) -> Result<&SecretString, ConfigError> {
         self.security.encryption_keys.as_ref().ok_or_else(|| {
             ConfigError::new(format!(
-                "security.encryption_keys is not set; generate a key with `echo \"k1:$(openssl rand -base64 32)\"` \
-                 and set security.encryption_keys (env {ENV_PREFIX}SECURITY__ENCRYPTION_KEYS) to it"
+                "security.encryption_keys is not set; generate a key with `offline-access keys generate` (or \
+                 `echo \"k1:$(openssl rand -base64 32)\"`) and set security.encryption_keys \
+                 (env {ENV_PREFIX}SECURITY__ENCRYPTION_KEYS) to it"
             ))
         })
     }

@@ -37,8 +37,7 @@ impl Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Config(m) => write!(f, "configuration error: {m}"),
-            Self::Runtime(m) => write!(f, "error: {m}"),
+            Self::Config(m) | Self::Runtime(m) => write!(f, "error: {m}"),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Logs (tracing-subscriber, to stderr) and metrics (a Prometheus recorder rendered on `/metrics`).
 
+use std::io::IsTerminal as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ pub(crate) fn init_tracing(level: &str, format: LogFormat) -> Result<(), Failure
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // A subscriber installed earlier (tests) is kept.
     let _ = match format {

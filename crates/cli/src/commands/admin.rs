@@ -180,6 +180,18 @@ pub(crate) async fn keys_rotate(config: &Config) -> Outcome {
     Ok(())
 }
 
+/// `keys generate --id ID`: a new random key entry, for `security.encryption_keys`.
+pub(crate) fn keys_generate(id: &str) -> Outcome {
+    let entry = offline_access_crypto::KeyRing::generate_entry(id).map_err(|e| match e {
+        offline_access_crypto::KeyError::BadId { .. } => Failure::config(format!(
+            "--id {id:?} is not a valid key id; use 1 to 32 characters of A-Z, a-z, 0-9, `_` and `-`"
+        )),
+        other => Failure::runtime(format!("cannot generate a key: {other}")),
+    })?;
+    out!("{}", entry.as_str());
+    Ok(())
+}
+
 /// `migrate`: Postgres schema migrations (the file store has no schema).
 pub(crate) fn migrate(config: &Config) -> Outcome {
     match config.store.kind {

@@ -5,9 +5,11 @@ mod check_config;
 mod demo;
 mod serve;
 
+use std::path::Path;
+
 use crate::cli::{Cli, Command, DriveCommand, KeysCommand, UsersCommand};
 use crate::config::Config;
-use crate::error::Outcome;
+use crate::error::{Failure, Outcome};
 use crate::telemetry;
 
 /// Runs the parsed command line.
@@ -18,24 +20,28 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::Demo { json } => demo::run(json).await,
         Command::CheckConfig => check_config::run(file),
         Command::Serve { sandbox } => serve::run(Config::load(file)?.0, sandbox).await,
-        command => {
-            let (config, _) = Config::load(file)?;
-            // Operator commands log warnings and errors only, on stderr, unless RUST_LOG says otherwise.
-            telemetry::init_tracing("warn", config.log.format)?;
-            match command {
-                Command::Users {
-                    command: UsersCommand::List,
-                } => admin::users_list(&config).await,
-                Command::Drive {
-                    command: DriveCommand::Appfolder(arg),
-                } => admin::drive_appfolder(&config, &arg.sub).await,
-                Command::Forget(arg) => admin::forget(&config, &arg.sub).await,
-                Command::Keys {
-                    command: KeysCommand::Rotate,
-                } => admin::keys_rotate(&config).await,
-                Command::Migrate => admin::migrate(&config),
-                Command::Demo { .. } | Command::CheckConfig | Command::Serve { .. } => Ok(()),
-            }
-        }
+        Command::Users {
+            command: UsersCommand::List,
+        } => admin::users_list(&operator(file)?).await,
+        Command::Drive {
+            command: DriveCommand::Appfolder(arg),
+        } => admin::drive_appfolder(&operator(file)?, &arg.sub).await,
+        Command::Forget(arg) => admin::forget(&operator(file)?, &arg.sub).await,
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => admin::keys_rotate(&operator(file)?).await,
+        // Needs no configuration: it makes a key to put into it.
+        Command::Keys {
+            command: KeysCommand::Generate { id },
+        } => admin::keys_generate(&id),
+        Command::Migrate => admin::migrate(&operator(file)?),
     }
+}
+
+/// The configuration for an operator command, with logging of warnings and errors only (on stderr) unless
+/// `RUST_LOG` says otherwise.
+fn operator(file: Option<&Path>) -> Result<Config, Failure> {
+    let (config, _) = Config::load(file)?;
+    telemetry::init_tracing("warn", config.log.format)?;
+    Ok(config)
 }

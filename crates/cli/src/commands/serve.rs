@@ -100,7 +100,7 @@ async fn sandbox_stack(config: &Config) -> Result<(Stack, SandboxParts), Failure
             Arc::new(KeyRing::generate_ephemeral())
         }
     };
-    std::fs::create_dir_all(&config.store.path).map_err(|e| {
+    private_dir_all(&config.store.path).map_err(|e| {
         Failure::runtime(format!(
             "cannot create the store directory {} (store.path): {e}",
             config.store.path.display()
@@ -160,4 +160,13 @@ fn log_sandbox_instructions(addr: SocketAddr, fake: &str) {
          curl -s -X POST {fake}/_fake/users/SUB/expire; then repeat step 4; \
          curl -s {fake}/_fake/requests shows what reached Google"
     );
+}
+
+/// Creates a directory and its parents, readable only by this user (on Unix).
+fn private_dir_all(path: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
 }

@@ -1,0 +1,9 @@
+//! The `offline-access` binary, run as a process: exit codes, messages, the demo, `serve` and the operator
+//! commands against an in-process fake Google.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod config;
+mod demo;
+mod operator;
+mod serve;
+mod support;

@@ -1,0 +1,110 @@
+//! `serve`: refusals and the sandbox.
+
+use crate::support::{Cli, http};
+
+#[tokio::test]
+async fn serve_without_a_client_secret_exits_2_naming_the_setting() {
+    let out = Cli::new().run(&["serve"]).await;
+
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("google.client_secret_file"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("OFFLINE_ACCESS_GOOGLE__CLIENT_SECRET_FILE"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn serve_without_encryption_keys_exits_2_saying_how_to_make_one() {
+    let mut cli = Cli::new();
+    cli.env("GOOGLE__CLIENT_SECRET_FILE", "client_secret.json");
+
+    let out = cli.run(&["serve"]).await;
+
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("security.encryption_keys"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("openssl rand -base64 32"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test]
+async fn serve_with_an_unreadable_client_secret_file_exits_2_naming_it() {
+    let mut cli = Cli::new();
+    cli.env("GOOGLE__CLIENT_SECRET_FILE", "missing.json").env(
+        "SECURITY__ENCRYPTION_KEYS",
+        "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    );
+
+    let out = cli.run(&["serve"]).await;
+
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("google.client_secret_file"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("missing.json"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn serve_sandbox_listens_on_a_free_port_answers_healthz_and_stops_on_sigterm() {
+    let mut cli = Cli::new();
+    cli.env("LISTEN", "127.0.0.1:0");
+
+    let server = cli
+        .spawn_server(&["serve", "--sandbox"], "sandbox.log")
+        .await;
+    assert!(
+        server.base.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.base
+    );
+    assert!(!server.base.ends_with(":0"), "{}", server.base);
+
+    let health = http()
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = http()
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let metrics = http()
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.text().await.unwrap().contains("# TYPE"));
+
+    let log = server.log();
+    assert!(log.contains("ephemeral key"), "{log}");
+    assert!(log.contains("/_fake/codes"), "{log}");
+    assert!(log.contains("X-Requested-With"), "{log}");
+    let sandbox_dirs = std::fs::read_dir(cli.dir().join("data")).unwrap().count();
+    assert_eq!(sandbox_dirs, 1);
+
+    assert_eq!(server.terminate().await, 0);
+    // The sandbox's temporary store (its key is gone) is removed at shutdown.
+    let sandbox_dirs = std::fs::read_dir(cli.dir().join("data")).unwrap().count();
+    assert_eq!(sandbox_dirs, 0);
+}
