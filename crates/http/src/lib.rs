@@ -15,6 +15,7 @@ mod extract;
 mod middleware;
 mod ratelimit;
 mod routes;
+mod tls;
 
 use std::fmt;
 use std::future::Future;
@@ -29,6 +30,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
 
 pub use error::ErrorBody;
+pub use tls::{TlsConfigError, serve_tls, tls_config};
 
 /// Settings of the HTTP adapter. `Default` gives the documented defaults.
 #[derive(Debug, Clone)]

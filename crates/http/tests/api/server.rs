@@ -164,3 +164,59 @@ async fn shutdown_stops_accepting_and_serve_returns_ok() {
 
     assert!(client.get(format!("{base}/healthz")).send().await.is_err());
 }
+
+#[tokio::test]
+async fn https_is_served_directly_with_the_configured_certificate() {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_pem = certified.cert.pem();
+    let tls = offline_access_http::tls_config(
+        cert_pem.as_bytes(),
+        certified.signing_key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
+    let service = Arc::new(OfflineAccess::new(
+        Ports {
+            tokens: Arc::new(Mocks::google().tokens),
+            verifier: Arc::new(Mocks::google().verifier),
+            store: Arc::new(MemoryStore::new()),
+            drive: Arc::new(Mocks::bare().drive),
+            clock: Arc::new(ManualClock::new(NOW)),
+        },
+        settings(),
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = router(AppState::new(service, HttpConfig::default()));
+    let task = tokio::spawn(offline_access_http::serve_tls(listener, app, tls, async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap()])
+        .resolve("localhost", addr)
+        .build()
+        .unwrap();
+
+    let health = client
+        .get(format!("https://localhost:{}/healthz", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    let signed_in = client
+        .post(format!("https://localhost:{}/authcode", addr.port()))
+        .header("X-Requested-With", "com.example.app")
+        .form(&[("authCode", CODE_ALICE)])
+        .send()
+        .await
+        .unwrap();
+    let plain = reqwest::Client::new()
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await;
+
+    assert_eq!(health.status(), 200);
+    assert_eq!(signed_in.status(), 200);
+    assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
