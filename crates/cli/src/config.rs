@@ -735,6 +735,91 @@ mod tests {
         });
     }
 
+    /// Every key of `config.default.toml` (set or commented out) with its section, e.g. `google.base_url`.
+    fn default_file_keys() -> Vec<String> {
+        let mut section = String::new();
+        let mut keys = Vec::new();
+        for line in DEFAULTS.lines() {
+            let line = line.trim();
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_owned();
+                continue;
+            }
+            let line = line.strip_prefix("# ").unwrap_or(line);
+            if let Some((key, _)) = line.split_once(" = ")
+                && !key.is_empty()
+                && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            {
+                keys.push(if section.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{section}.{key}")
+                });
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn the_defaults_file_and_docs_configuration_md_name_the_same_keys() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/configuration.md"
+        ))
+        .unwrap();
+        let keys = default_file_keys();
+        assert!(keys.len() >= 25, "{keys:?}");
+        for key in &keys {
+            let env = format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase());
+            assert!(
+                doc.contains(&format!("| `{key}` | `{env}` |")),
+                "docs/configuration.md has no row for {key} ({env})"
+            );
+        }
+        let documented = doc
+            .lines()
+            .filter(|l| l.starts_with("| `") && l.contains("OFFLINE_ACCESS_"))
+            .count();
+        assert_eq!(
+            documented,
+            keys.len(),
+            "a documented key is missing from config.default.toml"
+        );
+    }
+
+    #[test]
+    fn every_key_of_the_defaults_file_is_a_configuration_key() {
+        // The defaults with every commented-out example enabled (TLS aside: not supported yet) must load.
+        let mut section = "";
+        let mut enabled = String::new();
+        for line in DEFAULTS.lines() {
+            if line.starts_with('[') {
+                section = line;
+            }
+            let example = line.strip_prefix("# ").filter(|l| {
+                l.split_once(" = ").is_some_and(|(k, _)| {
+                    !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                })
+            });
+            match example {
+                Some(example) if section != "[tls]" => enabled.push_str(example),
+                _ => enabled.push_str(line),
+            }
+            enabled.push('\n');
+        }
+        Jail::expect_with(|jail| {
+            jail.create_file("all.toml", &enabled)?;
+            let config = load_in(jail, Some("all.toml")).unwrap();
+            assert!(config.google.client_secret_file.is_some());
+            assert!(config.google.base_url.is_some());
+            assert!(config.google.hosted_domain.is_some());
+            assert!(config.google.ca_file.is_some());
+            assert!(config.store.url.is_some());
+            assert!(config.security.encryption_keys.is_some());
+            Ok(())
+        });
+    }
+
     #[test]
     fn the_missing_secret_messages_name_the_setting_and_how_to_fix_it() {
         Jail::expect_with(|jail| {
