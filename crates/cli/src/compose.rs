@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use offline_access_crypto::KeyRing;
-use offline_access_domain::{OfflineAccess, Ports, Settings, Subject, SystemClock};
+use offline_access_domain::{
+    CredentialStore, OfflineAccess, Ports, Settings, StoreError, Subject, SystemClock,
+};
 use offline_access_google::{ClientSecret, ConfigError as GoogleConfigError, Google, GoogleConfig};
 use offline_access_http::HttpConfig;
 use offline_access_store_file::FileStore;
@@ -21,8 +23,52 @@ pub(crate) struct Stack {
     pub(crate) service: Arc<OfflineAccess>,
     /// The Google adapter (for the JWKS prefetch).
     pub(crate) google: Google,
-    /// The file store (for operator commands and the demo's at-rest check).
-    pub(crate) store: Arc<FileStore>,
+    /// The credential store (for operator commands and the demo's at-rest check).
+    pub(crate) store: Store,
+}
+
+/// The configured credential store: one variant per storage adapter (`store.kind`).
+#[derive(Clone)]
+pub(crate) enum Store {
+    /// One encrypted file per user under a directory.
+    File(Arc<FileStore>),
+}
+
+impl Store {
+    /// The store as the domain's port.
+    pub(crate) fn port(&self) -> Arc<dyn CredentialStore> {
+        match self {
+            Self::File(store) => store.clone(),
+        }
+    }
+
+    /// Where the credentials are, for logs and messages.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Self::File(store) => format!("file store at {}", store.dir().display()),
+        }
+    }
+
+    /// The file store, when that is what runs.
+    pub(crate) fn as_file(&self) -> Option<&Arc<FileStore>> {
+        match self {
+            Self::File(store) => Some(store),
+        }
+    }
+
+    /// Re-encrypts every credential under the newest key (see the adapters' `reencrypt_all`).
+    ///
+    /// # Errors
+    /// The store's error for a record it cannot read or write.
+    pub(crate) async fn reencrypt_all(
+        &self,
+        batch: usize,
+        progress: impl Fn(usize, usize),
+    ) -> Result<usize, StoreError> {
+        match self {
+            Self::File(store) => store.reencrypt_all(batch, progress).await,
+        }
+    }
 }
 
 /// Where the Google client comes from.
@@ -57,14 +103,16 @@ pub(crate) fn open_store(
     config: &Config,
     dir: &Path,
     keys: Arc<KeyRing>,
-) -> Result<Arc<FileStore>, Failure> {
+) -> Result<Store, Failure> {
     match config.store.kind {
-        StoreKind::File => FileStore::open(dir, keys).map(Arc::new).map_err(|e| {
-            Failure::runtime(format!(
-                "cannot open the file store at {} (store.path): {e}",
-                dir.display()
-            ))
-        }),
+        StoreKind::File => FileStore::open(dir, keys)
+            .map(|s| Store::File(Arc::new(s)))
+            .map_err(|e| {
+                Failure::runtime(format!(
+                    "cannot open the file store at {} (store.path): {e}",
+                    dir.display()
+                ))
+            }),
         StoreKind::Postgres => Err(Failure::config(
             "store.kind = \"postgres\" is not supported yet by this build; set store.kind to \"file\"",
         )),
@@ -125,11 +173,11 @@ pub(crate) fn google(config: &Config, source: GoogleSource<'_>) -> Result<Google
 }
 
 /// The use cases over the Google adapter and a store.
-pub(crate) fn stack(google: Google, store: Arc<FileStore>) -> Stack {
+pub(crate) fn stack(google: Google, store: Store) -> Stack {
     let ports = Ports {
         tokens: google.tokens(),
         verifier: google.verifier(),
-        store: store.clone(),
+        store: store.port(),
         drive: google.drive(),
         clock: Arc::new(SystemClock),
     };

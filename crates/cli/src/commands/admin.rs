@@ -2,8 +2,8 @@
 //! `migrate`.
 
 use offline_access_domain::{
-    AccessError, Credential, CredentialStore, DriveRequest, DriveResponse, DriveUseError,
-    ForgetError, StoreError, Subject,
+    AccessError, Credential, DriveRequest, DriveResponse, DriveUseError, ForgetError, StoreError,
+    Subject,
 };
 use time::format_description::well_known::Rfc3339;
 
@@ -25,6 +25,7 @@ pub(crate) async fn users_list(config: &Config) -> Outcome {
     let mut after: Option<Subject> = None;
     loop {
         let page = store
+            .port()
             .list(after.take(), PAGE)
             .await
             .map_err(store_failure)?;
@@ -35,10 +36,7 @@ pub(crate) async fn users_list(config: &Config) -> Outcome {
         }
     }
     if rows.is_empty() {
-        out!(
-            "no users stored in {} (store.path)",
-            config.store.path.display()
-        );
+        out!("no users stored in the {}", store.describe());
         return Ok(());
     }
     let table = table(&["SUB", "EMAIL", "CONSENT", "SCOPES", "UPDATED"], &rows);

@@ -240,7 +240,12 @@ impl<'a> Flow<'a> {
     /// Reads the stored refresh token (in memory) and checks the user's file holds no token in plaintext.
     async fn check_at_rest(&self) -> Result<Vec<String>, String> {
         let subject = self.subject()?;
-        let store = &self.world.stack.store;
+        let store = self
+            .world
+            .stack
+            .store
+            .as_file()
+            .ok_or("the demo runs on the file store")?;
         let credential = store
             .get(subject)
             .await
@@ -491,6 +496,7 @@ async fn step_stored_encrypted(flow: &mut Flow<'_>) -> Result<Vec<String>, Strin
         .world
         .stack
         .store
+        .port()
         .get(&subject)
         .await
         .map_err(|e| format!("the store cannot read the credential: {e}"))?
@@ -566,6 +572,7 @@ async fn step_second_sign_in(flow: &mut Flow<'_>) -> Result<Vec<String>, String>
         .world
         .stack
         .store
+        .port()
         .get(&subject)
         .await
         .map_err(|e| format!("the store cannot read the credential: {e}"))?

@@ -53,7 +53,7 @@ pub(crate) async fn run(config: Config, sandbox: bool) -> Outcome {
         .local_addr()
         .map_err(|e| Failure::runtime(format!("cannot read the listening address: {e}")))?;
     announce(addr)?;
-    tracing::info!(%addr, store = %stack.store.dir().display(), "serving the offline-access API");
+    tracing::info!(%addr, store = %stack.store.describe(), "serving the offline-access API");
     if let Some(parts) = &sandbox_parts {
         log_sandbox_instructions(addr, &parts.fake.base_url());
     }
