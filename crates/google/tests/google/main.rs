@@ -5,5 +5,6 @@ mod drive;
 mod jwks;
 mod props;
 mod support;
+mod tls;
 mod tokens;
 mod verify;
