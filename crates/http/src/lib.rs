@@ -15,11 +15,11 @@ mod extract;
 mod middleware;
 mod ratelimit;
 mod routes;
-mod tls;
+mod serve;
 
 use std::fmt;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
 
 pub use error::ErrorBody;
-pub use tls::{TlsConfigError, serve_tls, tls_config};
+pub use serve::{SHUTDOWN_GRACE, TlsConfigError, serve_tls, tls_config};
 
 /// Settings of the HTTP adapter. `Default` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -139,22 +139,19 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then finishes the requests in flight. Handlers see
-/// the peer address (`ConnectInfo<SocketAddr>`), which the `/authcode` rate limit uses.
+/// Serves `router` on `listener` (HTTP/1.1 and HTTP/2) until `shutdown` completes, then finishes the requests in
+/// flight (for at most [`SHUTDOWN_GRACE`]). Handlers see the peer address (`ConnectInfo<SocketAddr>`, as with
+/// `into_make_service_with_connect_info::<SocketAddr>`), which the `/authcode` rate limit uses. A client must send
+/// its request headers within 15 s.
 ///
 /// # Errors
-/// An I/O error of the listener.
+/// None in practice: accept errors (e.g. too many open files) are logged and retried.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    serve::serve_connections(listener, router, None, shutdown).await
 }
 
 /// Completes on SIGTERM or Ctrl-C (SIGINT). If a handler cannot be installed, waits on the other one.

@@ -220,3 +220,86 @@ async fn https_is_served_directly_with_the_configured_certificate() {
     let _ = stop.send(());
     task.await.unwrap().unwrap();
 }
+
+/// A token endpoint that tells when a code exchange started and finishes it only when released.
+struct GatedTokens {
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl offline_access_domain::TokenEndpoint for GatedTokens {
+    async fn exchange_code(
+        &self,
+        code: &offline_access_domain::AuthCode,
+    ) -> Result<offline_access_domain::TokenResponse, offline_access_domain::TokenError> {
+        self.entered.notify_one();
+        self.release.notified().await;
+        exchange(code.expose_secret())
+    }
+
+    async fn refresh(
+        &self,
+        _: &offline_access_domain::RefreshToken,
+    ) -> Result<offline_access_domain::TokenResponse, offline_access_domain::TokenError> {
+        Err(offline_access_domain::TokenError::Timeout)
+    }
+
+    async fn revoke(
+        &self,
+        _: &offline_access_domain::RefreshToken,
+    ) -> Result<(), offline_access_domain::RevokeError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_sign_in_in_flight_at_shutdown_is_answered_before_serve_returns() {
+    let gate = Arc::new(GatedTokens {
+        entered: tokio::sync::Notify::new(),
+        release: tokio::sync::Notify::new(),
+    });
+    let mocks = Mocks::google();
+    let service = Arc::new(OfflineAccess::new(
+        Ports {
+            tokens: Arc::clone(&gate) as _,
+            verifier: Arc::new(mocks.verifier),
+            store: Arc::new(MemoryStore::new()),
+            drive: Arc::new(mocks.drive),
+            clock: Arc::new(ManualClock::new(NOW)),
+        },
+        settings(),
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = router(AppState::new(service, HttpConfig::default()));
+    let server = tokio::spawn(serve(listener, app, async {
+        let _ = stopped.await;
+    }));
+    let in_flight = tokio::spawn(
+        reqwest::Client::new()
+            .post(format!("http://{addr}/authcode"))
+            .header("X-Requested-With", "x")
+            .form(&[("authCode", CODE_ALICE)])
+            .send(),
+    );
+    gate.entered.notified().await;
+
+    stop.send(()).unwrap();
+    // The listener closes: new connections are refused while the sign-in is still in flight.
+    let mut refused = false;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    gate.release.notify_one();
+    let response = in_flight.await.unwrap().unwrap();
+
+    assert!(refused, "the listener kept accepting after shutdown");
+    assert_eq!(response.status(), 200);
+    server.await.unwrap().unwrap();
+}

@@ -1,4 +1,5 @@
-//! HTTPS served directly with rustls (aws-lc-rs), for `tls.cert`/`tls.key`.
+//! Serving: the accept loop for plain HTTP and for HTTPS served directly with rustls (aws-lc-rs), for
+//! `tls.cert`/`tls.key`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -61,9 +62,9 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
-/// Serves `router` over HTTPS on `listener` until `shutdown` completes, then finishes the requests in flight.
-/// Handlers see the peer address (`ConnectInfo<SocketAddr>`) as with [`crate::serve`]. Handshakes are bounded by
-/// a timeout; a failed handshake only closes that connection.
+/// Serves `router` over HTTPS on `listener` until `shutdown` completes, then finishes the requests in flight
+/// (for at most [`SHUTDOWN_GRACE`]). Handlers see the peer address (`ConnectInfo<SocketAddr>`) as with
+/// [`crate::serve`]. Handshakes are bounded by a timeout; a failed handshake only closes that connection.
 ///
 /// # Errors
 /// None in practice: accept errors (e.g. too many open files) are logged and retried.
@@ -73,8 +74,28 @@ pub async fn serve_tls(
     tls: Arc<rustls::ServerConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let acceptor = TlsAcceptor::from(tls);
-    let builder = auto::Builder::new(TokioExecutor::new());
+    serve_connections(listener, router, Some(TlsAcceptor::from(tls)), shutdown).await
+}
+
+/// How long a shutdown waits for requests in flight before closing their connections.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// A client must send its request headers within this time (slowloris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The accept loop behind [`crate::serve`] and [`serve_tls`]: HTTP/1.1 and HTTP/2, the peer address as
+/// `ConnectInfo<SocketAddr>`, a header read timeout, and a bounded graceful shutdown.
+pub(crate) async fn serve_connections(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -89,40 +110,58 @@ pub async fn serve_tls(
             },
             () = &mut shutdown => break,
         };
-        let acceptor = acceptor.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let tls = tls.clone();
         let service = router
             .clone()
             .map_request(move |mut request: http::Request<Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request
             });
+        let service = TowerToHyperService::new(service);
         tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "TLS handshake failed");
-                    return;
+            let result = match tls {
+                None => {
+                    let connection = builder
+                        .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                        .into_owned();
+                    watcher.watch(connection).await
                 }
-                Err(_) => {
-                    tracing::debug!("TLS handshake timed out");
-                    return;
+                Some(acceptor) => {
+                    let stream =
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!("TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let connection = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    watcher.watch(connection).await
                 }
             };
-            let connection = builder
-                .serve_connection_with_upgrades(
-                    TokioIo::new(stream),
-                    TowerToHyperService::new(service),
-                )
-                .into_owned();
-            if let Err(e) = watcher.watch(connection).await {
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = SHUTDOWN_GRACE.as_secs(),
+            "requests still in flight after the shutdown grace; closing them"
+        );
+    }
     Ok(())
 }
 
