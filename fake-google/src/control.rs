@@ -2,6 +2,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -91,7 +92,11 @@ async fn add_client(State(c): State<Control>) -> Response {
     created(&json!({"client_id": client.client_id, "client_secret": client.client_secret}))
 }
 
-async fn mint_code(State(c): State<Control>, body: Bytes) -> Response {
+async fn mint_code(State(c): State<Control>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return bad_request(format!("cannot read the request body: {e}")),
+    };
     let req: CodeRequest = match parse(&body, false) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
@@ -102,7 +107,11 @@ async fn mint_code(State(c): State<Control>, body: Bytes) -> Response {
     }
 }
 
-async fn mint_id_token(State(c): State<Control>, body: Bytes) -> Response {
+async fn mint_id_token(State(c): State<Control>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return bad_request(format!("cannot read the request body: {e}")),
+    };
     let req: IdTokenRequest = match parse(&body, false) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
@@ -113,7 +122,14 @@ async fn mint_id_token(State(c): State<Control>, body: Bytes) -> Response {
     }
 }
 
-async fn revoke_user(State(c): State<Control>, Path(sub): Path<String>) -> Response {
+async fn revoke_user(
+    State(c): State<Control>,
+    sub: Result<Path<String>, PathRejection>,
+) -> Response {
+    let sub = match sub {
+        Ok(Path(s)) => s,
+        Err(e) => return bad_request(format!("bad user path: {e}")),
+    };
     if c.inner.revoke_user(&sub) {
         json_response(StatusCode::OK, &json!({"sub": sub, "revoked": true}))
     } else {
@@ -121,7 +137,14 @@ async fn revoke_user(State(c): State<Control>, Path(sub): Path<String>) -> Respo
     }
 }
 
-async fn expire_user(State(c): State<Control>, Path(sub): Path<String>) -> Response {
+async fn expire_user(
+    State(c): State<Control>,
+    sub: Result<Path<String>, PathRejection>,
+) -> Response {
+    let sub = match sub {
+        Ok(Path(s)) => s,
+        Err(e) => return bad_request(format!("bad user path: {e}")),
+    };
     if c.inner.expire_user(&sub) {
         json_response(StatusCode::OK, &json!({"sub": sub, "expired": true}))
     } else {
@@ -136,7 +159,11 @@ async fn get_settings(State(c): State<Control>) -> Response {
     )
 }
 
-async fn patch_settings(State(c): State<Control>, body: Bytes) -> Response {
+async fn patch_settings(State(c): State<Control>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return bad_request(format!("cannot read the request body: {e}")),
+    };
     let patch: SettingsPatch = match parse(&body, false) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
@@ -171,7 +198,11 @@ struct RotateBody {
     retire_old: bool,
 }
 
-async fn rotate(State(c): State<Control>, body: Bytes) -> Response {
+async fn rotate(State(c): State<Control>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return bad_request(format!("cannot read the request body: {e}")),
+    };
     let req: RotateBody = match parse(&body, true) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
@@ -193,7 +224,11 @@ async fn list_faults(State(c): State<Control>) -> Response {
     )
 }
 
-async fn add_fault(State(c): State<Control>, body: Bytes) -> Response {
+async fn add_fault(State(c): State<Control>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return bad_request(format!("cannot read the request body: {e}")),
+    };
     let fault: Fault = match parse(&body, false) {
         Ok(r) => r,
         Err(e) => return e.into_response(),

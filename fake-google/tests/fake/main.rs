@@ -8,5 +8,6 @@ mod helpers;
 mod info;
 mod keys;
 mod revoke;
+mod robustness;
 mod tls;
 mod token;
