@@ -7,8 +7,35 @@
 //! in them).
 //!
 //! Wiring: build an [`AppState`] from the service and an [`HttpConfig`], optionally attach a metrics renderer
-//! with [`AppState::with_metrics`], make the [`router`] and run it with [`serve`] (graceful shutdown on the given
-//! future, e.g. [`shutdown_signal`]).
+//! with [`AppState::with_metrics`] (e.g. `let h = PrometheusBuilder::new().install_recorder()?;` then
+//! `.with_metrics(Arc::new(move || h.render()))`), make the [`router`] and run it with [`serve`] or, with a
+//! certificate, [`serve_tls`] over [`tls_config`] (graceful shutdown on the given future, e.g.
+//! [`shutdown_signal`]).
+//!
+//! # Error codes
+//! | status | `error` | when |
+//! | --- | --- | --- |
+//! | 400 | `invalid_request` | missing/empty/oversized/control-character `authCode`, a non-object JSON body, a bad file id, name, page token or upload Content-Type |
+//! | 400 | `invalid_grant` | Google rejected the code (used, expired, unknown) |
+//! | 400 | `openid_scope_missing` | Google returned no ID token: the app must request `openid` |
+//! | 400 | `bad_request` | Drive refused the request as malformed |
+//! | 401 | `invalid_token` | missing or bad Bearer ID token (the reason is logged, never returned); `WWW-Authenticate: Bearer` |
+//! | 403 | `missing_csrf_header` | `POST /authcode` without a non-empty `X-Requested-With` |
+//! | 403 | `subject_mismatch` | the code belongs to another user than the Bearer's; nothing stored |
+//! | 403 | `scope_missing` | `drive.appdata` not granted; no Drive call made |
+//! | 403 | `forbidden` | Drive forbade the operation |
+//! | 404 | `not_found` | no stored credential, no such Drive file, unknown path, `/metrics` without a renderer |
+//! | 405 | `method_not_allowed` | wrong method (with `Allow`) |
+//! | 409 | `reconsent_required` | the grant was revoked, or no refresh token is stored and the access token expired |
+//! | 413 | `payload_too_large` | body over `body_limit` (or `drive_body_limit` on uploads) |
+//! | 415 | `unsupported_media_type` | `/authcode` body neither form nor JSON |
+//! | 429 | `rate_limited` | `/authcode` rate limit per client address, or Drive rate-limiting (with `Retry-After`) |
+//! | 500 | `server_misconfigured` | Google refused this server's client ID/secret/redirect URI (logged) |
+//! | 500 | `internal_error` | an unreadable stored credential, or a bug (a panic is caught) |
+//! | 502 | `upstream_error` | Google or Drive answered something unexpected |
+//! | 503 | `upstream_unavailable` | Google or Drive unreachable, or Google's signing keys unavailable |
+//! | 503 | `store_unavailable` | the credential store is down |
+//! | 504 | `timeout` | the request took longer than `request_timeout` (a sign-in still completes and is stored) |
 
 mod error;
 mod extract;
