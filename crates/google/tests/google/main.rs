@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod drive;
+mod fake;
 mod jwks;
 mod props;
 mod support;
