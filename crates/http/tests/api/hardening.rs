@@ -230,3 +230,66 @@ proptest! {
         }
     }
 }
+
+fn paths() -> impl Strategy<Value = String> {
+    let id = "[A-Za-z0-9_%.~-]{0,140}";
+    prop_oneof![
+        Just("/v1/me".to_owned()),
+        Just("/v1/me/drive/appfolder".to_owned()),
+        "/v1/me/drive/files(\\?(name|pageToken)=[A-Za-z0-9%._~-]{0,300})?".prop_map(|s| s),
+        id.prop_map(|id| format!("/v1/me/drive/files/{id}")),
+        id.prop_map(|id| format!("/v1/me/drive/files/{id}/content")),
+        Just("/authcode".to_owned()),
+        Just("/readyz".to_owned()),
+        "/[A-Za-z0-9%._~/-]{0,60}".prop_map(|s| s),
+    ]
+}
+
+fn authorizations() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        Just(None),
+        Just(Some(format!("Bearer {ID_ALICE}"))),
+        Just(Some(format!("Bearer {ID_OTHER_APP}"))),
+        "[ -~]{0,80}".prop_map(Some),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn any_request_to_any_route_gets_a_json_error_or_a_success_and_never_a_500(
+        method in prop_oneof![Just("GET"), Just("POST"), Just("PUT"), Just("DELETE"), Just("PATCH"), Just("HEAD")],
+        path in paths(),
+        authorization in authorizations(),
+        content_type in content_types(),
+        body in bodies(),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let app = TestApp::with_config(
+            Mocks::google(),
+            HttpConfig { authcode_rate_limit: 0, ..HttpConfig::default() },
+        );
+        runtime.block_on(app.sign_in_alice());
+        let mut builder = Request::builder().method(method).uri(path.as_str()).header("x-requested-with", "x");
+        if let Some(a) = &authorization {
+            builder = builder.header("authorization", a.as_str());
+        }
+        if let Some(ct) = &content_type {
+            builder = builder.header("content-type", ct.as_str());
+        }
+        let Ok(request) = builder.body(Body::from(body)) else {
+            return Ok(());
+        };
+
+        let answer = runtime.block_on(app.send(request));
+
+        prop_assert!(!answer.status.is_server_error(), "{method} {path}: {} {}", answer.status, answer.text());
+        if answer.status.is_client_error() && method != "HEAD" {
+            let json = answer.json();
+            prop_assert!(json["error"].is_string());
+            prop_assert!(json["message"].is_string());
+        }
+        assert_no_canary(&answer.text());
+    }
+}
