@@ -4,6 +4,7 @@
 mod drive;
 mod fake;
 mod jwks;
+mod observability;
 mod props;
 mod support;
 mod tls;

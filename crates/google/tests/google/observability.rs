@@ -1,0 +1,189 @@
+//! Logs and metrics: every call is counted by endpoint and outcome, and no secret ever reaches a log line,
+//! even at `trace`, on success or failure.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use offline_access_domain::{
+    AccessToken, AuthCode, Drive, DriveRequest, IdTokenVerifier, RefreshToken, TokenEndpoint,
+};
+use serde_json::json;
+use wiremock::matchers::{any, method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::support::{CLIENT_SECRET, KEY1, KID1, claims, google, id_token, jwks_server, now, sign};
+
+const CODE: &str = "4/0canary-code-value";
+const REFRESH: &str = "1//0canary-refresh-value";
+const ACCESS: &str = "ya29.canary-access-value";
+
+/// Records the keys of every counter and histogram registration (one per call site execution).
+#[derive(Default)]
+struct KeyRecorder(Mutex<Vec<String>>);
+
+impl KeyRecorder {
+    fn push(&self, kind: &str, key: &Key) {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{kind} {}{{{}}}", key.name(), labels.join(",")));
+    }
+}
+
+impl Recorder for KeyRecorder {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        self.push("counter", key);
+        Counter::noop()
+    }
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::noop()
+    }
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        self.push("histogram", key);
+        Histogram::noop()
+    }
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `body` on a current-thread runtime with a trace-level log capture and a metrics recorder.
+fn observe<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) -> (String, Vec<String>) {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let recorder = KeyRecorder::default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        metrics::with_local_recorder(&recorder, || rt.block_on(body()));
+    });
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let keys = recorder.0.lock().unwrap().clone();
+    (text, keys)
+}
+
+#[test]
+fn no_code_token_or_client_secret_appears_in_trace_logs_or_metrics() {
+    let mut bad_claims = claims();
+    bad_claims["aud"] = json!("canary-audience");
+    let id_token_text = sign(&bad_claims, KID1, &KEY1);
+    let (logs, keys) = observe(|| async {
+        let server = jwks_server().await;
+        // Token endpoint: success once, then an error whose description echoes the secrets.
+        Mock::given(method("POST"))
+            .and(path("/token"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "access_token": ACCESS, "expires_in": 3599, "refresh_token": REFRESH,
+                "id_token": id_token_text, "scope": "openid"
+            })))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/token"))
+            .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+                "error": "invalid_grant", "error_description": format!("{CODE} {REFRESH} {CLIENT_SECRET}")
+            })))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/revoke"))
+            .respond_with(
+                ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_token"})),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(403).set_body_json(json!({"error": {
+                "code": 403, "message": ACCESS, "errors": [{"reason": ACCESS, "message": REFRESH}]}})))
+            .mount(&server)
+            .await;
+        let google = google(&server);
+        let code = AuthCode::parse(CODE).unwrap();
+        let refresh = RefreshToken::parse(REFRESH).unwrap();
+        let access = AccessToken::parse(ACCESS).unwrap();
+
+        let answer = google.tokens().exchange_code(&code).await.unwrap();
+        let _ = google
+            .verifier()
+            .verify(answer.id_token.as_ref().unwrap(), now())
+            .await
+            .unwrap_err();
+        let _ = google.tokens().exchange_code(&code).await.unwrap_err();
+        let _ = google.tokens().refresh(&refresh).await.unwrap_err();
+        let _ = google.tokens().revoke(&refresh).await.unwrap_err();
+        let create = DriveRequest::CreateFile {
+            name: "n".into(),
+            content_type: "text/plain".into(),
+            content: Bytes::from_static(b"canary-content"),
+        };
+        let _ = google.drive().execute(&access, &create).await.unwrap_err();
+        let _ = google
+            .verifier()
+            .verify(&id_token(&id_token_text), now())
+            .await
+            .unwrap_err();
+        tracing::info!(google = ?google, "adapter state");
+    });
+
+    assert!(logs.contains("google.token"), "spans are logged: {logs}");
+    for canary in [
+        CODE,
+        REFRESH,
+        ACCESS,
+        CLIENT_SECRET,
+        "canary",
+        &id_token_text[..40],
+    ] {
+        assert!(
+            !logs.contains(canary),
+            "{canary} leaked into the logs:\n{logs}"
+        );
+        assert!(
+            !keys.iter().any(|k| k.contains(canary)),
+            "{canary} leaked into metrics"
+        );
+    }
+    for expected in [
+        "counter offline_access_google_requests_total{endpoint=token_exchange,outcome=ok}",
+        "counter offline_access_google_requests_total{endpoint=token_exchange,outcome=invalid_grant}",
+        "counter offline_access_google_requests_total{endpoint=token_refresh,outcome=invalid_grant}",
+        "counter offline_access_google_requests_total{endpoint=revoke,outcome=already_revoked}",
+        "counter offline_access_google_requests_total{endpoint=jwks,outcome=ok}",
+        "counter offline_access_google_requests_total{endpoint=drive_create,outcome=forbidden}",
+        "histogram offline_access_google_request_duration_seconds{endpoint=drive_create}",
+        "histogram offline_access_google_request_duration_seconds{endpoint=token_exchange}",
+        "counter offline_access_id_token_verifications_total{outcome=wrong_audience}",
+    ] {
+        assert!(
+            keys.iter().any(|k| k == expected),
+            "missing {expected} in {keys:#?}"
+        );
+    }
+}
