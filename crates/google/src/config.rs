@@ -405,6 +405,29 @@ mod tests {
     }
 
     #[test]
+    fn a_client_secret_file_is_read_from_disk_and_a_missing_one_is_named() {
+        let path = std::env::temp_dir().join(format!(
+            "offline-access-google-client-secret-{}.json",
+            std::process::id()
+        ));
+        std::fs::write(
+            &path,
+            r#"{"web":{"client_id":"w","client_secret":"s","token_uri":"http://127.0.0.1:1/token"}}"#,
+        )
+        .unwrap();
+        let secret = ClientSecret::from_file(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(secret.client_id, "w");
+        assert_eq!(
+            secret.token_uri.as_deref(),
+            Some("http://127.0.0.1:1/token")
+        );
+        let err = ClientSecret::from_file(&path).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }));
+        assert!(err.to_string().contains("client-secret"), "{err}");
+    }
+
+    #[test]
     fn malformed_client_files_are_refused_without_quoting_them() {
         for bad in [
             r#"{"web":{"client_id":"id"}}"#,
