@@ -12,6 +12,7 @@ use offline_access_domain::{
 use serde::de::{Deserializer, Error as _, MapAccess, Visitor};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 use crate::jwks::KeyCache;
 
@@ -107,7 +108,10 @@ impl IdTokenVerifier for JwksVerifier {
         token: &IdToken,
         now: OffsetDateTime,
     ) -> Result<VerifiedIdToken, VerifyError> {
-        let result = self.verify_inner(token.expose_secret(), now).await;
+        let result = self
+            .verify_inner(token.expose_secret(), now)
+            .instrument(tracing::debug_span!("google.verify"))
+            .await;
         match &result {
             Ok(verified) => tracing::debug!(sub = %verified.subject, "ID token verified"),
             Err(e) => tracing::info!(reason = e.reason(), "ID token refused"),
