@@ -126,10 +126,26 @@ fn main() {
             b.iter(|| bare_sign(&key, &rng, &msg, &mut sig));
         });
         g.bench_function("code_exchange_in_process", |b| {
-            b.iter(|| rt.block_on(exchange(&ctl, &app)));
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        exchange(&ctl, &app).await;
+                    }
+                    start.elapsed()
+                })
+            });
         });
         g.bench_function("code_exchange_loopback_http", |b| {
-            b.iter(|| rt.block_on(exchange_http(&fake, &client, &url)));
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        exchange_http(&fake, &client, &url).await;
+                    }
+                    start.elapsed()
+                })
+            });
         });
         g.finish();
     }
@@ -138,8 +154,24 @@ fn main() {
     // The ratio, measured here in one run (single client, sequential).
     let budget = Duration::from_secs(2);
     let sign_rate = rate(budget, || bare_sign(&key, &rng, &msg, &mut sig));
-    let inproc_rate = rate(budget, || rt.block_on(exchange(&ctl, &app)));
-    let http_rate = rate(budget, || rt.block_on(exchange_http(&fake, &client, &url)));
+    let inproc_rate = rt.block_on(async {
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed() < budget {
+            exchange(&ctl, &app).await;
+            n += 1;
+        }
+        n as f64 / start.elapsed().as_secs_f64()
+    });
+    let http_rate = rt.block_on(async {
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed() < budget {
+            exchange_http(&fake, &client, &url).await;
+            n += 1;
+        }
+        n as f64 / start.elapsed().as_secs_f64()
+    });
     println!("bare RSA-2048 signs/s:           {sign_rate:8.0}");
     println!(
         "exchanges/s in-process:          {inproc_rate:8.0}  ratio {:.2}",
@@ -148,6 +180,68 @@ fn main() {
     println!(
         "exchanges/s over loopback HTTP:  {http_rate:8.0}  ratio {:.2}",
         http_rate / sign_rate
+    );
+
+    // The whole machine: bare signing on every core vs concurrent clients over loopback.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let signed = std::sync::atomic::AtomicU64::new(0);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..cores {
+            s.spawn(|| {
+                let key = RsaKeyPair::from_pkcs8(KEY).unwrap();
+                let mut sig = vec![0u8; key.public_modulus_len()];
+                while start.elapsed() < budget {
+                    bare_sign(&key, &rng, &msg, &mut sig);
+                    signed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let sign_all = signed.into_inner() as f64 / start.elapsed().as_secs_f64();
+    let exchanged = rt.block_on(async {
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..(cores * 4) {
+            let (client, url) = (client.clone(), url.clone());
+            let control = fake.control().clone();
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while start.elapsed() < budget {
+                    let minted = control
+                        .mint_code(CodeRequest::new("bench@example.com"))
+                        .await
+                        .unwrap();
+                    let resp = client
+                        .post(&url)
+                        .form(&[
+                            ("grant_type", "authorization_code"),
+                            ("code", minted.code.as_str()),
+                            ("client_id", DEFAULT_CLIENT_ID),
+                            ("client_secret", DEFAULT_CLIENT_SECRET),
+                        ])
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(resp.status(), 200);
+                    black_box(resp.bytes().await.unwrap());
+                    n += 1;
+                }
+                n
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        total as f64 / start.elapsed().as_secs_f64()
+    });
+    println!("bare signs/s on {cores} threads:      {sign_all:8.0}");
+    println!(
+        "exchanges/s, {} concurrent clients: {exchanged:8.0}  ratio {:.2} (to all-core signing), {:.2} (to one core)",
+        cores * 4,
+        exchanged / sign_all,
+        exchanged / sign_rate
     );
 
     // Memory with 100k minted users.
