@@ -427,7 +427,7 @@ async fn revoke(State(c): State<Control>, req: Request) -> Response {
         return oauth_error(&OAuthError::new(
             400,
             "invalid_request",
-            "Required parameter is missing: token",
+            "Missing required parameter: token",
         ));
     };
     match c.inner.revoke(token) {

@@ -146,7 +146,7 @@ impl OAuthError {
         Self::new(
             400,
             "invalid_request",
-            format!("Required parameter is missing: {name}"),
+            format!("Missing required parameter: {name}"),
         )
     }
 }

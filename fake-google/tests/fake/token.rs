@@ -384,7 +384,7 @@ async fn missing_parameters_and_unknown_grant_types_are_named() {
     assert_eq!(body["error"], "invalid_request");
     assert_eq!(
         body["error_description"],
-        "Required parameter is missing: code"
+        "Missing required parameter: code"
     );
     let (status, body) = ctx
         .post_form("/token", &[("client_id", &id), ("client_secret", &secret)])
@@ -392,7 +392,7 @@ async fn missing_parameters_and_unknown_grant_types_are_named() {
     assert_eq!(status, 400);
     assert_eq!(
         body["error_description"],
-        "Required parameter is missing: grant_type"
+        "Missing required parameter: grant_type"
     );
     let (status, body) = ctx
         .post_form(
@@ -420,7 +420,7 @@ async fn missing_parameters_and_unknown_grant_types_are_named() {
     assert_eq!(status, 400);
     assert_eq!(
         body["error_description"],
-        "Required parameter is missing: refresh_token"
+        "Missing required parameter: refresh_token"
     );
 }
 
