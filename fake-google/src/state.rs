@@ -20,6 +20,8 @@ use crate::model::{
 /// How many journal entries are kept.
 pub(crate) const JOURNAL_CAP: usize = 10_000;
 const SHARDS: usize = 16;
+/// How many issued codes and access tokens between two sweeps of expired ones.
+const SWEEP_EVERY: u64 = 65_536;
 
 pub(crate) const SCOPE_EMAIL: &str = "https://www.googleapis.com/auth/userinfo.email";
 pub(crate) const SCOPE_PROFILE: &str = "https://www.googleapis.com/auth/userinfo.profile";
@@ -226,6 +228,7 @@ pub(crate) struct Inner {
     access: Sharded<AccessRecord>,
     refresh: Sharded<RefreshRecord>,
     seq: AtomicU64,
+    sweep_counter: AtomicU64,
     faults: Mutex<Vec<ActiveFault>>,
     journal: Mutex<VecDeque<JournalEntry>>,
     pub(crate) drive: DriveStore,
@@ -247,6 +250,7 @@ impl Inner {
             access: Sharded::new(),
             refresh: Sharded::new(),
             seq: AtomicU64::new(1),
+            sweep_counter: AtomicU64::new(0),
             faults: Mutex::new(Vec::new()),
             journal: Mutex::new(VecDeque::new()),
             drive: DriveStore::new(),
@@ -282,6 +286,31 @@ impl Inner {
 
     fn next_seq(&self) -> u64 {
         self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Every [`SWEEP_EVERY`] issued codes and tokens, forgets expired codes and access tokens
+    /// expired for over a day, so a long-running fake stays bounded. Holds one shard lock at a time.
+    fn maybe_sweep(&self) {
+        let n = self.sweep_counter.fetch_add(1, Ordering::Relaxed) + 1;
+        if n % SWEEP_EVERY == 0 {
+            self.sweep(self.now());
+        }
+    }
+
+    pub(crate) fn sweep(&self, now: i64) {
+        for shard in &self.codes.shards {
+            shard
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, c| c.expires_at > now);
+        }
+        let horizon = now.saturating_sub(86_400);
+        for shard in &self.access.shards {
+            shard
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, a| a.expires_at > horizon);
+        }
     }
 
     // ----- control -----
@@ -387,6 +416,7 @@ impl Inner {
                 .saturating_add(self.settings().code_ttl_secs as i64),
         };
         self.codes.shard(&code).insert(code.clone(), record);
+        self.maybe_sweep();
         Ok(crate::model::MintedCode { code, sub })
     }
 
@@ -901,6 +931,7 @@ impl Inner {
             generation,
         };
         self.access.shard(&token).insert(token.clone(), record);
+        self.maybe_sweep();
         (token, ttl)
     }
 
@@ -1173,6 +1204,38 @@ fn random_lower(len: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sweep_forgets_expired_codes_and_long_expired_access_tokens() {
+        let keys = KeyStore::new().unwrap();
+        let inner = Inner::new(
+            OAuthClient {
+                client_id: "c".into(),
+                client_secret: "s".into(),
+            },
+            keys,
+        );
+        let minted = inner.mint_code(&CodeRequest::new("a@example.com")).unwrap();
+        let mut params = HashMap::new();
+        for (k, v) in [
+            ("grant_type", "authorization_code"),
+            ("code", minted.code.as_str()),
+            ("client_id", "c"),
+            ("client_secret", "s"),
+        ] {
+            params.insert(k.to_owned(), v.to_owned());
+        }
+        let pending = inner.mint_code(&CodeRequest::new("a@example.com")).unwrap();
+        let token = inner.token(&params, None, &mut Note::default()).unwrap();
+        let now = inner.now();
+        inner.sweep(now);
+        assert!(inner.access_token(&token.access_token).is_some());
+        assert_eq!(inner.codes.len(), 1);
+        inner.sweep(now + 3600 + 86_400);
+        assert_eq!(inner.codes.len(), 0);
+        assert_eq!(inner.access.len(), 0);
+        assert!(!pending.code.is_empty());
+    }
 
     #[test]
     fn derived_subs_are_stable_21_digit_numbers() {
