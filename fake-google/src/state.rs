@@ -292,7 +292,7 @@ impl Inner {
     /// expired for over a day, so a long-running fake stays bounded. Holds one shard lock at a time.
     fn maybe_sweep(&self) {
         let n = self.sweep_counter.fetch_add(1, Ordering::Relaxed) + 1;
-        if n % SWEEP_EVERY == 0 {
+        if n.is_multiple_of(SWEEP_EVERY) {
             self.sweep(self.now());
         }
     }
