@@ -318,14 +318,10 @@ impl Config {
         }
         match (&self.tls.cert, &self.tls.key) {
             (None, None) => {}
+            (Some(_), Some(_)) => {}
             (Some(_), None) | (None, Some(_)) => {
                 return Err(ConfigError::new(
-                    "tls.cert and tls.key must be set together",
-                ));
-            }
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::new(
-                    "tls.cert and tls.key are not supported yet by this build; unset them and terminate TLS in a reverse proxy",
+                    "tls.cert and tls.key must be set together; set both to serve HTTPS, or neither",
                 ));
             }
         }
@@ -789,7 +785,7 @@ mod tests {
 
     #[test]
     fn every_key_of_the_defaults_file_is_a_configuration_key() {
-        // The defaults with every commented-out example enabled (TLS aside: not supported yet) must load.
+        // The defaults with every commented-out example enabled must load.
         let mut section = "";
         let mut enabled = String::new();
         for line in DEFAULTS.lines() {
@@ -802,7 +798,7 @@ mod tests {
                 })
             });
             match example {
-                Some(example) if section != "[tls]" => enabled.push_str(example),
+                Some(example) => enabled.push_str(example),
                 _ => enabled.push_str(line),
             }
             enabled.push('\n');
@@ -816,6 +812,7 @@ mod tests {
             assert!(config.google.ca_file.is_some());
             assert!(config.store.url.is_some());
             assert!(config.security.encryption_keys.is_some());
+            assert!(config.tls.cert.is_some() && config.tls.key.is_some());
             Ok(())
         });
     }

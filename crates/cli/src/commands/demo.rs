@@ -730,7 +730,10 @@ fn print_header(report: &Report) {
         "  server       {}  (the real offline-access HTTP API and Google adapter)",
         report.server
     );
-    out!("  store        {}  (file store)", report.store);
+    out!(
+        "  store        {}  (file store, removed at exit)",
+        report.store
+    );
     out!("  key          {}", report.key);
     out!();
 }

@@ -22,6 +22,7 @@ pub(crate) async fn run(config: Config, sandbox: bool) -> Outcome {
         config.require_encryption_keys()?;
     }
     let http_config = compose::http_config(&config)?;
+    let tls = tls_config(&config)?;
     telemetry::init_tracing(&config.log.level, config.log.format)?;
 
     // Keep the sandbox's fake Google and temporary store alive for as long as the server runs.
@@ -52,15 +53,18 @@ pub(crate) async fn run(config: Config, sandbox: bool) -> Outcome {
     let addr = listener
         .local_addr()
         .map_err(|e| Failure::runtime(format!("cannot read the listening address: {e}")))?;
-    announce(addr)?;
+    announce(if tls.is_some() { "https" } else { "http" }, addr)?;
     tracing::info!(%addr, store = %stack.store.describe(), "serving the offline-access API");
     if let Some(parts) = &sandbox_parts {
         log_sandbox_instructions(addr, &parts.fake.base_url());
     }
 
-    offline_access_http::serve(listener, router, offline_access_http::shutdown_signal())
-        .await
-        .map_err(|e| Failure::runtime(format!("the server failed: {e}")))?;
+    let shutdown = offline_access_http::shutdown_signal();
+    match tls {
+        Some(tls) => offline_access_http::serve_tls(listener, router, tls, shutdown).await,
+        None => offline_access_http::serve(listener, router, shutdown).await,
+    }
+    .map_err(|e| Failure::runtime(format!("the server failed: {e}")))?;
     tracing::info!("stopped");
     if let Some(parts) = sandbox_parts {
         parts.fake.shutdown().await;
@@ -70,10 +74,31 @@ pub(crate) async fn run(config: Config, sandbox: bool) -> Outcome {
     Ok(())
 }
 
+/// The rustls configuration from `tls.cert` and `tls.key`, when both are set.
+fn tls_config(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, Failure> {
+    let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path, setting: &str| {
+        std::fs::read(path).map_err(|e| {
+            Failure::config(format!(
+                "cannot read {setting} {} ({}); check the path",
+                path.display(),
+                e.kind()
+            ))
+        })
+    };
+    let cert_pem = read(cert, "tls.cert")?;
+    let key_pem = zeroize::Zeroizing::new(read(key, "tls.key")?);
+    offline_access_http::tls_config(&cert_pem, &key_pem)
+        .map(Some)
+        .map_err(|e| Failure::config(format!("tls.cert and tls.key cannot be used: {e}")))
+}
+
 /// Prints the `listening on` line (on stdout, flushed: scripts and tests wait for it).
-fn announce(addr: SocketAddr) -> Result<(), Failure> {
+fn announce(scheme: &str, addr: SocketAddr) -> Result<(), Failure> {
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on http://{addr}")
+    writeln!(stdout, "listening on {scheme}://{addr}")
         .and_then(|()| stdout.flush())
         .map_err(|e| Failure::runtime(format!("cannot write to stdout: {e}")))
 }

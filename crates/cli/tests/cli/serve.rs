@@ -108,3 +108,63 @@ async fn serve_sandbox_listens_on_a_free_port_answers_healthz_and_stops_on_sigte
     let sandbox_dirs = std::fs::read_dir(cli.dir().join("data")).unwrap().count();
     assert_eq!(sandbox_dirs, 0);
 }
+
+#[tokio::test]
+async fn serve_with_tls_cert_and_key_answers_https() {
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let mut cli = Cli::new();
+    cli.write("cert.pem", &certified.cert.pem());
+    cli.write("key.pem", &certified.signing_key.serialize_pem());
+    cli.env("LISTEN", "127.0.0.1:0")
+        .env("TLS__CERT", "cert.pem")
+        .env("TLS__KEY", "key.pem");
+
+    let server = cli.spawn_server(&["serve", "--sandbox"], "tls.log").await;
+    assert!(
+        server.base.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.base
+    );
+
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .tls_certs_only([reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let health = client
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(!server.log().contains("PRIVATE KEY"));
+    assert_eq!(server.terminate().await, 0);
+}
+
+#[tokio::test]
+async fn serve_with_only_a_tls_cert_exits_2_naming_both_settings() {
+    let mut cli = Cli::new();
+    cli.env("TLS__CERT", "cert.pem");
+
+    let out = cli.run(&["serve", "--sandbox"]).await;
+
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("tls.cert and tls.key"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test]
+async fn serve_with_an_unusable_tls_key_exits_2_naming_it() {
+    let mut cli = Cli::new();
+    cli.write("cert.pem", "not a certificate");
+    cli.write("key.pem", "not a key");
+    cli.env("TLS__CERT", "cert.pem").env("TLS__KEY", "key.pem");
+
+    let out = cli.run(&["serve", "--sandbox"]).await;
+
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("tls.cert"), "{}", out.stderr);
+}
