@@ -786,12 +786,8 @@ mod tests {
     #[test]
     fn every_key_of_the_defaults_file_is_a_configuration_key() {
         // The defaults with every commented-out example enabled must load.
-        let mut section = "";
         let mut enabled = String::new();
         for line in DEFAULTS.lines() {
-            if line.starts_with('[') {
-                section = line;
-            }
             let example = line.strip_prefix("# ").filter(|l| {
                 l.split_once(" = ").is_some_and(|(k, _)| {
                     !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
