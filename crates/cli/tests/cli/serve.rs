@@ -168,3 +168,16 @@ async fn serve_with_an_unusable_tls_key_exits_2_naming_it() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("tls.cert"), "{}", out.stderr);
 }
+
+#[tokio::test]
+async fn serve_on_an_address_in_use_exits_1_naming_listen() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cli = Cli::new();
+    cli.env("LISTEN", &taken.local_addr().unwrap().to_string());
+
+    let out = cli.run(&["serve", "--sandbox"]).await;
+
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("listen"), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+}
