@@ -1,0 +1,177 @@
+//! The on-disk form of one credential: non-secret fields in clear, every token sealed with the key ring.
+
+use offline_access_crypto::{CryptoError, KeyRing};
+use offline_access_domain::{
+    AccessToken, CachedAccess, ConsentState, Credential, Profile, RefreshToken, Scopes, Subject,
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+/// The record format written by this version.
+pub(crate) const FORMAT: u32 = 1;
+/// AAD purpose label of the refresh token.
+pub(crate) const PURPOSE_REFRESH: &str = "refresh_token";
+/// AAD purpose label of the cached access token.
+pub(crate) const PURPOSE_ACCESS: &str = "access_token";
+
+/// One user's file. Tokens are `v1.<kid>.<base64url>` strings from [`KeyRing::seal`], bound to the subject and
+/// to their field.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Record {
+    pub(crate) format: u32,
+    pub(crate) subject: String,
+    pub(crate) profile: Profile,
+    pub(crate) scopes: Scopes,
+    pub(crate) consent: ConsentState,
+    pub(crate) version: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub(crate) created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub(crate) updated_at: OffsetDateTime,
+    /// The key that sealed the tokens of this record (also inside each sealed token).
+    pub(crate) key_id: String,
+    pub(crate) refresh_token: Option<String>,
+    pub(crate) access: Option<SealedAccess>,
+}
+
+/// The cached access token, sealed, with its expiry in clear.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SealedAccess {
+    pub(crate) token: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub(crate) expires_at: OffsetDateTime,
+}
+
+impl Record {
+    /// Seals a credential's tokens with the newest key.
+    pub(crate) fn seal(credential: &Credential, keys: &KeyRing) -> Result<Record, CryptoError> {
+        let subject = credential.subject.as_str();
+        let refresh_token = credential
+            .refresh_token
+            .as_ref()
+            .map(|t| keys.seal(subject, PURPOSE_REFRESH, t.expose_secret().as_bytes()))
+            .transpose()?;
+        let access = credential
+            .access
+            .as_ref()
+            .map(|a| {
+                Ok::<_, CryptoError>(SealedAccess {
+                    token: keys.seal(
+                        subject,
+                        PURPOSE_ACCESS,
+                        a.token.expose_secret().as_bytes(),
+                    )?,
+                    expires_at: a.expires_at,
+                })
+            })
+            .transpose()?;
+        Ok(Record {
+            format: FORMAT,
+            subject: subject.to_owned(),
+            profile: credential.profile.clone(),
+            scopes: credential.scopes.clone(),
+            consent: credential.consent,
+            version: credential.version,
+            created_at: credential.created_at,
+            updated_at: credential.updated_at,
+            key_id: keys.newest_id().to_owned(),
+            refresh_token,
+            access,
+        })
+    }
+
+    /// Parses a file's bytes (no decryption yet). The error is a reason for [`StoreError::Corrupt`].
+    ///
+    /// [`StoreError::Corrupt`]: offline_access_domain::StoreError::Corrupt
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Record, String> {
+        let record: Record = serde_json::from_slice(bytes)
+            // Category and position only: serde's message could quote file content.
+            .map_err(|e| {
+                format!(
+                    "not a valid credential file ({:?} error at line {}, column {})",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                )
+            })?;
+        if record.format != FORMAT {
+            return Err(format!("unsupported record format {}", record.format));
+        }
+        Ok(record)
+    }
+
+    /// The ids of every key that sealed a token of this record.
+    pub(crate) fn sealing_key_ids(&self) -> impl Iterator<Item = Option<&str>> {
+        self.refresh_token
+            .as_deref()
+            .into_iter()
+            .chain(self.access.as_ref().map(|a| a.token.as_str()))
+            .map(KeyRing::key_id_of)
+    }
+
+    /// Whether anything in this record is sealed under a key other than the newest.
+    pub(crate) fn needs_reencryption(&self, keys: &KeyRing) -> bool {
+        let newest = keys.newest_id();
+        self.key_id != newest || self.sealing_key_ids().any(|kid| kid != Some(newest))
+    }
+
+    /// Decrypts the record into a credential. The error is a reason for `StoreError::Corrupt` (never secret).
+    pub(crate) fn open(&self, keys: &KeyRing) -> Result<Credential, String> {
+        let subject = Subject::parse(&self.subject).map_err(|_| "invalid subject".to_owned())?;
+        let refresh_token = self
+            .refresh_token
+            .as_deref()
+            .map(|sealed| {
+                let plain = open_text(keys, &self.subject, PURPOSE_REFRESH, sealed)?;
+                RefreshToken::parse(as_text(&plain)).map_err(|e| format!("refresh token: {e}"))
+            })
+            .transpose()?;
+        let access = self
+            .access
+            .as_ref()
+            .map(|a| {
+                let plain = open_text(keys, &self.subject, PURPOSE_ACCESS, &a.token)?;
+                let token = AccessToken::parse(as_text(&plain))
+                    .map_err(|e| format!("access token: {e}"))?;
+                Ok::<_, String>(CachedAccess {
+                    token,
+                    expires_at: a.expires_at,
+                })
+            })
+            .transpose()?;
+        Ok(Credential {
+            subject,
+            profile: self.profile.clone(),
+            scopes: self.scopes.clone(),
+            refresh_token,
+            access,
+            consent: self.consent,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// Opens one sealed token and checks it is text. The plaintext buffer is zeroized on drop; the caller parses it
+/// straight into a secret newtype.
+fn open_text(
+    keys: &KeyRing,
+    subject: &str,
+    purpose: &str,
+    sealed: &str,
+) -> Result<Zeroizing<Vec<u8>>, String> {
+    let plain = keys
+        .open(subject, purpose, sealed)
+        .map_err(|e| format!("{purpose}: {e}"))?;
+    if std::str::from_utf8(&plain).is_err() {
+        return Err(format!("{purpose}: not UTF-8"));
+    }
+    Ok(plain)
+}
+
+fn as_text(plain: &[u8]) -> &str {
+    // Checked by `open_text`.
+    std::str::from_utf8(plain).unwrap_or_default()
+}

@@ -1,0 +1,327 @@
+//! The file layout, encryption at rest, crash safety and corruption handling of the file store.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use offline_access_domain::{CredentialStore, StoreError};
+use offline_access_store_file::testkit::{
+    CANARY_ACCESS, CANARY_REFRESH, canary_credential, subject,
+};
+
+use crate::helpers::{KEY_A, file_names, open};
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Every file under `dir`, recursively.
+fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(all_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn files_are_mode_0600_and_directories_0700() {
+    let parent = tempfile::tempdir().unwrap();
+    let root = parent.path().join("data");
+    let store = open(&root, KEY_A);
+    let cred = canary_credential("1");
+    store.put(&cred).await.unwrap();
+    store
+        .lock_user(&cred.subject)
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    for dir in [root.clone(), root.join("credentials"), root.join("locks")] {
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    }
+    let files = all_files(&root);
+    assert_eq!(
+        files.len(),
+        3,
+        "one credential file and two lock files: {files:?}"
+    );
+    for file in files {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+}
+
+#[tokio::test]
+async fn nothing_on_disk_holds_a_plaintext_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    for sub in ["11", "12"] {
+        let v1 = store.put(&canary_credential(sub)).await.unwrap();
+        let mut lock = store.lock_user(&v1.subject).await.unwrap();
+        lock.put(&v1).await.unwrap();
+        lock.release().await.unwrap();
+    }
+    for file in all_files(dir.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        for canary in [CANARY_REFRESH, CANARY_ACCESS, "canary"] {
+            assert!(!contains(&bytes, canary), "{canary} in {}", file.display());
+        }
+        if file
+            .extension()
+            .is_some_and(|e| e == "lock" || e == "refresh")
+        {
+            assert!(bytes.is_empty(), "lock files stay empty");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_credential_file_keeps_metadata_in_clear_and_tokens_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let cred = store.put(&canary_credential("21")).await.unwrap();
+    let path = store.credential_path(&cred.subject);
+    let name = path.file_name().unwrap().to_str().unwrap();
+    assert_eq!(
+        name.len(),
+        64 + ".json".len(),
+        "named by the hex SHA-256 of the subject"
+    );
+    assert!(!name.contains("21."));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(json["subject"], "21");
+    assert_eq!(json["version"], 1);
+    assert_eq!(json["consent"], "active");
+    assert_eq!(json["key_id"], "a");
+    assert_eq!(json["created_at"], "2026-11-24T12:00:00Z");
+    assert_eq!(json["profile"]["email"], "user21@example.com");
+    assert!(json["refresh_token"].as_str().unwrap().starts_with("v1.a."));
+    assert!(
+        json["access"]["token"]
+            .as_str()
+            .unwrap()
+            .starts_with("v1.a.")
+    );
+}
+
+#[tokio::test]
+async fn swapped_user_files_or_ciphertexts_fail_to_decrypt() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let a = store.put(&canary_credential("31")).await.unwrap();
+    let b = store.put(&canary_credential("32")).await.unwrap();
+    let (path_a, path_b) = (
+        store.credential_path(&a.subject),
+        store.credential_path(&b.subject),
+    );
+    let (bytes_a, bytes_b) = (
+        std::fs::read(&path_a).unwrap(),
+        std::fs::read(&path_b).unwrap(),
+    );
+
+    // Whole files swapped: each file names the other user.
+    std::fs::write(&path_a, &bytes_b).unwrap();
+    std::fs::write(&path_b, &bytes_a).unwrap();
+    assert!(matches!(
+        store.get(&a.subject).await,
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        store.get(&b.subject).await,
+        Err(StoreError::Corrupt { .. })
+    ));
+
+    // Only the sealed tokens swapped, subjects left in place: the AAD binds them to their user.
+    let mut json_a: serde_json::Value = serde_json::from_slice(&bytes_a).unwrap();
+    let mut json_b: serde_json::Value = serde_json::from_slice(&bytes_b).unwrap();
+    std::mem::swap(&mut json_a["refresh_token"], &mut json_b["refresh_token"]);
+    std::fs::write(&path_a, serde_json::to_vec(&json_a).unwrap()).unwrap();
+    std::fs::write(&path_b, serde_json::to_vec(&json_b).unwrap()).unwrap();
+    let err = store.get(&a.subject).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { subject, .. } if subject == "31"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("canary"));
+
+    // The access token moved into the refresh-token field of the same user: the AAD binds the field too.
+    let mut json_a: serde_json::Value = serde_json::from_slice(&bytes_a).unwrap();
+    json_a["refresh_token"] = json_a["access"]["token"].clone();
+    std::fs::write(&path_a, serde_json::to_vec(&json_a).unwrap()).unwrap();
+    assert!(matches!(
+        store.get(&a.subject).await,
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_corrupt_file_is_reported_and_never_overwritten_until_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let cred = store.put(&canary_credential("41")).await.unwrap();
+    let path = store.credential_path(&cred.subject);
+    let original = std::fs::read(&path).unwrap();
+    let torn = &original[..original.len() / 2];
+    std::fs::write(&path, torn).unwrap();
+
+    let err = store.get(&cred.subject).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { subject, .. } if subject == "41"),
+        "{err}"
+    );
+    for version in [0, 1] {
+        let mut next = cred.clone();
+        next.version = version;
+        assert!(matches!(
+            store.put(&next).await,
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+    assert!(matches!(
+        store.list(None, 10).await,
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        torn,
+        "the corrupt file is left for the operator"
+    );
+
+    assert!(store.delete(&cred.subject).await.unwrap());
+    let mut fresh = cred.clone();
+    fresh.version = 0;
+    assert_eq!(store.put(&fresh).await.unwrap().version, 1);
+}
+
+#[tokio::test]
+async fn a_flipped_byte_in_a_sealed_token_is_reported_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let cred = store.put(&canary_credential("42")).await.unwrap();
+    let path = store.credential_path(&cred.subject);
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let sealed = json["refresh_token"].as_str().unwrap().to_owned();
+    let last = sealed.chars().last().unwrap();
+    let flipped = format!(
+        "{}{}",
+        &sealed[..sealed.len() - 1],
+        if last == 'A' { 'B' } else { 'A' }
+    );
+    json["refresh_token"] = flipped.into();
+    std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+    assert!(matches!(
+        store.get(&cred.subject).await,
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_torn_write_left_by_a_crash_keeps_the_old_credential_and_is_cleaned_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let v1 = store.put(&canary_credential("51")).await.unwrap();
+    let path = store.credential_path(&v1.subject);
+    let hash = path.file_stem().unwrap().to_str().unwrap().to_owned();
+    let credentials = path.parent().unwrap().to_path_buf();
+
+    // A crash after writing a whole temp file but before the rename, and one in the middle of writing another.
+    let mut v2 = v1.clone();
+    v2.refresh_token = Some(offline_access_domain::RefreshToken::parse("1//never-landed").unwrap());
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = open(other_dir.path(), KEY_A);
+    other.put(&canary_credential("51")).await.unwrap();
+    other.put(&v2).await.unwrap();
+    let complete = std::fs::read(other.credential_path(&v1.subject)).unwrap();
+    std::fs::write(
+        credentials.join(format!(".tmp.{hash}.0123456789abcdef")),
+        &complete,
+    )
+    .unwrap();
+    std::fs::write(
+        credentials.join(format!(".tmp.{hash}.fedcba9876543210")),
+        &complete[..40],
+    )
+    .unwrap();
+
+    let read = store.get(&v1.subject).await.unwrap().unwrap();
+    assert_eq!(read.version, 1);
+    assert_eq!(
+        read.refresh_token.unwrap().expose_secret(),
+        format!("{CANARY_REFRESH}51")
+    );
+    assert_eq!(
+        store.list(None, 10).await.unwrap().items.len(),
+        1,
+        "temp files are not records"
+    );
+
+    let reopened = open(dir.path(), KEY_A);
+    assert_eq!(
+        file_names(&credentials),
+        [format!("{hash}.json")],
+        "stale temp files removed"
+    );
+    let read = reopened.get(&v1.subject).await.unwrap().unwrap();
+    assert_eq!(reopened.put(&read).await.unwrap().version, 2);
+}
+
+#[tokio::test]
+async fn puts_and_deletes_leave_no_temp_files_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let mut cred = store.put(&canary_credential("61")).await.unwrap();
+    for _ in 0..3 {
+        cred = store.put(&cred).await.unwrap();
+    }
+    store.put(&canary_credential("62")).await.unwrap();
+    store.delete(&subject("62")).await.unwrap();
+    store.ping().await.unwrap();
+    let names = file_names(&dir.path().join("credentials"));
+    assert_eq!(
+        names,
+        [store
+            .credential_path(&cred.subject)
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()]
+    );
+}
+
+#[tokio::test]
+async fn ping_fails_when_the_directory_is_gone() {
+    let parent = tempfile::tempdir().unwrap();
+    let root = parent.path().join("data");
+    let store = open(&root, KEY_A);
+    store.ping().await.unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.put(&canary_credential("71")).await,
+        Err(StoreError::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn debug_output_shows_no_key_material() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let debug = format!("{store:?}");
+    assert!(debug.contains("FileStore") && debug.contains("\"a\""));
+    assert!(!debug.contains(&KEY_A[2..]));
+}
