@@ -47,7 +47,7 @@ use state::Inner;
 pub struct FakeConfig {
     /// Address to listen on (default `127.0.0.1:0`: a free loopback port).
     pub listen: SocketAddr,
-    /// Serve HTTPS with a certificate from a freshly generated CA (see [`FakeGoogle::ca_pem`]).
+    /// Serve HTTPS with a certificate from a freshly generated CA (see [`Control::ca_pem`]).
     pub tls: bool,
     /// The default web client (default [`DEFAULT_CLIENT_ID`] / [`DEFAULT_CLIENT_SECRET`]).
     pub client: OAuthClient,
