@@ -463,3 +463,48 @@ impl std::fmt::Debug for OAuthClient {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ControlError(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let minted = MintedCode {
+            code: "4/0secret-code".into(),
+            sub: "1".into(),
+        };
+        assert!(!format!("{minted:?}").contains("secret-code"));
+        let client = OAuthClient {
+            client_id: "id".into(),
+            client_secret: "GOCSPX-hidden".into(),
+        };
+        assert!(!format!("{client:?}").contains("hidden"));
+    }
+
+    #[test]
+    fn scopes_deserialize_from_a_list_or_a_spaced_string() {
+        let a: CodeRequest =
+            serde_json::from_str(r#"{"email":"a@b.c","scopes":"openid  email"}"#).unwrap();
+        let b: CodeRequest =
+            serde_json::from_str(r#"{"email":"a@b.c","scopes":["openid","email"]}"#).unwrap();
+        assert_eq!(a.scopes, b.scopes);
+        assert_eq!(a.scopes.unwrap(), vec!["openid", "email"]);
+    }
+
+    #[test]
+    fn a_fault_defaults_to_one_use_and_names_its_kind() {
+        let f: Fault = serde_json::from_str(r#"{"endpoint":"token","status":503}"#).unwrap();
+        assert_eq!(f.times, 1);
+        assert_eq!(f.kind(), "status");
+        assert_eq!(Fault::delay(Endpoint::Drive, 5).kind(), "delay");
+        assert_eq!(
+            Fault::drop_connection(Endpoint::Drive).kind(),
+            "drop_connection"
+        );
+        assert_eq!(
+            Fault::malformed_json(Endpoint::Drive).kind(),
+            "malformed_json"
+        );
+    }
+}

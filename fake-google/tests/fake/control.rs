@@ -230,3 +230,20 @@ async fn unknown_control_paths_are_404() {
     let (status, _) = split(ctx.http.get(ctx.url("/_fake/ca.pem")).send().await.unwrap()).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn drive_requests_are_journaled_with_the_bearer_user() {
+    let ctx = spawn().await;
+    let minted = ctx.mint("drive-journal@example.com").await;
+    let body = ctx.exchange_ok(&minted.code).await;
+    ctx.fake.clear_requests().await;
+    let (status, _) = ctx
+        .get_bearer("/drive/v3/files/appDataFolder", s(&body["access_token"]))
+        .await;
+    assert_eq!(status, 200);
+    let journal = ctx.fake.requests().await;
+    assert_eq!(journal.len(), 1);
+    assert_eq!(journal[0].endpoint, "drive");
+    assert_eq!(journal[0].path, "/drive/v3/files/appDataFolder");
+    assert_eq!(journal[0].sub.as_deref(), Some(minted.sub.as_str()));
+}
