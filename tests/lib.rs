@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use fake_google::{CodeRequest, FakeGoogle, IdTokenRequest};
 use offline_access_crypto::KeyRing;
-use offline_access_domain::{OfflineAccess, Ports, Settings, Subject, SystemClock};
+use offline_access_domain::{Clock, OfflineAccess, Ports, Settings, Subject, SystemClock};
 use offline_access_google::{Google, GoogleConfig};
 use offline_access_http::{AppState, HttpConfig};
 use offline_access_store_file::FileStore;
@@ -50,6 +50,69 @@ pub fn captured_logs() -> String {
     String::from_utf8_lossy(&capture_logs().lock().unwrap()).into_owned()
 }
 
+/// Everything [`TestApp::spawn_with_options`] can vary. `Default`: the rate limit off, default use-case
+/// settings, no `azp`/`hd` rules, the adapter's default timeouts and JWKS grace, the system clock.
+pub struct TestOptions {
+    /// The HTTP adapter's configuration.
+    pub http: HttpConfig,
+    /// The use cases' settings.
+    pub settings: Settings,
+    /// `google.allowed_azp`.
+    pub allowed_azp: Vec<String>,
+    /// `google.hosted_domain`.
+    pub hosted_domain: Option<String>,
+    /// `google.request_timeout` (the adapter's default when `None`).
+    pub google_request_timeout: Option<std::time::Duration>,
+    /// `google.jwks_grace` (the adapter's default when `None`).
+    pub jwks_grace: Option<std::time::Duration>,
+    /// The clock of the use cases and the JWKS cache (the system clock when `None`).
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        Self {
+            http: HttpConfig {
+                authcode_rate_limit: 0,
+                ..HttpConfig::default()
+            },
+            settings: Settings::default(),
+            allowed_azp: Vec::new(),
+            hosted_domain: None,
+            google_request_timeout: None,
+            jwks_grace: None,
+            clock: None,
+        }
+    }
+}
+
+/// A clock that starts at the real time and moves only when told to (for JWKS expiry and grace).
+#[derive(Debug)]
+pub struct TestClock {
+    now: Mutex<time::OffsetDateTime>,
+}
+
+impl TestClock {
+    /// A clock stopped at the current real time.
+    pub fn now_real() -> Arc<Self> {
+        Arc::new(Self {
+            now: Mutex::new(time::OffsetDateTime::now_utc()),
+        })
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: std::time::Duration) {
+        let mut now = self.now.lock().unwrap();
+        *now += by;
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> time::OffsetDateTime {
+        *self.now.lock().unwrap()
+    }
+}
+
 /// A running server and the fake Google it talks to.
 pub struct TestApp {
     /// The fake Google.
@@ -84,6 +147,25 @@ impl TestApp {
 
     /// As [`TestApp::spawn`] with given HTTP and use-case settings.
     pub async fn spawn_with_settings(http_config: HttpConfig, settings: Settings) -> Self {
+        Self::spawn_with_options(TestOptions {
+            http: http_config,
+            settings,
+            ..TestOptions::default()
+        })
+        .await
+    }
+
+    /// As [`TestApp::spawn`] with every option of [`TestOptions`] (Google adapter settings, a clock).
+    pub async fn spawn_with_options(options: TestOptions) -> Self {
+        let TestOptions {
+            http: http_config,
+            settings,
+            allowed_azp,
+            hosted_domain,
+            google_request_timeout,
+            jwks_grace,
+            clock,
+        } = options;
         capture_logs();
         let fake = FakeGoogle::start().await.expect("fake Google starts");
         let control = fake.control();
@@ -92,7 +174,17 @@ impl TestApp {
             secrecy::SecretString::from(control.client_secret()),
         );
         google_config.base_url = Some(fake.base_url());
-        let google = Google::new(google_config).expect("Google adapter builds");
+        google_config.allowed_azp = allowed_azp;
+        google_config.hosted_domain = hosted_domain;
+        if let Some(timeout) = google_request_timeout {
+            google_config.request_timeout = timeout;
+        }
+        if let Some(grace) = jwks_grace {
+            google_config.jwks_grace = grace;
+        }
+        let clock: Arc<dyn Clock> = clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let google =
+            Google::new_with_clock(google_config, clock.clone()).expect("Google adapter builds");
         let store_dir = tempfile::tempdir().unwrap();
         let keys = Arc::new(KeyRing::generate_ephemeral());
         let store = FileStore::open(store_dir.path().to_path_buf(), keys.clone())
@@ -103,7 +195,7 @@ impl TestApp {
                 verifier: google.verifier(),
                 store: Arc::new(store),
                 drive: google.drive(),
-                clock: Arc::new(SystemClock),
+                clock,
             },
             settings,
         ));
@@ -238,4 +330,131 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
         && haystack
             .windows(needle.len())
             .any(|window| window == needle.as_bytes())
+}
+
+/// What matters of a stored credential, to compare before and after an attack or a fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The store's version.
+    pub version: u64,
+    /// The refresh token (exposed: tests only).
+    pub refresh_token: Option<String>,
+    /// `active` / `revoked` / ...
+    pub consent: String,
+    /// The stored email.
+    pub email: Option<String>,
+    /// Whether an access token is cached.
+    pub has_access: bool,
+}
+
+impl TestApp {
+    /// The stored credential of `sub` as a [`Snapshot`].
+    pub async fn snapshot(&self, sub: &str) -> Option<Snapshot> {
+        self.stored(sub).await.map(|c| Snapshot {
+            version: c.version,
+            refresh_token: c.refresh_token.map(|t| t.expose_secret().to_owned()),
+            consent: c.consent.as_str().to_owned(),
+            email: c.profile.email.map(|e| e.as_str().to_owned()),
+            has_access: c.access.is_some(),
+        })
+    }
+
+    /// How many credentials the store holds (every page).
+    pub async fn stored_count(&self) -> usize {
+        let mut count = 0;
+        let mut after = None;
+        loop {
+            let page = self.service.ports().store.list(after, 100).await.unwrap();
+            count += page.items.len();
+            match page.next_after {
+                Some(next) => after = Some(next),
+                None => return count,
+            }
+        }
+    }
+
+    /// POSTs a code to `/authcode` with a Bearer ID token of the signed-in user.
+    pub async fn post_authcode_as(&self, code: &str, id_token: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/authcode", self.url))
+            .header("X-Requested-With", "XMLHttpRequest")
+            .bearer_auth(id_token)
+            .form(&[("authCode", code)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The claims of an ID token the fake would issue for `sub` now (our audience, Google's issuer).
+    pub fn google_claims(&self, sub: &str, email: &str) -> serde_json::Value {
+        let now = self.fake.control().now_unix();
+        serde_json::json!({
+            "iss": "https://accounts.google.com",
+            "azp": self.fake.control().client_id(),
+            "aud": self.fake.control().client_id(),
+            "sub": sub,
+            "email": email,
+            "email_verified": true,
+            "iat": now,
+            "exp": now + 3600,
+        })
+    }
+
+    /// Signs `claims` with the fake Google's current signing key (RS256, its `kid`), as Google would: the
+    /// signature is genuine, so only the claim checks can refuse the token.
+    pub fn sign_as_google(&self, claims: &serde_json::Value) -> String {
+        let header = serde_json::json!({
+            "alg": "RS256",
+            "kid": self.fake.control().current_kid(),
+            "typ": "JWT",
+        });
+        jwt::sign_rs256(FAKE_GOOGLE_KEY_DER, &header, claims)
+    }
+}
+
+/// The fake Google's first signing key (PKCS#8 DER), the one it signs with until a rotation.
+pub const FAKE_GOOGLE_KEY_DER: &[u8] = include_bytes!("../fake-google/src/keys/key1.pk8.der");
+/// An attacker's RSA-2048 key (PKCS#8 DER), generated with openssl for these tests; never published.
+pub const ATTACKER_KEY_DER: &[u8] = include_bytes!("fixtures/attacker_rsa.pk8.der");
+/// The same attacker key as PEM (for jsonwebtoken).
+pub const ATTACKER_KEY_PEM: &[u8] = include_bytes!("fixtures/attacker_rsa.pem");
+
+/// Hand-made JWS compact tokens for forgery tests.
+pub mod jwt {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    /// base64url without padding of `bytes`.
+    pub fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// `header.payload` of JSON values.
+    pub fn signing_input(header: &serde_json::Value, claims: &serde_json::Value) -> String {
+        format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        )
+    }
+
+    /// An RS256 token signed with a PKCS#8 DER RSA key (any header, any claims).
+    pub fn sign_rs256(
+        key_der: &[u8],
+        header: &serde_json::Value,
+        claims: &serde_json::Value,
+    ) -> String {
+        use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+        let key = RsaKeyPair::from_pkcs8(key_der).unwrap();
+        let input = signing_input(header, claims);
+        let mut signature = vec![0; key.public_modulus_len()];
+        key.sign(
+            &RSA_PKCS1_SHA256,
+            &aws_lc_rs::rand::SystemRandom::new(),
+            input.as_bytes(),
+            &mut signature,
+        )
+        .unwrap();
+        format!("{input}.{}", b64(&signature))
+    }
 }
