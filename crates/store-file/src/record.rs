@@ -175,3 +175,109 @@ fn as_text(plain: &[u8]) -> &str {
     // Checked by `open_text`.
     std::str::from_utf8(plain).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use offline_access_domain::{Email, Scopes};
+    use proptest::prelude::*;
+    use time::macros::datetime;
+
+    fn credential(
+        subject: &str,
+        refresh: Option<&str>,
+        access: Option<&str>,
+        name: &str,
+        revoked: bool,
+        version: u64,
+    ) -> Credential {
+        let at = datetime!(2026-11-24 12:00:00.123456789 UTC);
+        Credential {
+            subject: Subject::parse(subject).unwrap(),
+            profile: Profile {
+                email: Some(Email::parse("a@example.com").unwrap()),
+                name: Some(name.to_owned()),
+                ..Profile::default()
+            },
+            scopes: Scopes::parse("openid email").unwrap(),
+            refresh_token: refresh.map(|t| RefreshToken::parse(t).unwrap()),
+            access: access.map(|t| CachedAccess {
+                token: AccessToken::parse(t).unwrap(),
+                expires_at: at + time::Duration::hours(1),
+            }),
+            consent: if revoked {
+                ConsentState::Revoked
+            } else {
+                ConsentState::Active
+            },
+            version,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    proptest! {
+        /// Any credential survives seal → JSON → parse → open exactly, and no token appears in the JSON.
+        #[test]
+        fn any_credential_round_trips_through_the_file_format(
+            subject in "[!-~]{1,64}",
+            refresh in proptest::option::of("1//[!-~]{8,80}"),
+            access in proptest::option::of("ya29\\.[!-~]{8,80}"),
+            name in "\\PC{0,40}",
+            revoked in any::<bool>(),
+            version in 0u64..u64::MAX,
+        ) {
+            let keys = KeyRing::generate_ephemeral();
+            let cred = credential(&subject, refresh.as_deref(), access.as_deref(), &name, revoked, version);
+            let json = serde_json::to_vec(&Record::seal(&cred, &keys).unwrap()).unwrap();
+            for token in refresh.iter().chain(access.iter()) {
+                prop_assert!(!json.windows(token.len()).any(|w| w == token.as_bytes()));
+            }
+            let back = Record::parse(&json).unwrap().open(&keys).unwrap();
+            prop_assert_eq!(back.subject, cred.subject);
+            prop_assert_eq!(back.profile, cred.profile);
+            prop_assert_eq!(back.refresh_token.map(|t| t.expose_secret().to_owned()), refresh);
+            prop_assert_eq!(back.access.as_ref().map(|a| a.token.expose_secret().to_owned()), access);
+            prop_assert_eq!(back.access.map(|a| a.expires_at), cred.access.map(|a| a.expires_at));
+            prop_assert_eq!(back.consent, cred.consent);
+            prop_assert_eq!(back.version, version);
+            prop_assert_eq!(back.created_at, cred.created_at);
+        }
+
+        /// Parsing arbitrary bytes never panics.
+        #[test]
+        fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Record::parse(&bytes);
+        }
+    }
+
+    #[test]
+    fn a_record_sealed_for_one_subject_does_not_open_as_another() {
+        let keys = KeyRing::generate_ephemeral();
+        let mut record = Record::seal(
+            &credential("alice", Some("1//r"), Some("ya29.a"), "A", false, 1),
+            &keys,
+        )
+        .unwrap();
+        record.subject = "bob".to_owned();
+        let reason = record.open(&keys).unwrap_err();
+        assert!(
+            reason.contains("refresh_token") && reason.contains("authentication"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn another_format_version_is_refused() {
+        let keys = KeyRing::generate_ephemeral();
+        let mut json = serde_json::to_value(
+            Record::seal(&credential("a", None, None, "A", false, 1), &keys).unwrap(),
+        )
+        .unwrap();
+        json["format"] = 2.into();
+        let reason = Record::parse(&serde_json::to_vec(&json).unwrap())
+            .err()
+            .unwrap();
+        assert!(reason.contains("format 2"), "{reason}");
+    }
+}

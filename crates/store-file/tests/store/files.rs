@@ -325,3 +325,44 @@ async fn debug_output_shows_no_key_material() {
     assert!(debug.contains("FileStore") && debug.contains("\"a\""));
     assert!(!debug.contains(&KEY_A[2..]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stores_on_one_directory_never_lose_an_update() {
+    // Two handles with their own in-process state, as two processes would have: only the file lock serializes.
+    let dir = tempfile::tempdir().unwrap();
+    let stores = [open(dir.path(), KEY_A), open(dir.path(), KEY_A)];
+    let sub = subject("81");
+    stores[0].put(&canary_credential("81")).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = stores[i % 2].clone();
+            let sub = sub.clone();
+            tokio::spawn(async move {
+                loop {
+                    let mut cred = store.get(&sub).await.unwrap().unwrap();
+                    let scope = format!("https://example.com/scope/{i}");
+                    cred.scopes = offline_access_domain::Scopes::from_iter_checked(
+                        cred.scopes.iter().chain([scope.as_str()]),
+                    )
+                    .unwrap();
+                    match store.put(&cred).await {
+                        Ok(_) => break,
+                        Err(StoreError::Conflict) => tokio::task::yield_now().await,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let read = stores[1].get(&sub).await.unwrap().unwrap();
+    assert_eq!(read.version, 9);
+    for i in 0..8 {
+        assert!(
+            read.scopes
+                .contains(&format!("https://example.com/scope/{i}"))
+        );
+    }
+}
