@@ -14,7 +14,8 @@ const DIR_VAR: &str = "OA_STORE_TEST_CHILD_DIR";
 const MODE_VAR: &str = "OA_STORE_TEST_CHILD_MODE";
 const SUBJECT: &str = "cross-process-user";
 
-/// The child side. `hold`: takes the lock, writes a refresh token under it, prints `LOCKED`, waits for a line on
+/// The child side. `write`: rewrites the user's credential in a loop, printing `ACK <version>` after each.
+/// `hold`: takes the lock, writes a refresh token under it, prints `LOCKED`, waits for a line on
 /// stdin, releases, prints `RELEASED`. `probe`: prints `BUSY` or `FREE` from a non-blocking attempt.
 #[tokio::test]
 #[ignore = "child process of the cross-process lock tests; started by them"]
@@ -47,6 +48,16 @@ async fn lock_holder_child_process() {
                 "BUSY"
             };
             println!("{state}");
+        }
+        "write" => {
+            // Rewrites the credential as fast as it can, acknowledging each stored version, until killed.
+            let mut cred = store.get(&sub).await.unwrap().unwrap();
+            for _ in 0..100_000 {
+                let next = cred.version + 1;
+                cred.refresh_token = Some(RefreshToken::parse(&format!("1//v{next}")).unwrap());
+                cred = store.put(&cred).await.unwrap();
+                println!("ACK {}", cred.version);
+            }
         }
         other => panic!("unknown child mode {other}"),
     }
@@ -183,4 +194,48 @@ async fn a_user_lock_excludes_a_second_locker_in_this_process() {
     );
     lock.release().await.unwrap();
     assert!(other.try_lock_user(&sub).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_killed_mid_write_leaves_a_whole_credential_with_every_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let sub = subject(SUBJECT);
+    store.put(&canary_credential(SUBJECT)).await.unwrap();
+
+    let (mut child, mut lines) = spawn_child(dir.path(), "write");
+    let mut acknowledged = 0u64;
+    while acknowledged < 30 {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the writer exited early");
+        if let Some(version) = line.trim_end().rsplit_once("ACK ").map(|(_, v)| v) {
+            acknowledged = version.parse().unwrap();
+        }
+    }
+    child.kill().await.unwrap(); // SIGKILL, most likely in the middle of a write
+
+    let reopened = open(dir.path(), KEY_A);
+    let cred = reopened
+        .get(&sub)
+        .await
+        .unwrap()
+        .expect("the credential survived");
+    assert!(
+        cred.version >= acknowledged,
+        "an acknowledged write was lost"
+    );
+    assert_eq!(
+        cred.refresh_token.unwrap().expose_secret(),
+        format!("1//v{}", cred.version),
+        "the file is one whole write"
+    );
+    let names = crate::helpers::file_names(&dir.path().join("credentials"));
+    assert_eq!(
+        names.len(),
+        1,
+        "temp files of the killed writer were cleaned: {names:?}"
+    );
 }
