@@ -26,3 +26,7 @@ bench:
 # CI exactly as it runs on a clean clone.
 ci:
     bash .ci/run
+
+# Google's own Python and Node client libraries against fake-google (needs PyPI and npm the first time).
+compat:
+    fake-google/compat/run.sh
