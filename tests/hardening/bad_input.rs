@@ -63,7 +63,13 @@ async fn without_x_requested_with_sign_in_is_403_and_no_foreign_origin_is_ever_a
 }
 
 /// What is sent, its content type, its body, and the expected status and error code.
-type Case = (&'static str, Option<&'static str>, Vec<u8>, u16, &'static str);
+type Case = (
+    &'static str,
+    Option<&'static str>,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
 
 #[tokio::test]
 async fn malformed_sign_in_bodies_are_refused_before_any_call_to_google() {

@@ -631,3 +631,107 @@ async fn a_slow_google_fails_the_request_within_the_timeout_and_others_are_serve
     );
     assert!(app.calls_to("token").await - before_calls <= 1);
 }
+
+#[tokio::test]
+async fn forget_while_revoke_answers_503_makes_the_credential_unusable_at_once_and_a_retry_revokes_it_later()
+ {
+    let app = spawn(quick_backoff()).await;
+    let (sub, bearer) = signed_in(&app, "forget@example.com").await;
+    let subject = offline_access_domain::Subject::parse(&sub).unwrap();
+    let store = app.service.ports().store.clone();
+    let refresh_before = app.snapshot(&sub).await.unwrap().refresh_token;
+    app.fake
+        .control()
+        .add_fault(Fault::status(Endpoint::Revoke, 503))
+        .await
+        .unwrap();
+
+    let response = app
+        .authed(Method::DELETE, "/v1/me", &bearer)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 204);
+    assert_eq!(app.calls_to("revoke").await, 1);
+    // Unusable at once: the user is gone for every route, and nothing reaches Google for them.
+    let token_calls = app.calls_to("token").await;
+    for (method, path) in [
+        (Method::GET, "/v1/me"),
+        (Method::GET, "/v1/me/drive/appfolder"),
+        (Method::GET, "/v1/me/drive/files"),
+    ] {
+        let response = app
+            .authed(method.clone(), path, &bearer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            status_and_code(response).await,
+            (404, "not_found".into()),
+            "{method} {path}"
+        );
+    }
+    let offline = app
+        .service
+        .drive(&subject, &offline_access_domain::DriveRequest::GetAppFolder)
+        .await;
+    assert!(offline.is_err());
+    assert_eq!(app.calls_to("token").await, token_calls);
+    assert_eq!(app.calls_to("drive").await, 0);
+    // What is kept: only the refresh token, to revoke it later.
+    let kept = store.get(&subject).await.unwrap().unwrap();
+    assert_eq!(kept.consent.as_str(), "forgotten");
+    assert!(kept.access.is_none());
+    assert!(kept.profile.email.is_none());
+    assert_eq!(
+        kept.refresh_token.map(|t| t.expose_secret().to_owned()),
+        refresh_before
+    );
+
+    // Google still down (a dropped connection this time): still pending.
+    app.fake
+        .control()
+        .add_fault(Fault::drop_connection(Endpoint::Revoke))
+        .await
+        .unwrap();
+    let retry = app.service.retry_pending_revocations().await.unwrap();
+    assert_eq!((retry.revoked, retry.pending), (0, 1));
+    assert!(store.get(&subject).await.unwrap().is_some());
+    // Google back: the retry revokes the grant and deletes the record.
+    let retry = app.service.retry_pending_revocations().await.unwrap();
+    assert_eq!((retry.revoked, retry.pending), (1, 0));
+    assert!(store.get(&subject).await.unwrap().is_none());
+    assert_eq!(app.calls_to("revoke").await, 3);
+    // The grant is really gone at Google: the next consent yields a refresh token again.
+    let again = app.sign_in("forget@example.com").await;
+    assert_eq!(again["offline_access"], true);
+    assert_eq!(again["new_user"], true);
+}
+
+#[tokio::test]
+async fn invalid_token_from_revoke_counts_as_done_and_the_credential_is_deleted() {
+    let app = spawn(quick_backoff()).await;
+    let (sub, bearer) = signed_in(&app, "gone@example.com").await;
+    app.fake
+        .control()
+        .add_fault(Fault::status(Endpoint::Revoke, 400).with_body(json!({
+            "error": "invalid_token", "error_description": "Token expired or revoked"
+        })))
+        .await
+        .unwrap();
+
+    let response = app
+        .authed(Method::DELETE, "/v1/me", &bearer)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 204);
+    assert_eq!(app.calls_to("revoke").await, 1);
+    assert_eq!(app.stored_count().await, 0);
+    assert!(app.stored(&sub).await.is_none());
+    let retry = app.service.retry_pending_revocations().await.unwrap();
+    assert_eq!((retry.revoked, retry.pending), (0, 0));
+    assert_eq!(app.calls_to("revoke").await, 1);
+}

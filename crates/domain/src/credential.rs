@@ -14,6 +14,11 @@ pub enum ConsentState {
     Active,
     /// Google answered `invalid_grant`: the user revoked access (or the token expired). The app must ask again.
     Revoked,
+    /// The user asked to be forgotten but Google could not confirm the revocation yet (revoke answered 5xx or was
+    /// unreachable). The credential is unusable at once — every use case treats it as absent — and is kept only
+    /// so that [`crate::OfflineAccess::retry_pending_revocations`] can revoke the grant later; it is deleted when
+    /// Google confirms. Profile, scopes and access token are dropped; only the refresh token is kept.
+    Forgotten,
 }
 
 impl ConsentState {
@@ -23,6 +28,7 @@ impl ConsentState {
         match self {
             Self::Active => "active",
             Self::Revoked => "revoked",
+            Self::Forgotten => "forgotten",
         }
     }
 
@@ -32,6 +38,7 @@ impl ConsentState {
         match value {
             "active" => Some(Self::Active),
             "revoked" => Some(Self::Revoked),
+            "forgotten" => Some(Self::Forgotten),
             _ => None,
         }
     }
@@ -120,6 +127,14 @@ impl Credential {
                 updated_at: now,
             },
             Some(mut cred) => {
+                if cred.consent == ConsentState::Forgotten {
+                    // The user signs in again before the pending revocation went through: their latest intent
+                    // wins. The old refresh token still works at Google (it was never revoked), so it stays
+                    // unless the grant brings a new one; the revocation is cancelled.
+                    cred.consent = ConsentState::Active;
+                    cred.profile = Profile::default();
+                    cred.created_at = now;
+                }
                 cred.apply(grant, now);
                 cred
             }
@@ -139,6 +154,22 @@ impl Credential {
             self.consent = ConsentState::Active;
         }
         self.access = Some(grant.access);
+        self.updated_at = now;
+    }
+
+    /// Whether the user asked to be forgotten and the revocation at Google is still pending.
+    #[must_use]
+    pub fn is_forgotten(&self) -> bool {
+        self.consent == ConsentState::Forgotten
+    }
+
+    /// Marks the credential forgotten with the revocation pending: unusable at once, keeping only the refresh
+    /// token (to revoke it later) and dropping the access token, profile and scopes.
+    pub fn mark_forgotten(&mut self, now: OffsetDateTime) {
+        self.consent = ConsentState::Forgotten;
+        self.access = None;
+        self.profile = Profile::default();
+        self.scopes = Scopes::default();
         self.updated_at = now;
     }
 
@@ -195,6 +226,23 @@ mod tests {
             "1//new"
         );
         assert!(cred.offline_access());
+    }
+
+    #[test]
+    fn a_forgotten_credential_keeps_only_the_refresh_token_and_a_new_sign_in_reactivates_it() {
+        let mut cred = Credential::merge(None, sub(), grant(Some("1//old"), "ya29.a"), NOW);
+        cred.mark_forgotten(NOW);
+        assert!(cred.is_forgotten());
+        assert!(!cred.offline_access());
+        assert!(cred.access.is_none());
+        assert_eq!(cred.profile, Profile::default());
+        assert_eq!(
+            ConsentState::parse(cred.consent.as_str()),
+            Some(ConsentState::Forgotten)
+        );
+        let again = Credential::merge(Some(cred), sub(), grant(None, "ya29.b"), NOW);
+        assert_eq!(again.consent, ConsentState::Active);
+        assert_eq!(again.refresh_token.unwrap().expose_secret(), "1//old");
     }
 
     #[test]

@@ -26,6 +26,6 @@ pub use ports::{
 };
 pub use secret::{AccessToken, AuthCode, IdToken, RefreshToken, SecretError};
 pub use service::{
-    AccessError, DriveUseError, ForgetError, Forgotten, OfflineAccess, Ports, Settings, SignIn,
-    SignInError,
+    AccessError, DriveUseError, ForgetError, Forgotten, OfflineAccess, PendingRevocations, Ports,
+    Settings, SignIn, SignInError,
 };

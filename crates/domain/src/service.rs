@@ -299,7 +299,8 @@ impl OfflineAccess {
         let grant = grant_from(response, Some(verified), now);
         for _ in 0..5 {
             let existing = self.ports.store.get(&subject).await?;
-            let new_user = existing.is_none();
+            // A credential forgotten with its revocation still pending counts as gone.
+            let new_user = existing.as_ref().is_none_or(Credential::is_forgotten);
             let merged = Credential::merge(existing, subject.clone(), grant.clone(), now);
             match self.ports.store.put(&merged).await {
                 Ok(credential) => {
@@ -325,6 +326,7 @@ impl OfflineAccess {
             .store
             .get(subject)
             .await?
+            .filter(|c| !c.is_forgotten())
             .ok_or(AccessError::NotFound)
     }
 
@@ -361,7 +363,11 @@ impl OfflineAccess {
         let flight = self.flights.get(subject);
         let _in_process = flight.lock().await;
         let mut lock = self.ports.store.lock_user(subject).await?;
-        let mut credential = lock.get().await?.ok_or(AccessError::NotFound)?;
+        let mut credential = lock
+            .get()
+            .await?
+            .filter(|c| !c.is_forgotten())
+            .ok_or(AccessError::NotFound)?;
         if credential.consent == ConsentState::Revoked {
             return Err(AccessError::ReconsentRequired);
         }
@@ -413,7 +419,12 @@ impl OfflineAccess {
                         // Someone wrote without the lock (a sign-in): re-read and re-apply, never lose the grant.
                         Err(StoreError::Conflict) if attempts < 5 => {
                             attempts += 1;
-                            credential = lock.get().await?.ok_or(AccessError::NotFound)?;
+                            // Forgotten meanwhile: the fresh grant must not bring it back.
+                            credential = lock
+                                .get()
+                                .await?
+                                .filter(|c| !c.is_forgotten())
+                                .ok_or(AccessError::NotFound)?;
                         }
                         Err(e) => return Err(e.into()),
                     }
@@ -431,7 +442,11 @@ impl OfflineAccess {
                         Ok(_) => break,
                         Err(StoreError::Conflict) if attempts < 5 => {
                             attempts += 1;
-                            credential = lock.get().await?.ok_or(AccessError::NotFound)?;
+                            credential = lock
+                                .get()
+                                .await?
+                                .filter(|c| !c.is_forgotten())
+                                .ok_or(AccessError::NotFound)?;
                             // A sign-in brought a new refresh token meanwhile: it is not the revoked one.
                             if credential
                                 .refresh_token
@@ -561,6 +576,11 @@ impl OfflineAccess {
     /// Forgets a user: revokes the grant at Google (an already revoked grant counts as done) and deletes the
     /// stored credential.
     ///
+    /// When Google cannot confirm the revocation (5xx, unreachable, an unexpected answer), the credential is made
+    /// unusable at once instead — marked [`ConsentState::Forgotten`], keeping only the refresh token — so that
+    /// [`OfflineAccess::retry_pending_revocations`] can revoke it later; deleting it would lose the only means to
+    /// ever revoke the grant. Every use case treats a forgotten credential as absent.
+    ///
     /// # Errors
     /// [`ForgetError::NotFound`] or a store error.
     pub async fn forget(&self, subject: &Subject) -> Result<Forgotten, ForgetError> {
@@ -570,20 +590,95 @@ impl OfflineAccess {
             .get(subject)
             .await?
             .ok_or(ForgetError::NotFound)?;
-        let revoked_at_google = match &credential.refresh_token {
+        let revoked_at_google = self.revoke_and_delete(credential).await?;
+        tracing::info!(subject = %subject, revoked_at_google, "user forgotten");
+        Ok(Forgotten { revoked_at_google })
+    }
+
+    /// Revokes `credential`'s grant at Google, then deletes it; if Google cannot confirm, marks it forgotten
+    /// (pending revocation) instead. Returns whether Google confirmed.
+    async fn revoke_and_delete(&self, credential: Credential) -> Result<bool, StoreError> {
+        let subject = credential.subject.clone();
+        let revoked = match &credential.refresh_token {
             Some(token) => match self.ports.tokens.revoke(token).await {
                 Ok(()) | Err(RevokeError::AlreadyRevoked) => true,
                 Err(e) => {
-                    tracing::warn!(subject = %subject, error = %e, "revocation at Google failed; deleting the local credential anyway");
+                    tracing::warn!(subject = %subject, error = %e, "revocation at Google failed; the credential is unusable now and the revocation will be retried");
                     false
                 }
             },
             None => true,
         };
-        self.ports.store.delete(subject).await?;
-        tracing::info!(subject = %subject, revoked_at_google, "user forgotten");
-        Ok(Forgotten { revoked_at_google })
+        if revoked {
+            self.ports.store.delete(&subject).await?;
+            return Ok(true);
+        }
+        if credential.is_forgotten() {
+            return Ok(false);
+        }
+        let mut credential = credential;
+        for _ in 0..5 {
+            credential.mark_forgotten(self.ports.clock.now());
+            match self.ports.store.put(&credential).await {
+                Ok(_) => return Ok(false),
+                Err(StoreError::Conflict) => {
+                    // Written meanwhile (a refresh): re-read and forget the newest copy.
+                    match self.ports.store.get(&subject).await? {
+                        Some(newer) => credential = newer,
+                        None => return Ok(false),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict)
     }
+
+    /// Retries the revocation of every credential forgotten while Google was unavailable (see
+    /// [`OfflineAccess::forget`]); each one Google confirms (or reports already revoked) is deleted. Call it
+    /// periodically from the composition root, or from an operator command.
+    ///
+    /// # Errors
+    /// A store error while listing; a failure for one user is logged and counted as still pending.
+    pub async fn retry_pending_revocations(&self) -> Result<PendingRevocations, StoreError> {
+        let mut outcome = PendingRevocations::default();
+        let mut after = None;
+        loop {
+            let page = self.ports.store.list(after, 100).await?;
+            for credential in page.items.into_iter().filter(Credential::is_forgotten) {
+                let subject = credential.subject.clone();
+                match self.revoke_and_delete(credential).await {
+                    Ok(true) => outcome.revoked += 1,
+                    Ok(false) => outcome.pending += 1,
+                    Err(e) => {
+                        tracing::warn!(subject = %subject, error = %e, "could not finish a pending revocation");
+                        outcome.pending += 1;
+                    }
+                }
+            }
+            match page.next_after {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        if outcome.revoked + outcome.pending > 0 {
+            tracing::info!(
+                revoked = outcome.revoked,
+                pending = outcome.pending,
+                "retried pending revocations"
+            );
+        }
+        Ok(outcome)
+    }
+}
+
+/// What [`OfflineAccess::retry_pending_revocations`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PendingRevocations {
+    /// Grants Google now confirmed revoked; their credentials were deleted.
+    pub revoked: usize,
+    /// Grants still not revoked (Google still unavailable); kept forgotten for the next retry.
+    pub pending: usize,
 }
 
 fn grant_from(

@@ -664,3 +664,83 @@ async fn forget_counts_an_already_revoked_grant_as_done() {
     assert!(forgotten.revoked_at_google);
     assert!(h.store.get(&sub(ALICE)).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn forget_while_google_is_unavailable_makes_the_credential_unusable_and_a_retry_revokes_it() {
+    let (mut tokens, _) = exchanging(vec![token_response("ya29.a", Some("1//r1"), Some(ALICE))]);
+    let revokes = Arc::new(AtomicUsize::new(0));
+    let counter = revokes.clone();
+    tokens
+        .expect_revoke()
+        .withf(|t| t.expose_secret() == "1//r1")
+        .returning(move |_| match counter.fetch_add(1, Ordering::SeqCst) {
+            0 | 1 => Err(RevokeError::Unavailable),
+            _ => Err(RevokeError::AlreadyRevoked),
+        });
+    let h = harness(tokens, MockDrive::new());
+    signed_in(&h).await;
+
+    let forgotten = h.service.forget(&sub(ALICE)).await.unwrap();
+
+    assert!(!forgotten.revoked_at_google);
+    // Unusable at once: every use case sees no credential, and no token leaves the store.
+    assert!(matches!(
+        h.service.credential(&sub(ALICE)).await,
+        Err(AccessError::NotFound)
+    ));
+    assert!(matches!(
+        h.service.access_token(&sub(ALICE)).await,
+        Err(AccessError::NotFound)
+    ));
+    assert!(matches!(
+        h.service
+            .drive(&sub(ALICE), &DriveRequest::GetAppFolder)
+            .await,
+        Err(DriveUseError::Access(AccessError::NotFound))
+    ));
+    let kept = h.store.get(&sub(ALICE)).await.unwrap().unwrap();
+    assert_eq!(kept.consent, ConsentState::Forgotten);
+    assert!(kept.access.is_none());
+    assert!(kept.profile.email.is_none());
+    assert_eq!(kept.refresh_token.unwrap().expose_secret(), "1//r1");
+
+    // Google still down: stays pending.
+    let retry = h.service.retry_pending_revocations().await.unwrap();
+    assert_eq!((retry.revoked, retry.pending), (0, 1));
+    // Google back (`invalid_token` counts as done): deleted.
+    let retry = h.service.retry_pending_revocations().await.unwrap();
+    assert_eq!((retry.revoked, retry.pending), (1, 0));
+    assert!(h.store.get(&sub(ALICE)).await.unwrap().is_none());
+    assert_eq!(revokes.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_sign_in_after_a_pending_forget_cancels_the_revocation_and_is_a_new_user() {
+    let (mut tokens, _) = exchanging(vec![
+        token_response("ya29.a", Some("1//r1"), Some(ALICE)),
+        token_response("ya29.b", None, Some(ALICE)),
+    ]);
+    tokens
+        .expect_revoke()
+        .times(1)
+        .returning(|_| Err(RevokeError::Unavailable));
+    let h = harness(tokens, MockDrive::new());
+    signed_in(&h).await;
+    h.service.forget(&sub(ALICE)).await.unwrap();
+
+    let again = h.service.sign_in(&code("4/0second"), None).await.unwrap();
+
+    assert!(again.new_user);
+    assert!(again.offline_access());
+    assert_eq!(
+        again
+            .credential
+            .refresh_token
+            .as_ref()
+            .unwrap()
+            .expose_secret(),
+        "1//r1"
+    );
+    let retry = h.service.retry_pending_revocations().await.unwrap();
+    assert_eq!((retry.revoked, retry.pending), (0, 0));
+}

@@ -63,7 +63,7 @@ pub(crate) async fn get_me(
     tag = "user",
     security(("google_id_token" = [])),
     responses(
-        (status = 204, description = "Forgotten. When Google could not be reached the local credential is deleted anyway."),
+        (status = 204, description = "Forgotten. When Google could not confirm the revocation, the credential is unusable at once and the revocation is retried later."),
         (status = 401, description = "`invalid_token`.", body = ErrorBody),
         (status = 404, description = "`not_found`.", body = ErrorBody),
         (status = 503, description = "`store_unavailable`.", body = ErrorBody),
@@ -77,7 +77,7 @@ pub(crate) async fn delete_me(
     let forgotten = run_to_completion(async move { service.forget(&subject).await }).await??;
     if !forgotten.revoked_at_google {
         tracing::warn!(
-            "the grant could not be revoked at Google; the local credential was deleted"
+            "the grant could not be revoked at Google yet; the credential is unusable now and the revocation is pending"
         );
     }
     Ok(StatusCode::NO_CONTENT)

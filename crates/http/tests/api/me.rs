@@ -153,7 +153,8 @@ async fn delete_me_revokes_at_google_and_forgets_the_user() {
 }
 
 #[tokio::test]
-async fn delete_me_deletes_locally_even_when_google_cannot_revoke() {
+async fn delete_me_when_google_cannot_revoke_makes_the_credential_unusable_at_once_and_keeps_it_for_a_retry()
+ {
     let mut mocks = Mocks::google_without_revoke();
     mocks
         .tokens
@@ -167,7 +168,13 @@ async fn delete_me_deletes_locally_even_when_google_cannot_revoke() {
         .await;
 
     assert_eq!(answer.status, StatusCode::NO_CONTENT);
-    assert!(app.stored(SUB_ALICE).await.is_none());
+    let kept = app.stored(SUB_ALICE).await.unwrap();
+    assert_eq!(kept.consent, ConsentState::Forgotten);
+    assert!(kept.access.is_none());
+    assert!(kept.refresh_token.is_some());
+    app.send(with_bearer("GET", "/v1/me", ID_ALICE, b""))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
 }
 
 #[tokio::test]
