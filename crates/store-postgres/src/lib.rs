@@ -1,0 +1,23 @@
+//! PostgreSQL credential store for offline-access: the domain's
+//! [`CredentialStore`](offline_access_domain::CredentialStore) port on one table, shared by many service instances.
+//!
+//! - [`PgStore::connect`] builds a connection pool (tokio-postgres + deadpool) and checks the database answers;
+//!   [`PgStore::migrate`] applies the embedded migrations (`migrations/*.sql`) idempotently.
+//! - Tokens are stored only as ciphertext, sealed with the same [`KeyRing`](offline_access_crypto::KeyRing) format
+//!   and purposes as the file store; [`PgStore::reencrypt_all`] moves every row to the newest key.
+//! - Writes use optimistic concurrency in one statement; [`CredentialStore::lock_user`](
+//!   offline_access_domain::CredentialStore::lock_user) is a transaction-level advisory lock, so one instance
+//!   refreshes a user's token at a time and a crashed holder's lock ends with its connection.
+//!
+//! See `docs/postgres.md` for the schema, locking, migrations and PgBouncer notes.
+
+mod error;
+mod lock;
+mod migrate;
+mod options;
+mod row;
+mod sql;
+mod store;
+
+pub use options::PgOptions;
+pub use store::PgStore;

@@ -1,0 +1,161 @@
+//! [`PgOptions`]: pool size, timeouts and schema of a [`PgStore`](crate::PgStore).
+
+use std::time::Duration;
+
+use offline_access_domain::StoreError;
+
+/// Longest schema name PostgreSQL keeps (`NAMEDATALEN - 1`).
+const MAX_SCHEMA_LEN: usize = 63;
+
+/// Tuning of a [`PgStore`](crate::PgStore). `PgOptions::default()` suits one service instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgOptions {
+    /// Most connections the pool opens. Each held user lock keeps one for the length of a token refresh.
+    pub pool_size: usize,
+    /// How long opening one connection may take (TCP connect and start-up).
+    pub connect_timeout: Duration,
+    /// How long an operation waits for a free pooled connection before failing with `Unavailable`.
+    pub acquire_timeout: Duration,
+    /// How long [`lock_user`](offline_access_domain::CredentialStore::lock_user) waits for another holder
+    /// (`SET LOCAL lock_timeout`). Must be longer than the Google token call's timeout, so a waiter outlasts one
+    /// refresh. Default 15 s.
+    pub lock_wait: Duration,
+    /// How long a lock holder may sit idle inside its transaction before PostgreSQL ends its session and frees the
+    /// lock (`SET LOCAL idle_in_transaction_session_timeout`): the bound on a hung (not crashed) holder. Default
+    /// 120 s, longer than a refresh with its retries.
+    pub max_lock_idle: Duration,
+    /// Server-side limit on one statement (`statement_timeout`, sent as a start-up option; `None` leaves the
+    /// server's setting). Default 30 s.
+    pub statement_timeout: Option<Duration>,
+    /// The schema holding the tables (created by [`migrate`](crate::PgStore::migrate) if missing); `None` uses
+    /// the connection's `search_path` (normally `public`). Lowercase letters, digits and `_`, not starting with a
+    /// digit or `pg_`, at most 63 characters.
+    pub schema: Option<String>,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(20),
+            lock_wait: Duration::from_secs(15),
+            max_lock_idle: Duration::from_secs(120),
+            statement_timeout: Some(Duration::from_secs(30)),
+            schema: None,
+        }
+    }
+}
+
+impl PgOptions {
+    /// Checks the options; the error names the bad field.
+    pub(crate) fn validate(&self) -> Result<(), StoreError> {
+        if self.pool_size == 0 {
+            return Err(StoreError::Other(
+                "store pool size must be at least 1".to_owned(),
+            ));
+        }
+        for (name, value) in [
+            ("connect timeout", self.connect_timeout),
+            ("acquire timeout", self.acquire_timeout),
+            ("lock wait", self.lock_wait),
+            ("max lock idle", self.max_lock_idle),
+        ] {
+            if value.is_zero() {
+                return Err(StoreError::Other(format!(
+                    "store {name} must be longer than zero"
+                )));
+            }
+        }
+        if let Some(schema) = &self.schema
+            && !valid_schema(schema)
+        {
+            return Err(StoreError::Other(format!(
+                "store schema `{schema}` is not a valid name (lowercase letters, digits and `_`, not starting \
+                 with a digit or `pg_`, at most {MAX_SCHEMA_LEN} characters)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `name` is a schema name we accept (so it can be double-quoted into SQL without escaping).
+pub(crate) fn valid_schema(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    let Some(first) = bytes.next() else {
+        return false;
+    };
+    name.len() <= MAX_SCHEMA_LEN
+        && (first.is_ascii_lowercase() || first == b'_')
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.starts_with("pg_")
+}
+
+/// Milliseconds of a duration for a `SET` statement, at least 1 (0 would mean "no limit").
+pub(crate) fn millis(d: Duration) -> u128 {
+    d.as_millis().max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_plain_lowercase_identifiers() {
+        for good in ["a", "offline_access", "_x1", "t_123_abc"] {
+            assert!(valid_schema(good), "{good}");
+        }
+        for bad in [
+            "",
+            "1a",
+            "A",
+            "a-b",
+            "a b",
+            "a\"b",
+            "pg_catalog",
+            "Ä",
+            &"a".repeat(64),
+        ] {
+            assert!(!valid_schema(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid_and_the_lock_wait_is_fifteen_seconds() {
+        let options = PgOptions::default();
+        options.validate().unwrap();
+        assert_eq!(options.lock_wait, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn an_invalid_schema_or_a_zero_pool_is_refused_with_the_field_named() {
+        let bad_schema = PgOptions {
+            schema: Some("x; DROP TABLE credentials".to_owned()),
+            ..PgOptions::default()
+        };
+        assert!(
+            bad_schema
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("schema")
+        );
+        let no_pool = PgOptions {
+            pool_size: 0,
+            ..PgOptions::default()
+        };
+        assert!(
+            no_pool
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("pool size")
+        );
+    }
+
+    #[test]
+    fn millis_never_rounds_to_the_no_limit_value() {
+        assert_eq!(millis(Duration::from_micros(10)), 1);
+        assert_eq!(millis(Duration::from_secs(15)), 15_000);
+    }
+}

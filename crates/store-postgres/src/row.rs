@@ -1,0 +1,146 @@
+//! The row form of one credential: non-secret fields in columns, every token sealed with the key ring.
+//!
+//! The purposes (AAD labels) and the sealed format are the file store's, so a credential sealed by one store
+//! opens in the other with the same keys.
+
+use offline_access_crypto::{CryptoError, KeyRing};
+use offline_access_domain::{
+    AccessToken, CachedAccess, ConsentState, Credential, Profile, RefreshToken, Scopes, StoreError,
+    Subject,
+};
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use tokio_postgres::types::Json;
+use zeroize::Zeroizing;
+
+/// AAD purpose label of the refresh token (the file store's).
+pub(crate) const PURPOSE_REFRESH: &str = "refresh_token";
+/// AAD purpose label of the cached access token (the file store's).
+pub(crate) const PURPOSE_ACCESS: &str = "access_token";
+
+/// The columns every query returns, in the order [`decode`] reads them.
+pub(crate) const COLUMNS: &str = "subject, profile, scopes, consent, refresh_token, access_token, \
+                                  access_expires_at, key_id, version, created_at, updated_at";
+
+/// A credential's tokens, sealed with the newest key.
+pub(crate) struct Sealed {
+    pub(crate) refresh_token: Option<String>,
+    pub(crate) access_token: Option<String>,
+    pub(crate) access_expires_at: Option<OffsetDateTime>,
+    pub(crate) key_id: String,
+}
+
+impl Sealed {
+    /// Seals `credential`'s tokens with the newest key, bound to its subject and to their column.
+    pub(crate) fn seal(credential: &Credential, keys: &KeyRing) -> Result<Sealed, StoreError> {
+        let subject = credential.subject.as_str();
+        let failed = |e: CryptoError| StoreError::Other(format!("sealing a token failed: {e}"));
+        let refresh_token = credential
+            .refresh_token
+            .as_ref()
+            .map(|t| keys.seal(subject, PURPOSE_REFRESH, t.expose_secret().as_bytes()))
+            .transpose()
+            .map_err(failed)?;
+        let access_token = credential
+            .access
+            .as_ref()
+            .map(|a| keys.seal(subject, PURPOSE_ACCESS, a.token.expose_secret().as_bytes()))
+            .transpose()
+            .map_err(failed)?;
+        Ok(Sealed {
+            refresh_token,
+            access_token,
+            access_expires_at: credential.access.as_ref().map(|a| a.expires_at),
+            key_id: keys.newest_id().to_owned(),
+        })
+    }
+}
+
+/// The version as stored (`bigint`).
+pub(crate) fn version_param(version: u64) -> Result<i64, StoreError> {
+    i64::try_from(version)
+        .map_err(|_| StoreError::Other(format!("credential version {version} is out of range")))
+}
+
+/// Reads one row (selected with [`COLUMNS`]) into a credential, opening its tokens. Anything unreadable, including a
+/// token sealed under a key that is not configured, is [`StoreError::Corrupt`], logged loudly.
+pub(crate) fn decode(row: &Row, keys: &KeyRing) -> Result<Credential, StoreError> {
+    let subject_text: String = row.try_get(0).map_err(|e| StoreError::Corrupt {
+        subject: "(unreadable subject)".to_owned(),
+        reason: format!("subject column: {e}"),
+    })?;
+    decode_fields(row, keys, &subject_text).map_err(|reason| {
+        tracing::error!(subject = %subject_text, %reason, "stored credential cannot be read");
+        StoreError::Corrupt {
+            subject: subject_text.clone(),
+            reason,
+        }
+    })
+}
+
+fn decode_fields(row: &Row, keys: &KeyRing, subject_text: &str) -> Result<Credential, String> {
+    let subject = Subject::parse(subject_text).map_err(|_| "invalid subject".to_owned())?;
+    let Json(profile): Json<Profile> = row.try_get(1).map_err(|e| format!("profile: {e}"))?;
+    let Json(scopes): Json<Scopes> = row.try_get(2).map_err(|e| format!("scopes: {e}"))?;
+    let consent_text: &str = row.try_get(3).map_err(|e| format!("consent: {e}"))?;
+    let consent = ConsentState::parse(consent_text)
+        .ok_or_else(|| format!("unknown consent state `{consent_text}`"))?;
+    let refresh_sealed: Option<&str> = row.try_get(4).map_err(|e| format!("refresh_token: {e}"))?;
+    let access_sealed: Option<&str> = row.try_get(5).map_err(|e| format!("access_token: {e}"))?;
+    let expires_at: Option<OffsetDateTime> = row
+        .try_get(6)
+        .map_err(|e| format!("access_expires_at: {e}"))?;
+    let version: i64 = row.try_get(8).map_err(|e| format!("version: {e}"))?;
+    let created_at: OffsetDateTime = row.try_get(9).map_err(|e| format!("created_at: {e}"))?;
+    let updated_at: OffsetDateTime = row.try_get(10).map_err(|e| format!("updated_at: {e}"))?;
+
+    let refresh_token = refresh_sealed
+        .map(|sealed| {
+            let plain = open_text(keys, subject_text, PURPOSE_REFRESH, sealed)?;
+            RefreshToken::parse(as_text(&plain)).map_err(|e| format!("refresh token: {e}"))
+        })
+        .transpose()?;
+    let access = match (access_sealed, expires_at) {
+        (Some(sealed), Some(expires_at)) => {
+            let plain = open_text(keys, subject_text, PURPOSE_ACCESS, sealed)?;
+            let token =
+                AccessToken::parse(as_text(&plain)).map_err(|e| format!("access token: {e}"))?;
+            Some(CachedAccess { token, expires_at })
+        }
+        (None, None) => None,
+        _ => return Err("access token without expiry (or expiry without token)".to_owned()),
+    };
+    Ok(Credential {
+        subject,
+        profile,
+        scopes,
+        refresh_token,
+        access,
+        consent,
+        version: u64::try_from(version).map_err(|_| format!("negative version {version}"))?,
+        created_at,
+        updated_at,
+    })
+}
+
+/// Opens one sealed token and checks it is text. The plaintext is zeroized on drop; the caller parses it straight
+/// into a secret newtype.
+fn open_text(
+    keys: &KeyRing,
+    subject: &str,
+    purpose: &str,
+    sealed: &str,
+) -> Result<Zeroizing<Vec<u8>>, String> {
+    let plain = keys
+        .open(subject, purpose, sealed)
+        .map_err(|e| format!("{purpose}: {e}"))?;
+    if std::str::from_utf8(&plain).is_err() {
+        return Err(format!("{purpose}: not UTF-8"));
+    }
+    Ok(plain)
+}
+
+fn as_text(plain: &[u8]) -> &str {
+    // Checked by `open_text`.
+    std::str::from_utf8(plain).unwrap_or_default()
+}

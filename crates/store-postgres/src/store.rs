@@ -1,0 +1,549 @@
+//! [`PgStore`]: the credential store port on PostgreSQL.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use offline_access_crypto::KeyRing;
+use offline_access_domain::{
+    Credential, CredentialPage, CredentialStore, StoreError, Subject, UserLock,
+};
+use tokio_postgres::NoTls;
+use tokio_postgres::types::Json;
+
+use crate::error::{Errors, redact_url};
+use crate::lock::{PgUserLock, TxConn, begin_locked};
+use crate::migrate::{CREATE_MIGRATIONS_TABLE, MIGRATION_LOCK, MIGRATIONS};
+use crate::options::{PgOptions, millis};
+use crate::row::{Sealed, decode, version_param};
+use crate::sql::Statements;
+
+/// How often a re-encryption retries a row that changed under it before giving up on the run.
+const RESEAL_ATTEMPTS: usize = 5;
+
+/// A [`CredentialStore`] on PostgreSQL (one row per user in `credentials`), shared by any number of service
+/// instances.
+///
+/// - Tokens are sealed with the [`KeyRing`] (AES-256-GCM, AAD = subject + column: the file store's format), so the
+///   table holds only ciphertext; profile and scopes are `jsonb`, the consent state text.
+/// - [`put`](CredentialStore::put) is one statement: `INSERT ... ON CONFLICT DO NOTHING` for a first write,
+///   `UPDATE ... WHERE version = $expected` after; no row back means [`StoreError::Conflict`]. The refresh-token
+///   rule is in the SQL (`COALESCE(new, stored)`).
+/// - [`lock_user`](CredentialStore::lock_user) opens a transaction and takes
+///   `pg_advisory_xact_lock(hashtext(namespace), hashtext(subject))` (it works for users without a row yet);
+///   reads and writes through the guard run inside that transaction, `release` commits. Waiting is bounded by
+///   [`PgOptions::lock_wait`]; a crashed holder's lock ends with its connection.
+/// - No session state is used (names are schema-qualified, settings are `SET LOCAL`), so it runs behind PgBouncer
+///   in transaction mode.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pool: Pool,
+    pub(crate) keys: Arc<KeyRing>,
+    /// The configured key ids (for the write guard against rows sealed under another key).
+    key_ids: Vec<String>,
+    pub(crate) sql: Statements,
+    pub(crate) errors: Errors,
+    pub(crate) options: PgOptions,
+    /// Key of this store's user locks (differs per schema, so stores in other schemas never contend).
+    pub(crate) lock_namespace: String,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = self.inner.pool.status();
+        f.debug_struct("PgStore")
+            .field("url", &self.inner.errors.url)
+            .field("schema", &self.inner.options.schema)
+            .field("pool_size", &status.max_size)
+            .field("connections", &status.size)
+            .field("keys", &self.inner.keys)
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// Connects to PostgreSQL at `url` (`postgres://user[:password]@host[:port]/db[?...]`, or `key=value` form) and
+    /// checks that it answers. No TLS: use it on a trusted network or through a local proxy.
+    ///
+    /// Does not create tables: call [`PgStore::migrate`] (the service does on start unless disabled).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached (the message names `store.url`, with any
+    /// password redacted); [`StoreError::Other`] for an invalid URL or invalid options.
+    pub async fn connect(
+        url: &str,
+        keys: Arc<KeyRing>,
+        options: PgOptions,
+    ) -> Result<PgStore, StoreError> {
+        options.validate()?;
+        let errors = Errors {
+            url: redact_url(url),
+        };
+        let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
+            StoreError::Other(format!(
+                "store.url `{}` is not a valid PostgreSQL connection URL",
+                errors.url
+            ))
+        })?;
+        config.connect_timeout(options.connect_timeout);
+        if config.get_application_name().is_none() {
+            config.application_name("offline-access");
+        }
+        if let Some(timeout) = options.statement_timeout {
+            let mut startup = config.get_options().unwrap_or_default().to_owned();
+            if !startup.is_empty() {
+                startup.push(' ');
+            }
+            startup.push_str(&format!("-c statement_timeout={}", millis(timeout)));
+            config.options(&startup);
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .wait_timeout(Some(options.acquire_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Other(format!("building the PostgreSQL pool: {e}")))?;
+        let table = match &options.schema {
+            Some(schema) => format!("\"{schema}\".credentials"),
+            None => "credentials".to_owned(),
+        };
+        let lock_namespace = format!(
+            "offline-access/user/{}",
+            options.schema.as_deref().unwrap_or_default()
+        );
+        let store = PgStore {
+            inner: Arc::new(Inner {
+                pool,
+                key_ids: keys.key_ids().map(str::to_owned).collect(),
+                keys,
+                sql: Statements::new(&table),
+                errors,
+                options,
+                lock_namespace,
+            }),
+        };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    /// The schema this store uses (`None`: the connection's `search_path`).
+    #[must_use]
+    pub fn schema(&self) -> Option<&str> {
+        self.inner.options.schema.as_deref()
+    }
+
+    /// Applies the embedded migrations that are not applied yet, in one transaction under a transaction-level
+    /// advisory lock (concurrent starters wait for each other; the loser finds nothing left to do). Creates the
+    /// schema if one is configured. Returns how many were applied (0 when up to date).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database is unreachable; [`StoreError::Other`] when an applied
+    /// migration's checksum differs from this build's (someone edited it) or a statement fails. Nothing is applied
+    /// then.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        let inner = &*self.inner;
+        let map = |e: tokio_postgres::Error| inner.errors.driver("applying migrations", &e);
+        let mut conn = inner.conn().await?;
+        let tx = conn.transaction().await.map_err(map)?;
+        match inner.migrate_in(&tx).await {
+            Ok(count) => {
+                tx.commit().await.map_err(map)?;
+                Ok(count)
+            }
+            Err(e) => {
+                // Roll back now rather than when the transaction is dropped, so the locks go at once.
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Like [`CredentialStore::lock_user`], but returns `None` at once if another task or instance holds the
+    /// user's lock.
+    ///
+    /// # Errors
+    /// As [`CredentialStore::lock_user`].
+    pub async fn try_lock_user(
+        &self,
+        subject: &Subject,
+    ) -> Result<Option<Box<dyn UserLock>>, StoreError> {
+        let mut tx = TxConn::new(self.inner.conn().await?);
+        if begin_locked(&self.inner, &mut tx, subject, false).await? {
+            Ok(Some(self.guard(subject, tx)))
+        } else {
+            // Dropping `tx` rolls the empty transaction back before the connection is reused.
+            Ok(None)
+        }
+    }
+
+    fn guard(&self, subject: &Subject, tx: TxConn) -> Box<dyn UserLock> {
+        Box::new(PgUserLock {
+            inner: Arc::clone(&self.inner),
+            subject: subject.clone(),
+            tx,
+        })
+    }
+
+    /// Re-encrypts every row holding a token sealed under a key other than the newest, `batch` rows per step,
+    /// calling `progress(done, total)` first and after each step. Versions and timestamps are kept (the content does
+    /// not change); each row is swapped with `UPDATE ... WHERE version = $read`, so a concurrent write is never
+    /// overwritten (the row is re-read and retried). Idempotent and safe to interrupt: a re-run skips what is done.
+    /// Returns how many rows were rewritten.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] for a row that cannot be read (including one sealed under a key that is no longer
+    /// configured): fix or delete it and run again; the others as for `put`.
+    pub async fn reencrypt_all(
+        &self,
+        batch: usize,
+        progress: impl Fn(usize, usize),
+    ) -> Result<usize, StoreError> {
+        let inner = &*self.inner;
+        let doing = "re-encrypting credentials";
+        let map = |e: tokio_postgres::Error| inner.errors.driver(doing, &e);
+        let newest = inner.keys.newest_id();
+        let conn = inner.conn().await?;
+        let count = conn
+            .prepare_cached(&inner.sql.count_stale)
+            .await
+            .map_err(map)?;
+        let total: i64 = conn
+            .query_one(&count, &[&newest])
+            .await
+            .map_err(map)?
+            .try_get(0)
+            .map_err(map)?;
+        let total = usize::try_from(total).unwrap_or_default();
+        progress(0, total);
+        let limit = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
+        let first = conn
+            .prepare_cached(&inner.sql.stale_first)
+            .await
+            .map_err(map)?;
+        let next = conn
+            .prepare_cached(&inner.sql.stale_after)
+            .await
+            .map_err(map)?;
+        let reseal = conn.prepare_cached(&inner.sql.reseal).await.map_err(map)?;
+        let mut after: Option<String> = None;
+        let (mut done, mut rewritten) = (0, 0);
+        loop {
+            let rows = match &after {
+                None => conn.query(&first, &[&newest, &limit]).await,
+                Some(after) => conn.query(&next, &[&newest, after, &limit]).await,
+            }
+            .map_err(map)?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                let mut credential = decode(row, &inner.keys)?;
+                after = Some(credential.subject.as_str().to_owned());
+                let mut attempts = 0;
+                loop {
+                    let sealed = Sealed::seal(&credential, &inner.keys)?;
+                    let changed = conn
+                        .execute(
+                            &reseal,
+                            &[
+                                &credential.subject.as_str(),
+                                &sealed.refresh_token,
+                                &sealed.access_token,
+                                &sealed.key_id,
+                                &version_param(credential.version)?,
+                            ],
+                        )
+                        .await
+                        .map_err(map)?;
+                    if changed == 1 {
+                        rewritten += 1;
+                        break;
+                    }
+                    // Written meanwhile: re-read and retry; deleted meanwhile: nothing left to do.
+                    attempts += 1;
+                    if attempts >= RESEAL_ATTEMPTS {
+                        return Err(StoreError::Conflict);
+                    }
+                    match inner.get_on(&conn, &credential.subject).await? {
+                        Some(current) => credential = current,
+                        None => break,
+                    }
+                }
+                done += 1;
+            }
+            progress(done, total.max(done));
+        }
+        Ok(rewritten)
+    }
+
+    /// Closes the pool: idle connections are closed now, busy ones when returned. Later calls fail with
+    /// [`StoreError::Unavailable`].
+    pub fn close(&self) {
+        self.inner.pool.close();
+    }
+}
+
+impl Inner {
+    /// The body of [`PgStore::migrate`], inside its transaction.
+    async fn migrate_in(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+    ) -> Result<usize, StoreError> {
+        let map = |e: tokio_postgres::Error| self.errors.driver("applying migrations", &e);
+        let schema_key = self.options.schema.as_deref().unwrap_or_default();
+        tx.execute(MIGRATION_LOCK, &[&schema_key])
+            .await
+            .map_err(map)?;
+        if let Some(schema) = &self.options.schema {
+            tx.batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET LOCAL search_path TO \"{schema}\""
+            ))
+            .await
+            .map_err(map)?;
+        }
+        tx.batch_execute(CREATE_MIGRATIONS_TABLE)
+            .await
+            .map_err(map)?;
+        let applied: HashMap<i32, String> = tx
+            .query(
+                "SELECT version, checksum FROM offline_access_migrations",
+                &[],
+            )
+            .await
+            .map_err(map)?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(map)?;
+        let mut count = 0;
+        for migration in MIGRATIONS {
+            let checksum = migration.checksum();
+            match applied.get(&migration.version) {
+                Some(stored) if *stored == checksum => {}
+                Some(_) => {
+                    return Err(StoreError::Other(format!(
+                        "migration {} ({}) differs from the one applied to the database (checksum mismatch); \
+                         migrations must never be edited once released",
+                        migration.version, migration.name
+                    )));
+                }
+                None => {
+                    tx.batch_execute(migration.sql).await.map_err(map)?;
+                    tx.execute(
+                        "INSERT INTO offline_access_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                        &[&migration.version, &migration.name, &checksum],
+                    )
+                    .await
+                    .map_err(map)?;
+                    tracing::info!(
+                        version = migration.version,
+                        name = migration.name,
+                        "applied migration"
+                    );
+                    count += 1;
+                }
+            }
+        }
+        let known = MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0);
+        if let Some(newest) = applied.keys().copied().filter(|v| *v > known).max() {
+            tracing::warn!(
+                newest,
+                known,
+                "the database has migrations newer than this build (a newer version ran against it)"
+            );
+        }
+        Ok(count)
+    }
+
+    /// A pooled connection.
+    pub(crate) async fn conn(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(|e| self.errors.pool(e))
+    }
+
+    /// Reads one credential on `client` (inside or outside a transaction).
+    pub(crate) async fn get_on(
+        &self,
+        client: &Object,
+        subject: &Subject,
+    ) -> Result<Option<Credential>, StoreError> {
+        let doing = "reading a credential";
+        let statement = client
+            .prepare_cached(&self.sql.get)
+            .await
+            .map_err(|e| self.errors.driver(doing, &e))?;
+        let row = client
+            .query_opt(&statement, &[&subject.as_str()])
+            .await
+            .map_err(|e| self.errors.driver(doing, &e))?;
+        row.map(|row| decode(&row, &self.keys)).transpose()
+    }
+
+    /// Writes one credential on `client` with the version rule, in one statement.
+    pub(crate) async fn put_on(
+        &self,
+        client: &Object,
+        credential: &Credential,
+    ) -> Result<Credential, StoreError> {
+        let doing = "writing a credential";
+        let map = |e: tokio_postgres::Error| self.errors.driver(doing, &e);
+        let sealed = Sealed::seal(credential, &self.keys)?;
+        let subject = credential.subject.as_str();
+        let profile = Json(&credential.profile);
+        let scopes = Json(&credential.scopes);
+        let consent = credential.consent.as_str();
+        let row = if credential.version == 0 {
+            let statement = client.prepare_cached(&self.sql.insert).await.map_err(map)?;
+            client
+                .query_opt(
+                    &statement,
+                    &[
+                        &subject,
+                        &profile,
+                        &scopes,
+                        &consent,
+                        &sealed.refresh_token,
+                        &sealed.access_token,
+                        &sealed.access_expires_at,
+                        &sealed.key_id,
+                        &credential.created_at,
+                        &credential.updated_at,
+                    ],
+                )
+                .await
+                .map_err(map)?
+        } else {
+            let expected = version_param(credential.version)?;
+            let statement = client.prepare_cached(&self.sql.update).await.map_err(map)?;
+            client
+                .query_opt(
+                    &statement,
+                    &[
+                        &subject,
+                        &profile,
+                        &scopes,
+                        &consent,
+                        &sealed.refresh_token,
+                        &sealed.access_token,
+                        &sealed.access_expires_at,
+                        &sealed.key_id,
+                        &expected,
+                        &credential.updated_at,
+                        &self.key_ids,
+                    ],
+                )
+                .await
+                .map_err(map)?
+        };
+        match row {
+            Some(row) => decode(&row, &self.keys),
+            // Another version is stored, or a row we cannot read (which is loud, and never overwritten).
+            None => match self.get_on(client, &credential.subject).await {
+                Err(corrupt @ StoreError::Corrupt { .. }) => Err(corrupt),
+                _ => Err(StoreError::Conflict),
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl CredentialStore for PgStore {
+    async fn get(&self, subject: &Subject) -> Result<Option<Credential>, StoreError> {
+        let conn = self.inner.conn().await?;
+        self.inner.get_on(&conn, subject).await
+    }
+
+    async fn put(&self, credential: &Credential) -> Result<Credential, StoreError> {
+        let conn = self.inner.conn().await?;
+        self.inner.put_on(&conn, credential).await
+    }
+
+    async fn delete(&self, subject: &Subject) -> Result<bool, StoreError> {
+        let inner = &*self.inner;
+        let map = |e: tokio_postgres::Error| inner.errors.driver("deleting a credential", &e);
+        let conn = inner.conn().await?;
+        let statement = conn.prepare_cached(&inner.sql.delete).await.map_err(map)?;
+        let deleted = conn
+            .execute(&statement, &[&subject.as_str()])
+            .await
+            .map_err(map)?;
+        Ok(deleted > 0)
+    }
+
+    async fn list(
+        &self,
+        after: Option<Subject>,
+        limit: usize,
+    ) -> Result<CredentialPage, StoreError> {
+        if limit == 0 {
+            return Ok(CredentialPage::default());
+        }
+        let inner = &*self.inner;
+        let map = |e: tokio_postgres::Error| inner.errors.driver("listing credentials", &e);
+        // One more than asked, to know whether there is a next page.
+        let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let conn = inner.conn().await?;
+        let rows = match &after {
+            None => {
+                let statement = conn
+                    .prepare_cached(&inner.sql.list_first)
+                    .await
+                    .map_err(map)?;
+                conn.query(&statement, &[&fetch]).await
+            }
+            Some(after) => {
+                let statement = conn
+                    .prepare_cached(&inner.sql.list_after)
+                    .await
+                    .map_err(map)?;
+                conn.query(&statement, &[&after.as_str(), &fetch]).await
+            }
+        }
+        .map_err(map)?;
+        let mut items = rows
+            .iter()
+            .map(|row| decode(row, &inner.keys))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_after = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|c| c.subject.clone())
+        } else {
+            None
+        };
+        Ok(CredentialPage { items, next_after })
+    }
+
+    async fn lock_user(&self, subject: &Subject) -> Result<Box<dyn UserLock>, StoreError> {
+        let mut tx = TxConn::new(self.inner.conn().await?);
+        begin_locked(&self.inner, &mut tx, subject, true).await?;
+        Ok(self.guard(subject, tx))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let conn = self.inner.conn().await?;
+        match conn.simple_query("SELECT 1").await {
+            Ok(_) => Ok(()),
+            // Whatever the cause, for readiness the store is not usable.
+            Err(e) => Err(
+                match self.inner.errors.driver("checking the connection", &e) {
+                    StoreError::Unavailable(m) => StoreError::Unavailable(m),
+                    other => StoreError::Unavailable(other.to_string()),
+                },
+            ),
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The user lock: mutual exclusion across stores (as across instances), transaction semantics, and release by
+//! drop, by a killed holder and by timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use offline_access_domain::{CredentialStore, StoreError};
+use offline_access_store_postgres::PgOptions;
+use tokio::time::timeout;
+
+use crate::support::{access_of, credential, keys, raw_client, refresh_of, subject, test_db};
+
+/// Long enough that a working lock is never mistaken for a hang; only reached when something is broken.
+const GENEROUS: Duration = Duration::from_secs(20);
+/// How long we watch a blocked locker to see it stays blocked. Not a speed assertion: it may only wait longer.
+const WATCH: Duration = Duration::from_millis(300);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_locker_waits_until_the_first_releases() {
+    let db = test_db!();
+    // Two stores (pools) on one schema stand for two service instances.
+    let first = db.store().await;
+    let second = Arc::new(db.store().await);
+    let sub = subject("2001");
+    let held = first.lock_user(&sub).await.unwrap();
+    let mut waiter = tokio::spawn({
+        let second = Arc::clone(&second);
+        let sub = sub.clone();
+        async move {
+            let lock = second.lock_user(&sub).await.unwrap();
+            lock.release().await.unwrap();
+        }
+    });
+    assert!(
+        timeout(WATCH, &mut waiter).await.is_err(),
+        "the second locker got the lock while the first held it"
+    );
+    held.release().await.unwrap();
+    timeout(GENEROUS, waiter).await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_of_different_users_do_not_block_each_other() {
+    let db = test_db!();
+    let store = db.store().await;
+    let alice = store.lock_user(&subject("2101")).await.unwrap();
+    let bob = timeout(GENEROUS, store.lock_user(&subject("2102")))
+        .await
+        .unwrap()
+        .unwrap();
+    bob.release().await.unwrap();
+    alice.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn try_lock_user_answers_none_while_another_holds_the_lock() {
+    let db = test_db!();
+    let store = db.store().await;
+    let sub = subject("2201");
+    let held = store.lock_user(&sub).await.unwrap();
+    assert!(store.try_lock_user(&sub).await.unwrap().is_none());
+    held.release().await.unwrap();
+    let taken = store.try_lock_user(&sub).await.unwrap().unwrap();
+    taken.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn writes_under_the_lock_are_invisible_until_release_commits_them() {
+    let db = test_db!();
+    let store = db.store().await;
+    let sub = subject("2301");
+    // A user without a row can be locked (first sign-in) and created under the lock.
+    let mut lock = store.lock_user(&sub).await.unwrap();
+    assert!(lock.get().await.unwrap().is_none());
+    let v1 = lock
+        .put(&credential("2301", Some("1//r"), "ya29.a"))
+        .await
+        .unwrap();
+    assert_eq!(v1.version, 1);
+    assert!(
+        lock.get().await.unwrap().is_some(),
+        "the holder reads its own write"
+    );
+    assert!(
+        store.get(&sub).await.unwrap().is_none(),
+        "uncommitted write visible"
+    );
+    lock.release().await.unwrap();
+    assert_eq!(store.get(&sub).await.unwrap().unwrap().version, 1);
+}
+
+#[tokio::test]
+async fn under_the_lock_a_stale_version_conflicts_and_the_refresh_token_rule_holds() {
+    let db = test_db!();
+    let store = db.store().await;
+    let sub = subject("2401");
+    let v1 = store
+        .put(&credential("2401", Some("1//keep"), "ya29.a"))
+        .await
+        .unwrap();
+    let mut lock = store.lock_user(&sub).await.unwrap();
+    assert!(matches!(
+        lock.put(&credential("2401", Some("1//x"), "ya29.x")).await,
+        Err(StoreError::Conflict)
+    ));
+    let mut refreshed = lock.get().await.unwrap().unwrap();
+    refreshed.refresh_token = None;
+    refreshed.access = credential("2401", None, "ya29.fresh").access;
+    let v2 = lock.put(&refreshed).await.unwrap();
+    assert_eq!(v2.version, v1.version + 1);
+    lock.release().await.unwrap();
+    let read = store.get(&sub).await.unwrap().unwrap();
+    assert_eq!(refresh_of(&read).as_deref(), Some("1//keep"));
+    assert_eq!(access_of(&read).as_deref(), Some("ya29.fresh"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_guard_frees_the_lock_and_keeps_nothing_it_wrote() {
+    let db = test_db!();
+    // One connection: if the dropped guard's transaction came back to the pool, the next read would see its write.
+    let store = db
+        .store_with(
+            keys(),
+            PgOptions {
+                pool_size: 1,
+                ..db.options()
+            },
+        )
+        .await;
+    let other = db.store().await;
+    let sub = subject("2501");
+    let mut lock = store.lock_user(&sub).await.unwrap();
+    lock.put(&credential("2501", Some("1//r"), "ya29.a"))
+        .await
+        .unwrap();
+    drop(lock);
+    let again = timeout(GENEROUS, other.lock_user(&sub))
+        .await
+        .unwrap()
+        .unwrap();
+    again.release().await.unwrap();
+    assert!(store.get(&sub).await.unwrap().is_none());
+    assert!(other.get(&sub).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_holder_frees_the_lock_and_its_guard_reports_unavailable() {
+    let db = test_db!();
+    let name = format!("holder_{}", db.schema);
+    let options = PgOptions {
+        pool_size: 1,
+        ..db.options()
+    };
+    let holder_store =
+        offline_access_store_postgres::PgStore::connect(&db.url_named(&name), keys(), options)
+            .await
+            .unwrap();
+    holder_store.migrate().await.unwrap();
+    let other = Arc::new(db.store().await);
+    let sub = subject("2601");
+    let mut holder = holder_store.lock_user(&sub).await.unwrap();
+    holder
+        .put(&credential("2601", Some("1//r"), "ya29.a"))
+        .await
+        .unwrap();
+    let mut waiter = tokio::spawn({
+        let other = Arc::clone(&other);
+        let sub = sub.clone();
+        async move {
+            let mut lock = other.lock_user(&sub).await.unwrap();
+            let seen = lock.get().await.unwrap();
+            lock.release().await.unwrap();
+            seen
+        }
+    });
+    assert!(timeout(WATCH, &mut waiter).await.is_err());
+    // The holder's process "crashes": its server session ends.
+    let admin = db.raw().await;
+    let killed = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&name],
+        )
+        .await
+        .unwrap();
+    assert_eq!(killed.len(), 1);
+    let seen = timeout(GENEROUS, waiter).await.unwrap().unwrap();
+    assert!(
+        seen.is_none(),
+        "the crashed holder's uncommitted write survived"
+    );
+    assert!(matches!(
+        holder.release().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    // The holder's store recovers with a new connection.
+    assert!(holder_store.get(&sub).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_longer_than_the_lock_wait_is_unavailable() {
+    let db = test_db!();
+    let store = db.store().await;
+    let impatient = db
+        .store_with(
+            keys(),
+            PgOptions {
+                lock_wait: Duration::from_millis(100),
+                ..db.options()
+            },
+        )
+        .await;
+    let sub = subject("2701");
+    let held = store.lock_user(&sub).await.unwrap();
+    match timeout(GENEROUS, impatient.lock_user(&sub)).await.unwrap() {
+        Err(StoreError::Unavailable(message)) => assert!(message.contains("lock"), "{message}"),
+        Err(e) => panic!("expected Unavailable, got {e:?}"),
+        Ok(_) => panic!("got a lock another holder has"),
+    }
+    held.release().await.unwrap();
+    // The timed-out locker's connection was not left inside its failed transaction.
+    impatient
+        .lock_user(&sub)
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_lock_wait_leaves_no_open_transaction_behind() {
+    let db = test_db!();
+    let name = format!("cancel_{}", db.schema);
+    let options = PgOptions {
+        pool_size: 1,
+        ..db.options()
+    };
+    let waiter_store =
+        offline_access_store_postgres::PgStore::connect(&db.url_named(&name), keys(), options)
+            .await
+            .unwrap();
+    waiter_store.migrate().await.unwrap();
+    let holder_store = db.store().await;
+    let sub = subject("2801");
+    let held = holder_store.lock_user(&sub).await.unwrap();
+    // The caller gives up (a request timeout): the lock_user future is dropped mid-wait.
+    assert!(timeout(WATCH, waiter_store.lock_user(&sub)).await.is_err());
+    held.release().await.unwrap();
+    // The waiter's store works and holds no transaction open on the server.
+    let lock = timeout(GENEROUS, waiter_store.lock_user(&sub))
+        .await
+        .unwrap()
+        .unwrap();
+    lock.release().await.unwrap();
+    assert!(waiter_store.get(&sub).await.unwrap().is_none());
+    let admin = raw_client(&db.url).await;
+    let open = admin
+        .query(
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND state LIKE 'idle in transaction%'",
+            &[&name],
+        )
+        .await
+        .unwrap();
+    assert!(
+        open.is_empty(),
+        "a connection was left inside a transaction"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_lockers_across_two_stores_never_overlap_and_lose_no_write() {
+    const LOCKERS: usize = 10;
+    let db = test_db!();
+    let stores = [Arc::new(db.store().await), Arc::new(db.store().await)];
+    let sub = subject("2901");
+    stores[0]
+        .put(&credential("2901", Some("1//r"), "ya29.a"))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..LOCKERS)
+        .map(|i| {
+            let store = Arc::clone(&stores[i % 2]);
+            let sub = sub.clone();
+            tokio::spawn(async move {
+                let mut lock = store.lock_user(&sub).await.unwrap();
+                let cred = lock.get().await.unwrap().unwrap();
+                tokio::task::yield_now().await;
+                // Nobody may write between our read and our write: no conflict is possible under the lock.
+                lock.put(&cred).await.unwrap();
+                lock.release().await.unwrap();
+            })
+        })
+        .collect();
+    for task in tasks {
+        timeout(GENEROUS, task).await.unwrap().unwrap();
+    }
+    assert_eq!(
+        stores[1].get(&sub).await.unwrap().unwrap().version,
+        1 + LOCKERS as u64
+    );
+}
