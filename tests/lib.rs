@@ -45,6 +45,28 @@ pub fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
     .clone()
 }
 
+/// The Prometheus recorder every test of this binary records metrics to (installed once).
+static METRICS: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> = OnceLock::new();
+
+/// Installs a global Prometheus recorder once (if no other recorder was installed first).
+pub fn capture_metrics() {
+    METRICS.get_or_init(|| {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::set_global_recorder(recorder).ok().map(|()| handle)
+    });
+}
+
+/// The Prometheus text of every metric recorded so far by any test in this binary.
+pub fn captured_metrics() -> String {
+    capture_metrics();
+    METRICS
+        .get()
+        .and_then(Option::as_ref)
+        .map(metrics_exporter_prometheus::PrometheusHandle::render)
+        .unwrap_or_default()
+}
+
 /// Everything logged so far by any test in this binary.
 pub fn captured_logs() -> String {
     String::from_utf8_lossy(&capture_logs().lock().unwrap()).into_owned()
@@ -167,6 +189,7 @@ impl TestApp {
             clock,
         } = options;
         capture_logs();
+        capture_metrics();
         let fake = FakeGoogle::start().await.expect("fake Google starts");
         let control = fake.control();
         let mut google_config = GoogleConfig::new(

@@ -350,6 +350,15 @@ async fn invalid_client_on_refresh_is_an_operator_error_that_touches_no_users_cr
     assert_eq!(app.snapshot(&other_sub).await.unwrap(), other_before);
     assert_eq!(app.calls_to("drive").await, 0);
     assert!(captured_logs().contains("client credentials"));
+    let metrics = offline_access_tests::captured_metrics();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("offline_access_google_requests_total")
+                && l.contains(r#"endpoint="token_refresh""#)
+                && l.contains(r#"outcome="invalid_client""#)),
+        "no invalid_client metric:\n{metrics}"
+    );
 }
 
 #[tokio::test]

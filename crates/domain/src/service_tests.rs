@@ -74,13 +74,20 @@ struct Harness {
 }
 
 fn harness(tokens: MockTokenEndpoint, drive: MockDrive) -> Harness {
+    harness_with(
+        tokens,
+        drive,
+        Settings {
+            backoff_base: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(50),
+            ..Settings::default()
+        },
+    )
+}
+
+fn harness_with(tokens: MockTokenEndpoint, drive: MockDrive, settings: Settings) -> Harness {
     let store = MemoryStore::new();
     let clock = Arc::new(ManualClock::new(START));
-    let settings = Settings {
-        backoff_base: Duration::from_millis(10),
-        backoff_max: Duration::from_millis(50),
-        ..Settings::default()
-    };
     let service = OfflineAccess::new(
         Ports {
             tokens: Arc::new(tokens),
@@ -743,4 +750,37 @@ async fn a_sign_in_after_a_pending_forget_cancels_the_revocation_and_is_a_new_us
     );
     let retry = h.service.retry_pending_revocations().await.unwrap();
     assert_eq!((retry.revoked, retry.pending), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresh_retries_wait_at_least_what_retry_after_asks_up_to_the_bound() {
+    let (tokens, refreshes) = refreshing(
+        token_response("ya29.a", Some("1//r1"), Some(ALICE)),
+        |i| match i {
+            0 => Err(TokenError::Unavailable {
+                retry_after: Some(Duration::from_secs(2)),
+            }),
+            1 => Err(TokenError::Unavailable {
+                retry_after: Some(Duration::from_secs(3600)),
+            }),
+            _ => Ok(token_response("ya29.new", None, None)),
+        },
+    );
+    let h = harness_with(tokens, MockDrive::new(), Settings::default());
+    signed_in(&h).await;
+    h.clock.advance(time::Duration::hours(2));
+    let started = tokio::time::Instant::now();
+
+    let token = h.service.access_token(&sub(ALICE)).await.unwrap();
+
+    // Paused time: the waits are exactly what the backoff chose. 2 s asked, then an hour asked but capped at
+    // `backoff_max` (5 s).
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(2 + 5), "{waited:?}");
+    assert!(
+        waited <= Duration::from_secs(2 + 5) + Duration::from_millis(10),
+        "{waited:?}"
+    );
+    assert_eq!(token.expose_secret(), "ya29.new");
+    assert_eq!(refreshes.load(Ordering::SeqCst), 3);
 }
