@@ -425,11 +425,8 @@ async fn a_megabyte_bearer_is_refused_and_the_server_stays_up() {
         .send()
         .await
         .unwrap();
-    assert!(
-        [401, 431].contains(&response.status().as_u16()),
-        "{}",
-        response.status()
-    );
+    // hyper refuses a header section this large before any handler runs.
+    assert_eq!(response.status(), 431);
     let over_verifier_limit = format!("{}.{}.c2ln", b64(b"{}"), "b".repeat(20 * 1024));
     let response = app
         .authed(Method::GET, "/v1/me", &over_verifier_limit)
@@ -480,16 +477,15 @@ async fn forged_id_tokens_inside_a_token_response_reject_the_sign_in_and_store_n
         let code = body["error"].as_str().unwrap().to_owned();
         // A token Google could never have sent is a broken upstream answer (502); a well-formed one that fails a
         // check is 401 invalid_token.
-        let expected: &[(u16, &str)] = if f.reason == "malformed" {
-            &[(401, "invalid_token"), (502, "upstream_error")]
-        } else {
-            &[(401, "invalid_token")]
-        };
-        assert!(
-            expected.contains(&(status, code.as_str())),
-            "{}: {status} {code}",
-            f.name
-        );
+        // A token that is not even shaped like a JWS (the ID-token newtype refuses it while parsing Google's
+        // answer) is a broken upstream answer: 502. Anything well-formed that fails a check: 401 invalid_token.
+        let expected =
+            if ["alg none, empty signature", "two segments", "bad base64"].contains(&f.name) {
+                (502, "upstream_error")
+            } else {
+                (401, "invalid_token")
+            };
+        assert_eq!((status, code.as_str()), expected, "{}", f.name);
     }
 
     assert_eq!(
