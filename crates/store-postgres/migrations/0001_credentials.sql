@@ -5,7 +5,8 @@ CREATE TABLE credentials (
     subject           text COLLATE "C" PRIMARY KEY CHECK (length(subject) BETWEEN 1 AND 255),
     profile           jsonb NOT NULL,
     scopes            jsonb NOT NULL CHECK (jsonb_typeof(scopes) = 'array'),
-    consent           text NOT NULL CHECK (consent IN ('active', 'revoked')),
+    -- 'active', 'revoked', 'forgotten', ...: the domain's states; the store refuses unknown ones when reading.
+    consent           text NOT NULL CHECK (consent ~ '^[a-z_]{1,32}$'),
     refresh_token     text CHECK (refresh_token LIKE 'v1.%'),
     access_token      text CHECK (access_token LIKE 'v1.%'),
     access_expires_at timestamptz,

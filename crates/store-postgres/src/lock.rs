@@ -2,7 +2,10 @@
 //!
 //! Transaction-level only (never a session-level advisory lock), so it works behind PgBouncer in transaction mode
 //! and ends with the transaction: on commit, on rollback, and when the holder's connection drops (a crashed
-//! process). A guard dropped without [`UserLock::release`] never returns its connection to the pool inside the
+//! process). The transaction only holds the lock and reads: writes under the lock go through the main pool and
+//! are durable when `put` returns (a rotated refresh token must never be lost with a failed commit).
+//!
+//! A guard dropped without [`UserLock::release`] never returns its connection to the pool inside the
 //! transaction: it is rolled back first, or closed when that is not possible.
 
 use std::future::Future;
@@ -167,12 +170,13 @@ impl UserLock for PgUserLock {
                 "a user lock can only write its own user's credential".to_owned(),
             ));
         }
-        let inner = &*self.inner;
-        self.tx
-            .run(|client| async move { inner.put_on(client, credential).await })
-            .await
+        // An ordinary write on the main pool: durable when this returns, whatever happens to the lock later.
+        let conn = self.inner.conn().await?;
+        self.inner.put_on(&conn, credential).await
     }
 
+    /// Ends the lock's transaction. An error means the lock may have been lost before this (its connection
+    /// broke); what `put` wrote is stored either way.
     async fn release(mut self: Box<Self>) -> Result<(), StoreError> {
         let inner = &*self.inner;
         self.tx

@@ -10,8 +10,12 @@ const MAX_SCHEMA_LEN: usize = 63;
 /// Tuning of a [`PgStore`](crate::PgStore). `PgOptions::default()` suits one service instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgOptions {
-    /// Most connections the pool opens. Each held user lock keeps one for the length of a token refresh.
+    /// Most connections the main pool opens (reads and writes, each held for one statement).
     pub pool_size: usize,
+    /// Most user locks this store holds at once: each keeps one connection of a separate pool in a transaction for
+    /// the length of a token refresh. Further lockers wait for a free one (up to `acquire_timeout`). Separate so
+    /// that holders, which write through the main pool, can never starve it of connections.
+    pub lock_pool_size: usize,
     /// How long opening one connection may take (TCP connect and start-up).
     pub connect_timeout: Duration,
     /// How long an operation waits for a free pooled connection before failing with `Unavailable`.
@@ -37,6 +41,7 @@ impl Default for PgOptions {
     fn default() -> Self {
         Self {
             pool_size: 16,
+            lock_pool_size: 8,
             connect_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(20),
             lock_wait: Duration::from_secs(15),
@@ -50,9 +55,9 @@ impl Default for PgOptions {
 impl PgOptions {
     /// Checks the options; the error names the bad field.
     pub(crate) fn validate(&self) -> Result<(), StoreError> {
-        if self.pool_size == 0 {
+        if self.pool_size == 0 || self.lock_pool_size == 0 {
             return Err(StoreError::Other(
-                "store pool size must be at least 1".to_owned(),
+                "store pool size and lock pool size must be at least 1".to_owned(),
             ));
         }
         for (name, value) in [

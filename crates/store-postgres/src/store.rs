@@ -20,6 +20,29 @@ use crate::options::{PgOptions, millis};
 use crate::row::{Sealed, decode, version_param};
 use crate::sql::Statements;
 
+/// A pool of `size` connections with the store's timeouts.
+fn build_pool(
+    config: tokio_postgres::Config,
+    size: usize,
+    options: &PgOptions,
+) -> Result<Pool, StoreError> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(options.acquire_timeout))
+        .create_timeout(Some(options.connect_timeout))
+        .recycle_timeout(Some(options.connect_timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| StoreError::Other(format!("building the PostgreSQL pool: {e}")))
+}
+
 /// How often a re-encryption retries a row that changed under it before giving up on the run.
 const RESEAL_ATTEMPTS: usize = 5;
 
@@ -31,10 +54,12 @@ const RESEAL_ATTEMPTS: usize = 5;
 /// - [`put`](CredentialStore::put) is one statement: `INSERT ... ON CONFLICT DO NOTHING` for a first write,
 ///   `UPDATE ... WHERE version = $expected` after; no row back means [`StoreError::Conflict`]. The refresh-token
 ///   rule is in the SQL (`COALESCE(new, stored)`).
-/// - [`lock_user`](CredentialStore::lock_user) opens a transaction and takes
-///   `pg_advisory_xact_lock(hashtext(namespace), hashtext(subject))` (it works for users without a row yet);
-///   reads and writes through the guard run inside that transaction, `release` commits. Waiting is bounded by
-///   [`PgOptions::lock_wait`]; a crashed holder's lock ends with its connection.
+/// - [`lock_user`](CredentialStore::lock_user) opens a transaction on a connection of a separate lock pool and
+///   takes `pg_advisory_xact_lock(hashtext(namespace), hashtext(subject))` (it works for users without a row
+///   yet). The guard reads on that connection; its writes are ordinary one-statement writes (same version rule)
+///   on the main pool, durable as soon as `put` returns, so a refresh token Google rotated is never lost with the
+///   lock. `release` ends the transaction, freeing the lock. Waiting is bounded by [`PgOptions::lock_wait`]; a
+///   crashed holder's lock ends with its connection.
 /// - No session state is used (names are schema-qualified, settings are `SET LOCAL`), so it runs behind PgBouncer
 ///   in transaction mode.
 #[derive(Clone)]
@@ -43,7 +68,10 @@ pub struct PgStore {
 }
 
 pub(crate) struct Inner {
+    /// Reads and writes, one statement per checkout.
     pool: Pool,
+    /// Connections holding user locks (a transaction each, for the length of a refresh).
+    lock_pool: Pool,
     pub(crate) keys: Arc<KeyRing>,
     /// The configured key ids (for the write guard against rows sealed under another key).
     key_ids: Vec<String>,
@@ -103,21 +131,8 @@ impl PgStore {
             startup.push_str(&format!("-c statement_timeout={}", millis(timeout)));
             config.options(&startup);
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size)
-            .wait_timeout(Some(options.acquire_timeout))
-            .create_timeout(Some(options.connect_timeout))
-            .recycle_timeout(Some(options.connect_timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| StoreError::Other(format!("building the PostgreSQL pool: {e}")))?;
+        let pool = build_pool(config.clone(), options.pool_size, &options)?;
+        let lock_pool = build_pool(config, options.lock_pool_size, &options)?;
         let table = match &options.schema {
             Some(schema) => format!("\"{schema}\".credentials"),
             None => "credentials".to_owned(),
@@ -129,6 +144,7 @@ impl PgStore {
         let store = PgStore {
             inner: Arc::new(Inner {
                 pool,
+                lock_pool,
                 key_ids: keys.key_ids().map(str::to_owned).collect(),
                 keys,
                 sql: Statements::new(&table),
@@ -182,7 +198,7 @@ impl PgStore {
         &self,
         subject: &Subject,
     ) -> Result<Option<Box<dyn UserLock>>, StoreError> {
-        let mut tx = TxConn::new(self.inner.conn().await?);
+        let mut tx = TxConn::new(self.inner.lock_conn().await?);
         if begin_locked(&self.inner, &mut tx, subject, false).await? {
             Ok(Some(self.guard(subject, tx)))
         } else {
@@ -295,6 +311,7 @@ impl PgStore {
     /// [`StoreError::Unavailable`].
     pub fn close(&self) {
         self.inner.pool.close();
+        self.inner.lock_pool.close();
     }
 }
 
@@ -373,6 +390,11 @@ impl Inner {
     /// A pooled connection.
     pub(crate) async fn conn(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(|e| self.errors.pool(e))
+    }
+
+    /// A connection of the lock pool.
+    pub(crate) async fn lock_conn(&self) -> Result<Object, StoreError> {
+        self.lock_pool.get().await.map_err(|e| self.errors.pool(e))
     }
 
     /// Reads one credential on `client` (inside or outside a transaction).
@@ -528,7 +550,7 @@ impl CredentialStore for PgStore {
     }
 
     async fn lock_user(&self, subject: &Subject) -> Result<Box<dyn UserLock>, StoreError> {
-        let mut tx = TxConn::new(self.inner.conn().await?);
+        let mut tx = TxConn::new(self.inner.lock_conn().await?);
         begin_locked(&self.inner, &mut tx, subject, true).await?;
         Ok(self.guard(subject, tx))
     }

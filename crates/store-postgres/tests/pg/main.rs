@@ -5,6 +5,7 @@
 //! own random schema, dropped at the end, so tests run in parallel.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod contract;
 mod failures;
 mod locks;
 mod migrations;

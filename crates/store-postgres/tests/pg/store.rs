@@ -135,6 +135,47 @@ async fn consent_moves_from_active_to_revoked_and_back() {
 }
 
 #[tokio::test]
+async fn a_forgotten_credential_keeps_only_its_refresh_token() {
+    let db = test_db!();
+    let store = db.store().await;
+    let mut cred = store
+        .put(&credential("1302", Some("1//pending-revocation"), "ya29.a"))
+        .await
+        .unwrap();
+    cred.mark_forgotten(crate::support::NOW);
+    store.put(&cred).await.unwrap();
+    let read = store.get(&cred.subject).await.unwrap().unwrap();
+    assert_eq!(read.consent, ConsentState::Forgotten);
+    assert!(read.is_forgotten() && read.access.is_none());
+    assert_eq!(refresh_of(&read).as_deref(), Some("1//pending-revocation"));
+}
+
+#[tokio::test]
+async fn an_unknown_consent_state_in_a_row_is_a_corrupt_error() {
+    let db = test_db!();
+    let store = db.store().await;
+    store
+        .put(&credential("1303", Some("1//r"), "ya29.a"))
+        .await
+        .unwrap();
+    db.raw()
+        .await
+        .execute(
+            &format!(
+                "UPDATE \"{}\".credentials SET consent = 'paused' WHERE subject = '1303'",
+                db.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    match store.get(&subject("1303")).await {
+        Err(StoreError::Corrupt { reason, .. }) => assert!(reason.contains("paused"), "{reason}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn delete_removes_the_row_and_says_whether_there_was_one() {
     let db = test_db!();
     let store = db.store().await;

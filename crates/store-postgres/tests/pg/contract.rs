@@ -1,0 +1,118 @@
+//! The storage contract suite (from the file store's `testkit`), run against PostgreSQL; and proof that a token
+//! sealed by the file store opens here (same format, same purposes, same keys).
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use offline_access_domain::{CredentialStore, Subject};
+use offline_access_store_file::{FileStore, testkit};
+use offline_access_store_postgres::PgStore;
+
+use crate::support::{KEY_A, KEY_B, TestDb, database_url, keys, raw_client, ring, test_db};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_postgres_store_meets_the_storage_contract() {
+    if database_url().is_none() {
+        return;
+    }
+    // One fresh schema per check, dropped when the test ends.
+    let dbs = Mutex::new(Vec::new());
+    testkit::run_contract(|| {
+        let db = TestDb::new().unwrap();
+        let (url, options) = (db.url.clone(), db.options());
+        dbs.lock().unwrap().push(db);
+        async move {
+            let store = PgStore::connect(&url, keys(), options).await.unwrap();
+            store.migrate().await.unwrap();
+            Arc::new(store) as Arc<dyn CredentialStore>
+        }
+    })
+    .await;
+}
+
+/// A row's every column, as text.
+struct RowText {
+    url: String,
+    schema: String,
+}
+
+#[async_trait]
+impl testkit::RawStorage for RowText {
+    async fn raw_bytes(&self, subject: &Subject) -> Vec<u8> {
+        let client = raw_client(&self.url).await;
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT row_to_json(c)::text FROM \"{}\".credentials c WHERE subject = $1",
+                    self.schema
+                ),
+                &[&subject.as_str()],
+            )
+            .await
+            .unwrap();
+        row.get::<_, String>(0).into_bytes()
+    }
+}
+
+#[tokio::test]
+async fn the_postgres_store_never_writes_a_token_in_clear() {
+    let db = test_db!();
+    let store = db.store().await;
+    let raw = RowText {
+        url: db.url.clone(),
+        schema: db.schema.clone(),
+    };
+    testkit::tokens_are_never_stored_in_clear(Arc::new(store), &raw).await;
+}
+
+#[tokio::test]
+async fn the_postgres_store_reports_a_row_under_an_unknown_key_loudly() {
+    let db = test_db!();
+    let writer = db
+        .store_with(ring(&format!("a:{KEY_A}")), db.options())
+        .await;
+    let reader = db
+        .store_with(ring(&format!("b:{KEY_B}")), db.options())
+        .await;
+    testkit::a_record_under_an_unknown_key_is_a_loud_error(Arc::new(writer), Arc::new(reader))
+        .await;
+}
+
+#[tokio::test]
+async fn tokens_sealed_by_the_file_store_open_in_the_postgres_store() {
+    let db = test_db!();
+    let dir = tempfile::tempdir().unwrap();
+    let file_store = FileStore::open(dir.path(), keys()).unwrap();
+    let cred = testkit::canary_credential("6001");
+    file_store.put(&cred).await.unwrap();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(file_store.credential_path(&cred.subject)).unwrap())
+            .unwrap();
+    let sealed_refresh = record["refresh_token"].as_str().unwrap().to_owned();
+    let sealed_access = record["access"]["token"].as_str().unwrap().to_owned();
+
+    // The Postgres store writes the same credential; then its ciphertexts are swapped for the file store's.
+    let store = db.store().await;
+    store.put(&cred).await.unwrap();
+    db.raw()
+        .await
+        .execute(
+            &format!(
+                "UPDATE \"{}\".credentials SET refresh_token = $1, access_token = $2 WHERE subject = $3",
+                db.schema
+            ),
+            &[&sealed_refresh, &sealed_access, &cred.subject.as_str()],
+        )
+        .await
+        .unwrap();
+    let read = store.get(&cred.subject).await.unwrap().unwrap();
+    testkit::assert_same_credential(&read, &store.get(&cred.subject).await.unwrap().unwrap());
+    assert_eq!(
+        read.refresh_token.unwrap().expose_secret(),
+        cred.refresh_token.unwrap().expose_secret()
+    );
+    assert_eq!(
+        read.access.unwrap().token.expose_secret(),
+        cred.access.unwrap().token.expose_secret()
+    );
+}
