@@ -744,3 +744,78 @@ async fn invalid_token_from_revoke_counts_as_done_and_the_credential_is_deleted(
     assert_eq!((retry.revoked, retry.pending), (0, 0));
     assert_eq!(app.calls_to("revoke").await, 1);
 }
+
+#[tokio::test]
+async fn hostile_token_responses_to_a_code_exchange_are_502_and_store_nothing() {
+    let app = spawn(quick_backoff()).await;
+    let email = "hostile@example.com";
+    let minted = app.mint_code(CodeRequest::new(email)).await;
+    let id_token = app.sign_as_google(&app.google_claims(&minted.sub, email));
+    let good = json!({
+        "access_token": "ya29.a0hostile", "expires_in": 3599, "refresh_token": "1//0hostile",
+        "scope": "openid https://www.googleapis.com/auth/drive.appdata", "token_type": "Bearer",
+        "id_token": id_token,
+    });
+    let edit = |key: &str, value: Value| {
+        let mut body = good.clone();
+        body[key] = value;
+        body
+    };
+    let without = |key: &str| {
+        let mut body = good.clone();
+        body.as_object_mut().unwrap().remove(key);
+        body
+    };
+    let bodies = [
+        edit("expires_in", json!(-5)),
+        edit("expires_in", json!(1e300)),
+        edit("expires_in", json!(u64::MAX)),
+        edit("expires_in", json!("3599")),
+        without("expires_in"),
+        without("access_token"),
+        edit("access_token", json!("")),
+        edit("access_token", json!("ya29.a0\nInjected: header")),
+        edit("access_token", json!("x".repeat(100_000))),
+        edit("refresh_token", json!("1//0\u{0}nul")),
+        edit("refresh_token", json!(["1//0a"])),
+        edit("token_type", json!("mac")),
+        edit("scope", json!(42)),
+        edit("id_token", json!(12345)),
+        json!([good.clone()]),
+        json!("not json at all"),
+    ];
+    let tried = bodies.len();
+    for body in bodies {
+        let what = body.to_string().chars().take(120).collect::<String>();
+        app.fake
+            .control()
+            .add_fault(Fault::status(Endpoint::Token, 200).with_body(body))
+            .await
+            .unwrap();
+        // A fresh code each time: an unexpected answer to a code is final for that code (the app's re-POST gets
+        // the same 502 without a second exchange, as the code may be spent at Google).
+        let code = app.mint_code(CodeRequest::new(email)).await.code;
+        let response = app.post_authcode(&code).await;
+        assert_eq!(
+            status_and_code(response).await,
+            (502, "upstream_error".into()),
+            "{what}"
+        );
+        let again = app.post_authcode(&code).await;
+        assert_eq!(
+            status_and_code(again).await,
+            (502, "upstream_error".into()),
+            "{what}"
+        );
+    }
+    assert_eq!(
+        app.calls_to("token").await,
+        tried,
+        "one exchange per code, never retried"
+    );
+    assert_eq!(app.stored_count().await, 0);
+    // Google answering properly again: a code signs the user in.
+    let response = app.post_authcode(&minted.code).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.stored_count().await, 1);
+}

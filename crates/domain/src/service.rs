@@ -693,7 +693,8 @@ fn grant_from(
         refresh_token: response.refresh_token,
         access: CachedAccess {
             token: response.access_token,
-            expires_at: now + expires_in,
+            // Saturating: a port answering an absurd lifetime must not panic the use case.
+            expires_at: now.saturating_add(expires_in),
         },
     }
 }
