@@ -672,6 +672,20 @@ impl OfflineAccess {
     }
 }
 
+impl OfflineAccess {
+    /// Runs [`OfflineAccess::retry_pending_revocations`] every `every`, forever (the first run after one
+    /// interval). Spawn it next to the server: `tokio::spawn(service.clone().retry_pending_revocations_every(d))`.
+    pub async fn retry_pending_revocations_every(self: Arc<Self>, every: Duration) {
+        let every = every.max(Duration::from_secs(1));
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = self.retry_pending_revocations().await {
+                tracing::warn!(error = %e, "could not list pending revocations; will try again");
+            }
+        }
+    }
+}
+
 /// What [`OfflineAccess::retry_pending_revocations`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PendingRevocations {

@@ -784,3 +784,38 @@ async fn refresh_retries_wait_at_least_what_retry_after_asks_up_to_the_bound() {
     assert_eq!(token.expose_secret(), "ya29.new");
     assert_eq!(refreshes.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_background_retry_revokes_a_pending_forget_once_google_is_back() {
+    let (mut tokens, _) = exchanging(vec![token_response("ya29.a", Some("1//r1"), Some(ALICE))]);
+    let revokes = Arc::new(AtomicUsize::new(0));
+    let counter = revokes.clone();
+    tokens.expect_revoke().returning(move |_| {
+        if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            Err(RevokeError::Unavailable)
+        } else {
+            Ok(())
+        }
+    });
+    let h = harness(tokens, MockDrive::new());
+    signed_in(&h).await;
+    assert!(
+        !h.service
+            .forget(&sub(ALICE))
+            .await
+            .unwrap()
+            .revoked_at_google
+    );
+    assert!(h.store.get(&sub(ALICE)).await.unwrap().is_some());
+
+    let task = tokio::spawn(
+        h.service
+            .clone()
+            .retry_pending_revocations_every(Duration::from_secs(300)),
+    );
+    tokio::time::sleep(Duration::from_secs(301)).await;
+
+    assert!(h.store.get(&sub(ALICE)).await.unwrap().is_none());
+    assert_eq!(revokes.load(Ordering::SeqCst), 2);
+    task.abort();
+}
