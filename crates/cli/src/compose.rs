@@ -12,6 +12,7 @@ use offline_access_domain::{
 use offline_access_google::{ClientSecret, ConfigError as GoogleConfigError, Google, GoogleConfig};
 use offline_access_http::HttpConfig;
 use offline_access_store_file::FileStore;
+use offline_access_store_postgres::{PgOptions, PgStore};
 use secrecy::ExposeSecret;
 
 use crate::config::{Config, StoreKind};
@@ -32,6 +33,8 @@ pub(crate) struct Stack {
 pub(crate) enum Store {
     /// One encrypted file per user under a directory.
     File(Arc<FileStore>),
+    /// One table in PostgreSQL, shared by many instances.
+    Postgres(Arc<PgStore>),
 }
 
 impl Store {
@@ -39,6 +42,7 @@ impl Store {
     pub(crate) fn port(&self) -> Arc<dyn CredentialStore> {
         match self {
             Self::File(store) => store.clone(),
+            Self::Postgres(store) => store.clone(),
         }
     }
 
@@ -46,6 +50,10 @@ impl Store {
     pub(crate) fn describe(&self) -> String {
         match self {
             Self::File(store) => format!("file store at {}", store.dir().display()),
+            Self::Postgres(store) => match store.schema() {
+                Some(schema) => format!("PostgreSQL store (store.url, schema {schema})"),
+                None => "PostgreSQL store (store.url)".to_owned(),
+            },
         }
     }
 
@@ -53,6 +61,7 @@ impl Store {
     pub(crate) fn as_file(&self) -> Option<&Arc<FileStore>> {
         match self {
             Self::File(store) => Some(store),
+            Self::Postgres(_) => None,
         }
     }
 
@@ -67,6 +76,18 @@ impl Store {
     ) -> Result<usize, StoreError> {
         match self {
             Self::File(store) => store.reencrypt_all(batch, progress).await,
+            Self::Postgres(store) => store.reencrypt_all(batch, progress).await,
+        }
+    }
+
+    /// Applies schema migrations; `None` for a store without a schema (the file store).
+    ///
+    /// # Errors
+    /// The store's error when the database is unreachable or a migration fails.
+    pub(crate) async fn migrate(&self) -> Result<Option<usize>, StoreError> {
+        match self {
+            Self::File(_) => Ok(None),
+            Self::Postgres(store) => store.migrate().await.map(Some),
         }
     }
 }
@@ -95,28 +116,47 @@ pub(crate) fn key_ring(config: &Config) -> Result<Arc<KeyRing>, Failure> {
         .map_err(|e| Failure::config(format!("security.encryption_keys is invalid: {e}")))
 }
 
-/// Opens the configured credential store.
+/// Opens the configured credential store (`store.kind`).
+///
+/// # Errors
+/// A configuration failure when `store.url` is missing; a runtime failure naming `store.path` or `store.url` when
+/// the store cannot be reached.
+pub(crate) async fn open_store(config: &Config, keys: Arc<KeyRing>) -> Result<Store, Failure> {
+    match config.store.kind {
+        StoreKind::File => open_file_store(&config.store.path, keys),
+        StoreKind::Postgres => {
+            let url = config.require_store_url()?;
+            let options = PgOptions {
+                pool_size: config.store.pool_size,
+                schema: config.store.schema.clone(),
+                ..PgOptions::default()
+            };
+            PgStore::connect(url.expose_secret(), keys, options)
+                .await
+                .map(|s| Store::Postgres(Arc::new(s)))
+                .map_err(|e| match e {
+                    StoreError::Unavailable(m) => Failure::runtime(format!(
+                        "cannot reach PostgreSQL ({m}); check that it runs and that store.url is right"
+                    )),
+                    other => Failure::config(format!("store.url or store.* is unusable: {other}")),
+                })
+        }
+    }
+}
+
+/// Opens a file store in `dir` (the configured `store.path`, or the demo's and sandbox's temporary directory).
 ///
 /// # Errors
 /// A runtime failure naming `store.path` when the directory cannot be used.
-pub(crate) fn open_store(
-    config: &Config,
-    dir: &Path,
-    keys: Arc<KeyRing>,
-) -> Result<Store, Failure> {
-    match config.store.kind {
-        StoreKind::File => FileStore::open(dir, keys)
-            .map(|s| Store::File(Arc::new(s)))
-            .map_err(|e| {
-                Failure::runtime(format!(
-                    "cannot open the file store at {} (store.path): {e}",
-                    dir.display()
-                ))
-            }),
-        StoreKind::Postgres => Err(Failure::config(
-            "store.kind = \"postgres\" is not supported yet by this build; set store.kind to \"file\"",
-        )),
-    }
+pub(crate) fn open_file_store(dir: &Path, keys: Arc<KeyRing>) -> Result<Store, Failure> {
+    FileStore::open(dir, keys)
+        .map(|s| Store::File(Arc::new(s)))
+        .map_err(|e| {
+            Failure::runtime(format!(
+                "cannot open the file store at {} (store.path): {e}",
+                dir.display()
+            ))
+        })
 }
 
 /// Builds the Google adapter.
@@ -192,10 +232,10 @@ pub(crate) fn stack(google: Google, store: Store) -> Stack {
 ///
 /// # Errors
 /// As [`key_ring`], [`google`] and [`open_store`].
-pub(crate) fn configured_stack(config: &Config) -> Result<Stack, Failure> {
+pub(crate) async fn configured_stack(config: &Config) -> Result<Stack, Failure> {
     let keys = key_ring(config)?;
     let google = google(config, GoogleSource::Configured)?;
-    let store = open_store(config, &config.store.path, keys)?;
+    let store = open_store(config, keys).await?;
     Ok(stack(google, store))
 }
 

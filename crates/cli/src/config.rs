@@ -95,7 +95,7 @@ pub(crate) struct GoogleSection {
 pub(crate) enum StoreKind {
     /// One encrypted file per user.
     File,
-    /// PostgreSQL (not yet supported by this build).
+    /// PostgreSQL (`store.url`).
     Postgres,
 }
 
@@ -116,6 +116,11 @@ pub(crate) struct StoreSection {
     pub(crate) url: Option<SecretString>,
     /// `store.migrate_on_start`.
     pub(crate) migrate_on_start: bool,
+    /// `store.schema` (Postgres).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) schema: Option<String>,
+    /// `store.pool_size` (Postgres).
+    pub(crate) pool_size: usize,
 }
 
 /// `[security]`.
@@ -294,9 +299,25 @@ impl Config {
             ));
         }
         if self.store.kind == StoreKind::Postgres {
-            return Err(ConfigError::new(
-                "store.kind = \"postgres\" is not supported yet by this build; set store.kind to \"file\"",
-            ));
+            self.require_store_url()?;
+        }
+        if self.store.pool_size == 0 {
+            return Err(ConfigError::new("store.pool_size must be at least 1"));
+        }
+        if let Some(schema) = &self.store.schema {
+            let valid = !schema.is_empty()
+                && schema.len() <= 63
+                && !schema.starts_with("pg_")
+                && !schema.starts_with(|c: char| c.is_ascii_digit())
+                && schema
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                return Err(ConfigError::new(format!(
+                    "store.schema {schema:?} must be 1 to 63 lowercase letters, digits and `_`, not starting with a \
+                     digit or pg_"
+                )));
+            }
         }
         if self.http.body_limit == 0 || self.http.drive_body_limit == 0 {
             return Err(ConfigError::new(
@@ -354,6 +375,19 @@ impl Config {
                 "google.client_secret_file is not set; download the Web-application client secret JSON from the \
                  Google API Console and set google.client_secret_file (env {ENV_PREFIX}GOOGLE__CLIENT_SECRET_FILE) \
                  to its path"
+            ))
+        })
+    }
+
+    /// The configured Postgres URL, or an error naming the setting.
+    ///
+    /// # Errors
+    /// When `store.url` is not set.
+    pub(crate) fn require_store_url(&self) -> Result<&SecretString, ConfigError> {
+        self.store.url.as_ref().ok_or_else(|| {
+            ConfigError::new(format!(
+                "store.url is not set but store.kind is \"postgres\"; set store.url (env {ENV_PREFIX}STORE__URL) \
+                 to the database URL, e.g. postgres://user@127.0.0.1:5432/offline_access"
             ))
         })
     }
@@ -639,12 +673,17 @@ mod tests {
     }
 
     #[test]
-    fn postgres_is_a_clear_not_supported_yet_error() {
+    fn postgres_needs_a_store_url() {
         Jail::expect_with(|jail| {
             jail.set_env("OFFLINE_ACCESS_STORE__KIND", "postgres");
             let err = load_in(jail, None).unwrap_err();
-            assert!(err.0.contains("store.kind"), "{err}");
-            assert!(err.0.contains("not supported yet"), "{err}");
+            assert!(err.0.starts_with("store.url is not set"), "{err}");
+            jail.set_env(
+                "OFFLINE_ACCESS_STORE__URL",
+                "postgres://postgres@127.0.0.1:5432/test",
+            );
+            let config = load_in(jail, None).unwrap();
+            assert_eq!(config.store.kind, StoreKind::Postgres);
             Ok(())
         });
     }
@@ -670,6 +709,8 @@ mod tests {
                 "google.request_timeout_secs",
             ),
             ("OFFLINE_ACCESS_TLS__CERT", "cert.pem", "tls.cert"),
+            ("OFFLINE_ACCESS_STORE__SCHEMA", "Bad-Schema", "store.schema"),
+            ("OFFLINE_ACCESS_STORE__POOL_SIZE", "0", "store.pool_size"),
         ];
         for (var, value, key) in cases {
             Jail::expect_with(|jail| {

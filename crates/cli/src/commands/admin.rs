@@ -20,7 +20,7 @@ const SCOPE_PREFIX: &str = "https://www.googleapis.com/auth/";
 /// `users list`: a table of stored users, never token values.
 pub(crate) async fn users_list(config: &Config) -> Outcome {
     let keys = compose::key_ring(config)?;
-    let store = compose::open_store(config, &config.store.path, keys)?;
+    let store = compose::open_store(config, keys).await?;
     let mut rows = Vec::new();
     let mut after: Option<Subject> = None;
     loop {
@@ -100,7 +100,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 /// `drive appfolder --sub SUB`: Drive `files.get('appDataFolder')` with no user present.
 pub(crate) async fn drive_appfolder(config: &Config, sub: &str) -> Outcome {
     let subject = compose::subject(sub)?;
-    let stack = compose::configured_stack(config)?;
+    let stack = compose::configured_stack(config).await?;
     let response = stack
         .service
         .drive(&subject, &DriveRequest::GetAppFolder)
@@ -127,7 +127,7 @@ pub(crate) async fn drive_appfolder(config: &Config, sub: &str) -> Outcome {
 /// `forget --sub SUB`: revoke at Google, delete the stored credential.
 pub(crate) async fn forget(config: &Config, sub: &str) -> Outcome {
     let subject = compose::subject(sub)?;
-    let stack = compose::configured_stack(config)?;
+    let stack = compose::configured_stack(config).await?;
     match stack.service.forget(&subject).await {
         Ok(done) if done.revoked_at_google => {
             out!("forgot {subject}: grant revoked at Google and stored credential deleted");
@@ -149,7 +149,7 @@ pub(crate) async fn forget(config: &Config, sub: &str) -> Outcome {
 pub(crate) async fn keys_rotate(config: &Config) -> Outcome {
     let keys = compose::key_ring(config)?;
     let newest = keys.newest_id().to_owned();
-    let store = compose::open_store(config, &config.store.path, keys)?;
+    let store = compose::open_store(config, keys).await?;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -190,20 +190,26 @@ pub(crate) fn keys_generate(id: &str) -> Outcome {
     Ok(())
 }
 
-/// `migrate`: Postgres schema migrations (the file store has no schema).
-pub(crate) fn migrate(config: &Config) -> Outcome {
-    match config.store.kind {
-        StoreKind::File => {
-            out!(
-                "nothing to migrate: store.kind is \"file\", which has no schema; migrations apply to \
-                 store.kind = \"postgres\""
-            );
-            Ok(())
-        }
-        StoreKind::Postgres => Err(Failure::config(
-            "store.kind = \"postgres\" is not supported yet by this build; set store.kind to \"file\"",
-        )),
+/// `migrate`: apply the store's schema migrations (the file store has none).
+pub(crate) async fn migrate(config: &Config) -> Outcome {
+    if config.store.kind == StoreKind::File {
+        out!(
+            "nothing to migrate: store.kind is \"file\", which has no schema; migrations apply to \
+             store.kind = \"postgres\""
+        );
+        return Ok(());
     }
+    // Migrations touch no token: any key (even a throwaway one) opens the store for them.
+    let keys = match &config.security.encryption_keys {
+        Some(_) => compose::key_ring(config)?,
+        None => std::sync::Arc::new(offline_access_crypto::KeyRing::generate_ephemeral()),
+    };
+    let store = compose::open_store(config, keys).await?;
+    match store.migrate().await.map_err(store_failure)? {
+        Some(0) | None => out!("the schema is up to date ({})", store.describe()),
+        Some(applied) => out!("applied {applied} migration(s) ({})", store.describe()),
+    }
+    Ok(())
 }
 
 fn not_found(subject: &Subject) -> Failure {

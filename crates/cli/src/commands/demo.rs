@@ -127,7 +127,7 @@ impl World {
             },
         )?;
         let keys = Arc::new(KeyRing::generate_ephemeral());
-        let store = compose::open_store(&config, &store_dir.path().join("store"), keys)?;
+        let store = compose::open_file_store(&store_dir.path().join("store"), keys)?;
         let stack = compose::stack(google, store);
         let state = AppState::new(Arc::clone(&stack.service), compose::http_config(&config)?);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))

@@ -34,7 +34,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::Keys {
             command: KeysCommand::Generate { id },
         } => admin::keys_generate(&id),
-        Command::Migrate => admin::migrate(&operator(file)?),
+        Command::Migrate => admin::migrate(&operator(file)?).await,
     }
 }
 

@@ -32,7 +32,22 @@ pub(crate) async fn run(config: Config, sandbox: bool) -> Outcome {
         sandbox_parts = Some(parts);
         stack
     } else {
-        compose::configured_stack(&config)?
+        let stack = compose::configured_stack(&config).await?;
+        if config.store.migrate_on_start {
+            match stack.store.migrate().await {
+                Ok(Some(applied)) if applied > 0 => {
+                    tracing::info!(applied, "applied the store's schema migrations");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(Failure::runtime(format!(
+                        "cannot apply the store's schema migrations ({e}); run `offline-access migrate` to see \
+                         why, or set store.migrate_on_start = false"
+                    )));
+                }
+            }
+        }
+        stack
     };
 
     if let Err(e) = stack.google.verifier().prefetch().await {
@@ -53,10 +68,11 @@ pub(crate) async fn run(config: Config, sandbox: bool) -> Outcome {
     let addr = listener
         .local_addr()
         .map_err(|e| Failure::runtime(format!("cannot read the listening address: {e}")))?;
-    announce(if tls.is_some() { "https" } else { "http" }, addr)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    announce(scheme, addr)?;
     tracing::info!(%addr, store = %stack.store.describe(), "serving the offline-access API");
     if let Some(parts) = &sandbox_parts {
-        log_sandbox_instructions(addr, &parts.fake.base_url());
+        log_sandbox_instructions(&format!("{scheme}://{addr}"), &parts.fake.base_url());
     }
 
     let shutdown = offline_access_http::shutdown_signal();
@@ -148,7 +164,7 @@ async fn sandbox_stack(config: &Config) -> Result<(Stack, SandboxParts), Failure
             base_url: fake.base_url(),
         },
     )?;
-    let store = compose::open_store(config, store_dir.path(), keys)?;
+    let store = compose::open_file_store(store_dir.path(), keys)?;
     tracing::warn!(
         fake_google = %fake.base_url(),
         store = %store_dir.path().display(),
@@ -161,8 +177,7 @@ async fn sandbox_stack(config: &Config) -> Result<(Stack, SandboxParts), Failure
 }
 
 /// Tells the operator how to try the API with curl against the sandbox.
-fn log_sandbox_instructions(addr: SocketAddr, fake: &str) {
-    let server = format!("http://{addr}");
+fn log_sandbox_instructions(server: &str, fake: &str) {
     tracing::info!("sandbox: try the API with curl:");
     tracing::info!(
         "  1. mint a server auth code as the Android app's Google Sign-In would: \

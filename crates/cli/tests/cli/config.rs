@@ -66,15 +66,31 @@ async fn a_missing_config_file_exits_2_naming_it() {
 }
 
 #[tokio::test]
-async fn a_postgres_store_is_refused_as_not_supported_yet() {
+async fn a_postgres_store_without_a_url_exits_2_naming_store_url() {
     let mut cli = Cli::new();
     cli.env("STORE__KIND", "postgres");
 
     let out = cli.run(&["users", "list"]).await;
 
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("store.kind"), "{}", out.stderr);
-    assert!(out.stderr.contains("not supported yet"), "{}", out.stderr);
+    assert!(out.stderr.contains("store.url"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_exits_1_naming_store_url_without_its_password() {
+    let mut cli = Cli::new();
+    cli.env("STORE__KIND", "postgres")
+        .env("STORE__URL", "postgres://oa:canary-password@127.0.0.1:1/oa")
+        .env(
+            "SECURITY__ENCRYPTION_KEYS",
+            "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        );
+
+    let out = cli.run(&["users", "list"]).await;
+
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("store.url"), "{}", out.stderr);
+    assert!(!out.stderr.contains("canary-password"), "{}", out.stderr);
 }
 
 #[tokio::test]

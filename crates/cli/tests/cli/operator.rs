@@ -1,4 +1,5 @@
-//! `serve` with a configured (fake) Google, then the operator commands on the same store.
+//! `serve` with a configured (fake) Google, then the operator commands on the same store: the file store, and
+//! PostgreSQL when `DATABASE_URL` is set.
 
 use fake_google::{CodeRequest, DEFAULT_CLIENT_SECRET, FakeGoogle};
 use offline_access_crypto::KeyRing;
@@ -11,6 +12,58 @@ const EMAIL: &str = "bob@example.com";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_lists_calls_drive_for_rotates_keys_and_forgets_a_user_signed_in_through_serve()
 {
+    operator_flow(&[("STORE__PATH", "store".to_owned())]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_operator_flow_works_on_postgres() {
+    let Some(url) = database_url() else { return };
+    let schema = unique_schema("cli_flow");
+    let mut cli = Cli::new();
+    cli.env("STORE__KIND", "postgres")
+        .env("STORE__URL", &url)
+        .env("STORE__SCHEMA", &schema);
+    let out = cli.run(&["migrate"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("applied"), "{}", out.stdout);
+    let out = cli.run(&["migrate"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("up to date"), "{}", out.stdout);
+
+    operator_flow(&[
+        ("STORE__KIND", "postgres".to_owned()),
+        ("STORE__URL", url.clone()),
+        ("STORE__SCHEMA", unique_schema("cli_serve")),
+    ])
+    .await;
+}
+
+/// `DATABASE_URL`, or `None` after saying the Postgres test is skipped (a skip fails under `CI`).
+fn database_url() -> Option<String> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "DATABASE_URL is not set; the Postgres CLI test cannot be skipped in CI"
+            );
+            eprintln!("skipped: set DATABASE_URL to run the Postgres CLI test");
+            None
+        }
+    }
+}
+
+fn unique_schema(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}_{}_{nanos}", std::process::id())
+}
+
+/// Serve (migrating on start), sign a user in, then `users list`, `drive appfolder --sub`, `keys rotate` and
+/// `forget --sub` on the same store.
+async fn operator_flow(store: &[(&str, String)]) {
     // Arrange: a fake Google configured like a real one, a key, a server.
     let fake = FakeGoogle::start().await.unwrap();
     let k1 = KeyRing::generate_entry("k1").unwrap();
@@ -21,8 +74,10 @@ async fn an_operator_lists_calls_drive_for_rotates_keys_and_forgets_a_user_signe
         .env("GOOGLE__BASE_URL", &fake.base_url())
         .env("SECURITY__ENCRYPTION_KEYS", &k1)
         .env("LISTEN", "127.0.0.1:0")
-        .env("STORE__PATH", "store")
         .env("LOG__LEVEL", "debug");
+    for (name, value) in store {
+        cli.env(name, value);
+    }
     let server = cli.spawn_server(&["serve"], "serve.log").await;
 
     // The app signs the user in.
