@@ -819,3 +819,51 @@ async fn hostile_token_responses_to_a_code_exchange_are_502_and_store_nothing() 
     assert_eq!(response.status(), 200);
     assert_eq!(app.stored_count().await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forget_racing_refreshes_while_revoke_fails_never_brings_the_credential_back() {
+    let app = spawn(always_refresh()).await;
+    let (sub, bearer) = signed_in(&app, "race@example.com").await;
+    let subject = offline_access_domain::Subject::parse(&sub).unwrap();
+    app.fake
+        .control()
+        .add_fault(Fault::status(Endpoint::Revoke, 503))
+        .await
+        .unwrap();
+
+    let drives = (0..20).map(|_| {
+        app.authed(Method::GET, "/v1/me/drive/appfolder", &bearer)
+            .send()
+    });
+    let forget = app.authed(Method::DELETE, "/v1/me", &bearer).send();
+    let (drives, forget) = tokio::join!(futures::future::join_all(drives), forget);
+
+    assert_eq!(forget.unwrap().status(), 204);
+    for response in drives {
+        let status = response.unwrap().status().as_u16();
+        assert!([200, 404].contains(&status), "{status}");
+    }
+    let kept = app
+        .service
+        .ports()
+        .store
+        .get(&subject)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        kept.consent.as_str(),
+        "forgotten",
+        "a refresh brought the credential back"
+    );
+    assert!(kept.access.is_none());
+    assert!(kept.refresh_token.is_some());
+    let drive_calls = app.calls_to("drive").await;
+    let response = app
+        .authed(Method::GET, "/v1/me/drive/appfolder", &bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_and_code(response).await, (404, "not_found".into()));
+    assert_eq!(app.calls_to("drive").await, drive_calls);
+}
