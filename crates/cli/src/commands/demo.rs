@@ -89,10 +89,35 @@ pub(crate) async fn run(json: bool) -> Outcome {
             .iter()
             .position(|s| s.status == Status::Failed)
             .map_or(0, |i| i + 1);
-        Err(Failure::runtime(format!(
-            "demo step {failed} failed; run with RUST_LOG=debug for the server's logs"
-        )))
+        Err(Failure::runtime(match proxy_hint() {
+            Some(hint) => format!("demo step {failed} failed; {hint}"),
+            None => {
+                format!("demo step {failed} failed; run with RUST_LOG=debug for the server's logs")
+            }
+        }))
     }
+}
+
+/// When the environment names an HTTP proxy that does not exempt loopback, the server's calls to the in-process
+/// fake Google go to the proxy and fail: say how to fix that.
+fn proxy_hint() -> Option<String> {
+    let set = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let proxy = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+        .into_iter()
+        .find(|name| set(name).is_some())?;
+    let exempt = ["NO_PROXY", "no_proxy"]
+        .into_iter()
+        .filter_map(set)
+        .any(|list| {
+            list.split(',')
+                .any(|entry| matches!(entry.trim(), "*" | "127.0.0.1" | "127.0.0.0/8"))
+        });
+    (!exempt).then(|| {
+        format!(
+            "{proxy} is set and NO_PROXY does not exempt 127.0.0.1, so calls to the in-process fake Google go to \
+             the proxy; run with NO_PROXY=127.0.0.1"
+        )
+    })
 }
 
 /// The fake Google, the server and its store, running in this process.

@@ -56,7 +56,11 @@ impl Cli {
         let mut command = Command::new(BIN);
         command.args(args).current_dir(self.dir.path());
         for (key, _) in std::env::vars() {
-            if key.starts_with("OFFLINE_ACCESS_") || key == "RUST_LOG" {
+            // Everything here is on loopback: a proxy from the environment must not get in the way.
+            if key.starts_with("OFFLINE_ACCESS_")
+                || key == "RUST_LOG"
+                || key.to_ascii_lowercase().ends_with("_proxy")
+            {
                 command.env_remove(key);
             }
         }
