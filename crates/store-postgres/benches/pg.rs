@@ -1,7 +1,8 @@
 //! Credential upserts and reads per second against a real PostgreSQL (`DATABASE_URL`); skipped without it.
 //!
 //! `DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p offline-access-store-postgres`
-//! Each iteration is one round trip on a pooled connection (plus sealing or opening two tokens).
+//! Each iteration of the `postgres` group is one round trip on a pooled connection (plus sealing or opening two
+//! tokens); `postgres_concurrent` runs sixteen writers at once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use offline_access_store_postgres::{PgOptions, PgStore};
 use time::OffsetDateTime;
 
 const USERS: u64 = 1000;
+const CONCURRENT: u64 = 16;
 
 fn credential(sub: &str, version: u64) -> Credential {
     let now = OffsetDateTime::now_utc();
@@ -90,6 +92,32 @@ fn bench(c: &mut Criterion) {
                 let stored = lock.put(&cred).await.unwrap();
                 lock.release().await.unwrap();
                 versions[i as usize].store(stored.version, Ordering::Relaxed);
+            });
+        });
+    });
+    group.finish();
+
+    // Sixteen writers at once (as many instances or requests would): group commit shares the WAL flushes.
+    let mut group = c.benchmark_group("postgres_concurrent");
+    group.throughput(Throughput::Elements(CONCURRENT));
+    group.bench_function("upsert_x16", |b| {
+        b.iter(|| {
+            let start = next.fetch_add(CONCURRENT, Ordering::Relaxed);
+            runtime.block_on(async {
+                let mut writers = tokio::task::JoinSet::new();
+                for k in 0..CONCURRENT {
+                    let i = (start + k) % USERS;
+                    let version = versions[i as usize].load(Ordering::Relaxed);
+                    let store = store.clone();
+                    writers.spawn(async move {
+                        let stored = store.put(&credential(&format!("{i}"), version)).await;
+                        (i, stored)
+                    });
+                }
+                while let Some(done) = writers.join_next().await {
+                    let (i, stored) = done.unwrap();
+                    versions[i as usize].store(stored.unwrap().version, Ordering::Relaxed);
+                }
             });
         });
     });
