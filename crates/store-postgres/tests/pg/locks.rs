@@ -336,3 +336,47 @@ async fn many_lockers_across_two_stores_never_overlap_and_lose_no_write() {
         1 + LOCKERS as u64
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stampede_over_two_instances_refreshes_an_expired_token_exactly_once() {
+    const CALLERS: usize = 40;
+    let db = test_db!();
+    let instances = [Arc::new(db.store().await), Arc::new(db.store().await)];
+    let sub = subject("2951");
+    let mut expired = credential("2951", Some("1//r"), "ya29.expired");
+    expired.access.as_mut().unwrap().expires_at = crate::support::NOW - time::Duration::minutes(5);
+    instances[0].put(&expired).await.unwrap();
+    let refreshes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // The service's refresh pattern: lock, re-read, refresh only if still stale, write, release.
+    let tasks: Vec<_> = (0..CALLERS)
+        .map(|i| {
+            let store = Arc::clone(&instances[i % 2]);
+            let (sub, refreshes) = (sub.clone(), Arc::clone(&refreshes));
+            tokio::spawn(async move {
+                let mut lock = store.lock_user(&sub).await.unwrap();
+                let mut cred = lock.get().await.unwrap().unwrap();
+                let stale = cred
+                    .access
+                    .as_ref()
+                    .is_none_or(|a| !a.is_fresh(crate::support::NOW, time::Duration::minutes(1)));
+                if stale {
+                    refreshes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    cred.access = credential("2951", None, "ya29.refreshed").access;
+                    cred.refresh_token = None;
+                    lock.put(&cred).await.unwrap();
+                }
+                let token = access_of(&lock.get().await.unwrap().unwrap());
+                lock.release().await.unwrap();
+                token
+            })
+        })
+        .collect();
+    for task in tasks {
+        let token = timeout(GENEROUS, task).await.unwrap().unwrap();
+        assert_eq!(token.as_deref(), Some("ya29.refreshed"));
+    }
+    assert_eq!(refreshes.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let stored = instances[1].get(&sub).await.unwrap().unwrap();
+    assert_eq!(stored.version, 2);
+    assert_eq!(refresh_of(&stored).as_deref(), Some("1//r"));
+}
