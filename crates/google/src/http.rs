@@ -22,6 +22,10 @@ pub(crate) fn build_client(config: &GoogleConfig) -> Result<reqwest::Client, Con
         // a code is single-use, and the use cases own retries.
         .redirect(reqwest::redirect::Policy::none())
         .retry(reqwest::retry::never());
+    if config.base_url.as_deref().is_some_and(is_loopback_url) {
+        // A fake Google on this machine is never reached through an HTTP(S)_PROXY from the environment.
+        builder = builder.no_proxy();
+    }
     if let Some(pem) = &config.extra_root_ca_pem {
         let certs =
             reqwest::Certificate::from_pem_bundle(pem).map_err(|_| ConfigError::Invalid {
@@ -39,6 +43,19 @@ pub(crate) fn build_client(config: &GoogleConfig) -> Result<reqwest::Client, Con
     builder
         .build()
         .map_err(|e| ConfigError::HttpClient(e.without_url().to_string()))
+}
+
+/// Whether `url` names a loopback host (`localhost`, 127.0.0.0/8, `[::1]`).
+fn is_loopback_url(url: &str) -> bool {
+    match url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host().map(|h| h.to_owned()))
+    {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 /// How a request failed before a complete answer arrived.
@@ -164,5 +181,21 @@ mod tests {
         assert_eq!(sanitize_code("token 1//secret"), "unknown");
         assert_eq!(sanitize_code(""), "unknown");
         assert_eq!(sanitize_code(&"a".repeat(65)), "unknown");
+    }
+}
+
+#[cfg(test)]
+mod loopback_tests {
+    use super::is_loopback_url;
+
+    #[test]
+    fn only_loopback_base_urls_bypass_the_proxy() {
+        assert!(is_loopback_url("http://127.0.0.1:8080"));
+        assert!(is_loopback_url("http://127.3.2.1"));
+        assert!(is_loopback_url("https://localhost:9000/"));
+        assert!(is_loopback_url("http://[::1]:80"));
+        assert!(!is_loopback_url("https://oauth2.googleapis.com"));
+        assert!(!is_loopback_url("http://10.0.0.1"));
+        assert!(!is_loopback_url("not a url"));
     }
 }

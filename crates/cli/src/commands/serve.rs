@@ -3,6 +3,7 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use fake_google::FakeGoogle;
 use offline_access_crypto::KeyRing;
@@ -53,6 +54,10 @@ pub(crate) async fn run(config: Config, sandbox: bool) -> Outcome {
     if let Err(e) = stack.google.verifier().prefetch().await {
         tracing::warn!(error = %e, "could not prefetch Google's signing keys; they will be fetched on first use");
     }
+    // Grants whose revocation at Google failed during a forget are retried in the background.
+    tokio::spawn(
+        Arc::clone(&stack.service).retry_pending_revocations_every(Duration::from_secs(300)),
+    );
     let render = telemetry::install_metrics()?;
     let state = AppState::new(Arc::clone(&stack.service), http_config).with_metrics(render);
     let router = offline_access_http::router(state);
