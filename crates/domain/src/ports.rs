@@ -325,10 +325,12 @@ pub trait UserLock: Send {
     /// As [`CredentialStore::put`].
     async fn put(&mut self, credential: &Credential) -> Result<Credential, StoreError>;
 
-    /// Commits what was written and releases the lock.
+    /// Releases the lock. Writes made under it were already durable when their `put` returned (so a refresh
+    /// token Google rotated survives a crash between `put` and `release`); releasing only frees the lock.
     ///
     /// # Errors
-    /// As [`CredentialStore::put`]; on error nothing written under this lock is kept.
+    /// As [`CredentialStore::put`]; the lock is freed by the store even then (at the latest when the holder's
+    /// connection or file handle goes away).
     async fn release(self: Box<Self>) -> Result<(), StoreError>;
 }
 
