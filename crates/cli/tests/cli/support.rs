@@ -138,6 +138,21 @@ impl Server {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Sends SIGKILL (`kill -9`: nothing gets to finish) and waits for the process to be gone.
+    pub(crate) async fn kill_hard(mut self) {
+        // It may be dead already (killed by [`Server::pid`]); then only the wait matters.
+        let _ = self.child.start_kill();
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("the server did not die after SIGKILL")
+            .unwrap();
+    }
+
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+
     /// Sends SIGTERM and returns the exit code.
     pub(crate) async fn terminate(mut self) -> i32 {
         let pid = self.child.id().unwrap();
