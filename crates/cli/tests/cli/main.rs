@@ -8,3 +8,4 @@ mod demo;
 mod operator;
 mod serve;
 mod support;
+mod tls;
