@@ -1,0 +1,178 @@
+//! Server instances sharing one PostgreSQL schema.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fake_google::{Endpoint, FakeGoogle, Fault, SettingsPatch};
+use offline_access_domain::{CredentialStore, DriveRequest, Subject};
+
+use crate::support::{Instance, id_token, test_db, token_calls, until};
+
+const APPFOLDER: &str = "/v1/me/drive/appfolder";
+
+/// Generous bound on waiting for something that normally takes milliseconds.
+const GENEROUS: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_expiry_two_hundred_drive_calls_over_two_instances_on_one_database_cause_one_refresh()
+{
+    let db = test_db!();
+    let fake = FakeGoogle::start().await.unwrap();
+    let a = Instance::spawn(&fake, db.store_at(&db.url).await).await;
+    let b = Instance::spawn(&fake, db.store_at(&db.url).await).await;
+    let sub = a.sign_in(&fake, "stampede@example.com").await;
+    let token = id_token(&fake, "stampede@example.com").await;
+    let before = refresh_token(&b, &sub).await;
+    assert!(fake.control().expire_user(&sub).await);
+
+    let calls = (0..200).map(|i| {
+        let instance = if i % 2 == 0 { &a } else { &b };
+        instance.get_status(APPFOLDER, &token)
+    });
+    let statuses = futures::future::join_all(calls).await;
+
+    assert!(
+        statuses.iter().all(|s| *s == Some(200)),
+        "every call succeeds: {statuses:?}"
+    );
+    assert_eq!(token_calls(&fake, "refresh_token").await, 1);
+    assert_eq!(refresh_token(&a, &sub).await, before, "refresh token kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lock_holder_killed_mid_refresh_blocks_nobody_and_loses_no_refresh_token() {
+    let db = test_db!();
+    let fake = FakeGoogle::start().await.unwrap();
+    // Google rotates refresh tokens here, so a lost one would show: the old one stops working at the fake.
+    fake.control()
+        .settings(SettingsPatch {
+            rotate_refresh_tokens: Some(true),
+            ..SettingsPatch::default()
+        })
+        .await
+        .unwrap();
+    let names = ["a", "b", "c"].map(|n| format!("{}_{n}", db.schema));
+    // A's Google calls may take five minutes: once stuck, it stays stuck for the whole test.
+    let a = Instance::spawn_with_google_timeout(
+        &fake,
+        db.store_at(&db.url_named(&names[0])).await,
+        Some(Duration::from_secs(300)),
+    )
+    .await;
+    let b = Instance::spawn(&fake, db.store_at(&db.url_named(&names[1])).await).await;
+    let c = Instance::spawn(&fake, db.store_at(&db.url_named(&names[2])).await).await;
+    let sub = b.sign_in(&fake, "crash@example.com").await;
+    let token = id_token(&fake, "crash@example.com").await;
+    let signed_in_refresh = refresh_token(&c, &sub).await;
+    assert!(fake.control().expire_user(&sub).await);
+
+    // Instance A starts the refresh; its call to Google hangs (the fake holds the answer for five minutes).
+    fake.control()
+        .add_fault(Fault::delay(Endpoint::Token, 300_000))
+        .await
+        .unwrap();
+    let holder = tokio::spawn({
+        let (service, sub) = (a.service.clone(), Subject::parse(&sub).unwrap());
+        async move { service.drive(&sub, &DriveRequest::GetAppFolder).await }
+    });
+    let admin = db.raw().await;
+    let (fake_ref, admin_ref, names_ref) = (&fake, &admin, &names);
+    until(
+        GENEROUS,
+        "A holds the user lock and waits on Google",
+        || async move {
+            fake_ref.control().faults().is_empty()
+                && !advisory_locks(admin_ref, &names_ref[0], true)
+                    .await
+                    .is_empty()
+        },
+    )
+    .await;
+    let holder_pid = advisory_locks(&admin, &names[0], true).await[0];
+
+    // 200 calls over B and C queue behind A's lock (one waiting connection per instance; the rest wait in process).
+    let calls = tokio::spawn({
+        let (b, c, token) = (Arc::new(b), Arc::new(c), token.clone());
+        async move {
+            let calls = (0..200).map(|i| {
+                let instance = if i % 2 == 0 { b.clone() } else { c.clone() };
+                let token = token.clone();
+                async move { instance.get_status(APPFOLDER, &token).await }
+            });
+            let statuses = futures::future::join_all(calls).await;
+            (statuses, b, c)
+        }
+    });
+    until(GENEROUS, "B and C wait for A's lock", || async move {
+        let waiting_b = advisory_locks(admin_ref, &names_ref[1], false).await.len();
+        let waiting_c = advisory_locks(admin_ref, &names_ref[2], false).await.len();
+        waiting_b >= 1 && waiting_c >= 1
+    })
+    .await;
+
+    // A's connection to PostgreSQL dies (as when its process crashes): the server frees its lock, while A itself
+    // stays stuck in its Google call, releasing nothing.
+    let killed: bool = admin
+        .query_one("SELECT pg_terminate_backend($1)", &[&holder_pid])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(killed);
+
+    let (statuses, b, c) = tokio::time::timeout(GENEROUS, calls)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!holder.is_finished(), "A is still stuck in its Google call");
+    holder.abort();
+    // Lock waits (15 s) outlast the kill by far, so every call gets the survivors' one refresh: all succeed.
+    assert!(
+        statuses.iter().all(|s| *s == Some(200)),
+        "every call succeeds: {statuses:?}"
+    );
+    // Token calls: A's hung one reached the fake (its fault was taken) but was never answered, so the journal,
+    // which records answers, holds only the survivors' refresh: exactly one for 200 calls on two instances.
+    assert_eq!(token_calls(&fake, "refresh_token").await, 1);
+    // The refresh token Google rotated is stored (never lost)...
+    let rotated = refresh_token(&b, &sub).await;
+    assert!(rotated.is_some() && rotated != signed_in_refresh);
+    // ...and it is the one Google honours: after the next expiry, a refresh with it succeeds.
+    assert!(fake.control().expire_user(&sub).await);
+    assert_eq!(c.get_status(APPFOLDER, &token).await, Some(200));
+    assert_eq!(token_calls(&fake, "refresh_token").await, 2);
+    drop(a);
+}
+
+/// PIDs of backends of `application_name` holding (`granted`) or waiting for an advisory lock.
+async fn advisory_locks(
+    admin: &tokio_postgres::Client,
+    application_name: &str,
+    granted: bool,
+) -> Vec<i32> {
+    admin
+        .query(
+            "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted = $2 AND a.application_name = $1",
+            &[&application_name, &granted],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// The stored refresh token of `sub`, in clear (tests only).
+async fn refresh_token(instance: &Instance, sub: &str) -> Option<String> {
+    let store = instance.service.ports().store.clone();
+    stored_refresh(store.as_ref(), sub).await
+}
+
+async fn stored_refresh(store: &dyn CredentialStore, sub: &str) -> Option<String> {
+    store
+        .get(&Subject::parse(sub).unwrap())
+        .await
+        .unwrap()
+        .and_then(|c| c.refresh_token)
+        .map(|t| t.expose_secret().to_owned())
+}

@@ -1,0 +1,45 @@
+//! `/readyz` follows PostgreSQL: 503 while it cannot be reached, 200 when it is back. PostgreSQL is cut off
+//! through a TCP forwarder of the test's own (the shared cluster is never stopped).
+
+use fake_google::FakeGoogle;
+
+use crate::support::{Forwarder, Instance, host_port, id_token, test_db, via};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_while_postgres_is_unreachable_and_200_when_it_is_back() {
+    let db = test_db!();
+    let forwarder = Forwarder::start(host_port(&db.url)).await;
+    let fake = FakeGoogle::start().await.unwrap();
+    let instance = Instance::spawn(&fake, db.store_at(&via(&db.url, forwarder.addr)).await).await;
+    // A signed-in call loads Google's signing keys, the other readiness check.
+    instance.sign_in(&fake, "ready@example.com").await;
+    let token = id_token(&fake, "ready@example.com").await;
+    assert_eq!(instance.get_status("/v1/me", &token).await, Some(200));
+    assert_eq!(readyz(&instance).await, (200, "ok".to_owned()));
+
+    forwarder.cut();
+    let down = readyz(&instance).await;
+    let still_down = readyz(&instance).await;
+    forwarder.restore();
+    let back = readyz(&instance).await;
+
+    assert_eq!(down, (503, "unavailable".to_owned()));
+    assert_eq!(still_down, (503, "unavailable".to_owned()));
+    assert_eq!(back, (200, "ok".to_owned()));
+}
+
+/// `/readyz`: the status and `checks.store`.
+async fn readyz(instance: &Instance) -> (u16, String) {
+    let response = reqwest::get(format!("{}/readyz", instance.url))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap();
+    (
+        status,
+        body["checks"]["store"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}

@@ -1,0 +1,358 @@
+//! Server instances on a given credential store sharing one fake Google; the test database (one random schema
+//! per test, dropped at the end); a TCP forwarder that can cut a store off from PostgreSQL.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fake_google::{CodeRequest, FakeGoogle, IdTokenRequest};
+use offline_access_crypto::KeyRing;
+use offline_access_domain::{Clock, CredentialStore, OfflineAccess, Ports, Settings, SystemClock};
+use offline_access_google::{Google, GoogleConfig};
+use offline_access_http::{AppState, HttpConfig};
+use offline_access_store_postgres::{PgOptions, PgStore};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+
+/// One offline-access server (its own use cases, Google adapter and HTTP listener) on the store it is given.
+pub(crate) struct Instance {
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) url: String,
+    /// The use cases, for calls with no HTTP in between.
+    pub(crate) service: Arc<OfflineAccess>,
+    http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Instance {
+    /// Starts a server composed like the binary's on `store`, talking to `fake`.
+    pub(crate) async fn spawn(fake: &FakeGoogle, store: Arc<dyn CredentialStore>) -> Instance {
+        Self::spawn_with_google_timeout(fake, store, None).await
+    }
+
+    /// As [`Instance::spawn`], with this `google.request_timeout` (the adapter's default when `None`).
+    pub(crate) async fn spawn_with_google_timeout(
+        fake: &FakeGoogle,
+        store: Arc<dyn CredentialStore>,
+        google_timeout: Option<Duration>,
+    ) -> Instance {
+        offline_access_tests::capture_logs();
+        let control = fake.control();
+        let mut google_config = GoogleConfig::new(
+            control.client_id(),
+            secrecy::SecretString::from(control.client_secret()),
+        );
+        google_config.base_url = Some(fake.base_url());
+        if let Some(timeout) = google_timeout {
+            google_config.request_timeout = timeout;
+        }
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let google =
+            Google::new_with_clock(google_config, clock.clone()).expect("Google adapter builds");
+        let service = Arc::new(OfflineAccess::new(
+            Ports {
+                tokens: google.tokens(),
+                verifier: google.verifier(),
+                store,
+                drive: google.drive(),
+                clock,
+            },
+            Settings::default(),
+        ));
+        let http_config = HttpConfig {
+            authcode_rate_limit: 0,
+            ..HttpConfig::default()
+        };
+        let router = offline_access_http::router(AppState::new(service.clone(), http_config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = offline_access_http::serve(listener, router, async move {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        Instance {
+            url,
+            service,
+            http: reqwest::Client::new(),
+            shutdown: Some(tx),
+        }
+    }
+
+    /// Signs `email` in through this instance (a code minted at the fake, POSTed to `/authcode`); returns `sub`.
+    pub(crate) async fn sign_in(&self, fake: &FakeGoogle, email: &str) -> String {
+        let minted = fake
+            .control()
+            .mint_code(CodeRequest::new(email))
+            .await
+            .unwrap();
+        let response = self
+            .http
+            .post(format!("{}/authcode", self.url))
+            .header("X-Requested-With", "XMLHttpRequest")
+            .form(&[("authCode", minted.code.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "sign-in of {email}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["user"]["sub"].as_str().unwrap().to_owned()
+    }
+
+    /// `GET path` with a Bearer ID token; the status, or `None` when no HTTP answer came at all.
+    pub(crate) async fn get_status(&self, path: &str, id_token: &str) -> Option<u16> {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(id_token)
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The ID token the app's signed-in account would hold.
+pub(crate) async fn id_token(fake: &FakeGoogle, email: &str) -> String {
+    fake.control()
+        .mint_id_token(IdTokenRequest {
+            email: email.to_owned(),
+            ..IdTokenRequest::default()
+        })
+        .await
+        .unwrap()
+}
+
+/// How many requests with this `grant_type` the fake's token endpoint answered.
+pub(crate) async fn token_calls(fake: &FakeGoogle, grant_type: &str) -> usize {
+    fake.control()
+        .requests()
+        .await
+        .iter()
+        .filter(|e| e.endpoint == "token" && e.grant_type.as_deref() == Some(grant_type))
+        .count()
+}
+
+/// The database URL, or `None` (after saying so loudly) when tests must skip. Panics when `CI` is set.
+pub(crate) fn database_url() -> Option<String> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            if std::env::var_os("CI").is_some() {
+                panic!("DATABASE_URL not set, and CI is set: the PostgreSQL tests must run in CI");
+            }
+            eprintln!(
+                "SKIPPED: DATABASE_URL not set (e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/test)"
+            );
+            None
+        }
+    }
+}
+
+/// One test's schema on the test database, dropped when the test ends (even when it fails).
+pub(crate) struct TestDb {
+    pub(crate) url: String,
+    pub(crate) schema: String,
+    /// The key ring every instance of the test shares.
+    pub(crate) keys: Arc<KeyRing>,
+}
+
+impl TestDb {
+    /// A new random schema name (created by the first `migrate`), or `None` when skipping.
+    pub(crate) fn new() -> Option<TestDb> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let url = database_url()?;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let schema = format!(
+            "oa_inst_{}_{}_{}",
+            std::process::id(),
+            nanos,
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        Some(TestDb {
+            url,
+            schema,
+            keys: Arc::new(KeyRing::generate_ephemeral()),
+        })
+    }
+
+    /// This test's URL with an `application_name`, to find an instance's connections in `pg_stat_activity`.
+    pub(crate) fn url_named(&self, application_name: &str) -> String {
+        let separator = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{separator}application_name={application_name}", self.url)
+    }
+
+    /// A store (its own pools) on this schema, migrated, connecting to `url`.
+    pub(crate) async fn store_at(&self, url: &str) -> Arc<PgStore> {
+        let store = PgStore::connect(
+            url,
+            self.keys.clone(),
+            PgOptions {
+                schema: Some(self.schema.clone()),
+                pool_size: 8,
+                lock_pool_size: 4,
+                ..PgOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        store.migrate().await.unwrap();
+        Arc::new(store)
+    }
+
+    /// A plain driver connection, for raw queries.
+    pub(crate) async fn raw(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Drop is sync: drop the schema from a thread with its own runtime, and wait for it.
+        let url = self.url.clone();
+        let sql = format!(
+            "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            self.schema
+        );
+        let done = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let (client, connection) =
+                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+                tokio::spawn(connection);
+                client.batch_execute(&sql).await
+            })
+        })
+        .join();
+        if !matches!(done, Ok(Ok(()))) {
+            eprintln!("could not drop test schema {}", self.schema);
+        }
+    }
+}
+
+/// Skips the test (returning from it) when there is no database.
+macro_rules! test_db {
+    () => {
+        match $crate::support::TestDb::new() {
+            Some(db) => db,
+            None => return,
+        }
+    };
+}
+pub(crate) use test_db;
+
+/// A TCP forwarder from a loopback port to PostgreSQL that can be cut (every connection closed, new ones
+/// refused by closing them at once) and restored: PostgreSQL unreachable for whoever connects through it,
+/// without touching the shared cluster.
+pub(crate) struct Forwarder {
+    /// `127.0.0.1:PORT` to connect to instead of PostgreSQL.
+    pub(crate) addr: std::net::SocketAddr,
+    up: Arc<AtomicBool>,
+    links: Arc<std::sync::Mutex<JoinSet<()>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Forwarder {
+    /// Forwards a new loopback port to `target` (`host:port`), up.
+    pub(crate) async fn start(target: String) -> Forwarder {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let links = Arc::new(std::sync::Mutex::new(JoinSet::new()));
+        let accept = tokio::spawn({
+            let (up, links) = (up.clone(), links.clone());
+            async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if !up.load(Ordering::SeqCst) {
+                        drop(inbound); // Closed at once: the client sees the server go away.
+                        continue;
+                    }
+                    let target = target.clone();
+                    links.lock().unwrap().spawn(async move {
+                        if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                }
+            }
+        });
+        Forwarder {
+            addr,
+            up,
+            links,
+            accept,
+        }
+    }
+
+    /// Cuts every forwarded connection and refuses new ones until [`Forwarder::restore`].
+    pub(crate) fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.links.lock().unwrap().abort_all();
+    }
+
+    /// Forwards new connections again.
+    pub(crate) fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.links.lock().unwrap().abort_all();
+    }
+}
+
+/// `host:port` of a `postgres://` URL (the forwarder's target), defaulting the port to 5432.
+pub(crate) fn host_port(url: &str) -> String {
+    let parsed = url::Url::parse(url).unwrap();
+    format!(
+        "{}:{}",
+        parsed.host_str().unwrap_or("127.0.0.1"),
+        parsed.port().unwrap_or(5432)
+    )
+}
+
+/// `url` with its host and port replaced by `addr`.
+pub(crate) fn via(url: &str, addr: std::net::SocketAddr) -> String {
+    let mut parsed = url::Url::parse(url).unwrap();
+    parsed.set_host(Some(&addr.ip().to_string())).unwrap();
+    parsed.set_port(Some(addr.port())).unwrap();
+    parsed.to_string()
+}
+
+/// Polls `check` every 20 ms until it is true, for at most `limit` (then panics with `what`).
+pub(crate) async fn until<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
