@@ -181,3 +181,35 @@ async fn serve_on_an_address_in_use_exits_1_naming_listen() {
     assert!(out.stderr.contains("listen"), "{}", out.stderr);
     assert!(out.stdout.is_empty(), "{}", out.stdout);
 }
+
+#[tokio::test]
+async fn serve_with_postgres_at_a_closed_port_exits_1_naming_store_url_without_its_password() {
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut cli = Cli::new();
+    cli.write(
+        "client_secret.json",
+        r#"{"web":{"client_id":"w.apps.googleusercontent.com","client_secret":"s","token_uri":"https://oauth2.googleapis.com/token"}}"#,
+    );
+    cli.env("GOOGLE__CLIENT_SECRET_FILE", "client_secret.json")
+        .env(
+            "SECURITY__ENCRYPTION_KEYS",
+            "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
+        .env("LISTEN", "127.0.0.1:0")
+        .env("STORE__KIND", "postgres")
+        .env(
+            "STORE__URL",
+            &format!("postgres://oa:canary-password@127.0.0.1:{closed_port}/oa"),
+        );
+
+    let out = cli.run(&["serve"]).await;
+
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("store.url"), "{}", out.stderr);
+    assert!(out.stderr.contains("unreachable"), "{}", out.stderr);
+    assert!(!out.stderr.contains("canary-password"), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+}
