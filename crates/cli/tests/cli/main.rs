@@ -2,6 +2,7 @@
 //! commands against an in-process fake Google.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod at_rest;
 mod config;
 mod crash;
 mod demo;
