@@ -6,6 +6,8 @@
 //! - [`ports`]: what the use cases need from outside (token endpoint, ID-token verifier, credential store, Drive,
 //!   clock), implemented by adapter crates.
 //! - [`service`]: the use cases, in [`service::OfflineAccess`].
+//! - `testkit` (feature `testkit`): the storage contract suite every [`CredentialStore`] adapter runs, an
+//!   in-memory store ([`memory`]) and test credentials.
 
 pub mod credential;
 pub mod identity;
@@ -14,6 +16,8 @@ pub mod memory;
 pub mod ports;
 pub mod secret;
 pub mod service;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 #[cfg(test)]
 mod service_tests;
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use offline_access_crypto::KeyRing;
 use offline_access_domain::CredentialStore;
+use offline_access_domain::testkit::canary_credential;
 use offline_access_store_file::FileStore;
-use offline_access_store_file::testkit::canary_credential;
 
 fn file_store(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -4,7 +4,7 @@
 //! local directory; see its documentation and `docs/storage.md` for the layout, the encryption format, atomicity,
 //! locking and key rotation ([`FileStore::reencrypt_all`]).
 //!
-//! With the `testkit` feature, [`testkit`] holds the storage contract suite every adapter can run.
+//! With the `testkit` feature, [`testkit`] re-exports the storage contract suite of `offline_access_domain::testkit`.
 
 mod keyed;
 mod record;

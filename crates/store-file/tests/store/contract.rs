@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use offline_access_domain::memory::MemoryStore;
+use offline_access_domain::testkit;
 use offline_access_domain::{CredentialStore, Subject};
-use offline_access_store_file::{FileStore, testkit};
+use offline_access_store_file::FileStore;
 
 use crate::helpers::{KEY_A, KEY_B, open};
 

@@ -3,8 +3,8 @@
 
 use std::process::Stdio;
 
+use offline_access_domain::testkit::{canary_credential, subject};
 use offline_access_domain::{CredentialStore, RefreshToken};
-use offline_access_store_file::testkit::{canary_credential, subject};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 

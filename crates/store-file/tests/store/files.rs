@@ -3,10 +3,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use offline_access_domain::testkit::{CANARY_ACCESS, CANARY_REFRESH, canary_credential, subject};
 use offline_access_domain::{CredentialStore, StoreError};
-use offline_access_store_file::testkit::{
-    CANARY_ACCESS, CANARY_REFRESH, canary_credential, subject,
-};
 
 use crate::helpers::{KEY_A, file_names, open};
 

@@ -2,8 +2,8 @@
 
 use std::sync::Mutex;
 
+use offline_access_domain::testkit::{CANARY_REFRESH, canary_credential, subject};
 use offline_access_domain::{CredentialStore, StoreError};
-use offline_access_store_file::testkit::{CANARY_REFRESH, canary_credential, subject};
 
 use crate::helpers::{KEY_A, KEY_B, open};
 

@@ -4,8 +4,9 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use offline_access_domain::testkit;
 use offline_access_domain::{CredentialStore, Subject};
-use offline_access_store_file::{FileStore, testkit};
+use offline_access_store_file::FileStore;
 use offline_access_store_postgres::PgStore;
 
 use crate::support::{KEY_A, KEY_B, TestDb, database_url, keys, raw_client, ring, test_db};

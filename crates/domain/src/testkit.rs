@@ -1,0 +1,476 @@
+//! The storage contract: what every [`CredentialStore`] adapter MUST do, as reusable async checks.
+//!
+//! Run the whole port contract against a fresh, empty store per check:
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use offline_access_domain::{CredentialStore, memory::MemoryStore};
+//! # async fn example() {
+//! offline_access_domain::testkit::run_contract(|| async {
+//!     Arc::new(MemoryStore::new()) as Arc<dyn CredentialStore> // your adapter, fresh and empty
+//! })
+//! .await;
+//! # }
+//! ```
+//!
+//! Two more checks need more than the port: [`tokens_are_never_stored_in_clear`] reads the adapter's raw bytes
+//! through [`RawStorage`], and [`a_record_under_an_unknown_key_is_a_loud_error`] needs two stores over the same
+//! storage with different keys. Every check panics (it is an assertion) when the adapter breaks the contract.
+//!
+//! Run the suite on a multi-threaded runtime (`#[tokio::test(flavor = "multi_thread")]`): the concurrency checks
+//! are meant to race.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Assertions are the point of a test kit.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::{
+    AccessToken, CachedAccess, ConsentState, Credential, CredentialStore, Email, Profile,
+    RefreshToken, Scopes, StoreError, Subject,
+};
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+/// A fixed instant (whole seconds, so every store round-trips it exactly).
+pub const NOW: OffsetDateTime = datetime!(2026-11-24 12:00:00 UTC);
+/// Prefix of the canary refresh tokens the checks store: search raw storage for it.
+pub const CANARY_REFRESH: &str = "1//canary-refresh-";
+/// Prefix of the canary access tokens the checks store: search raw storage for it.
+pub const CANARY_ACCESS: &str = "ya29.canary-access-";
+
+/// A subject from a test literal.
+#[must_use]
+pub fn subject(value: &str) -> Subject {
+    Subject::parse(value).unwrap()
+}
+
+/// A new (version 0) credential for `sub` with the given refresh token (if any) and access token, a full
+/// profile and two scopes.
+#[must_use]
+pub fn credential(sub: &str, refresh: Option<&str>, access: &str) -> Credential {
+    Credential {
+        subject: subject(sub),
+        profile: Profile {
+            email: Some(Email::parse(&format!("user{sub}@example.com")).unwrap()),
+            email_verified: true,
+            name: Some("Ada Lovelace".to_owned()),
+            picture: Some("https://example.com/a.png".to_owned()),
+            given_name: Some("Ada".to_owned()),
+            family_name: Some("Lovelace".to_owned()),
+            locale: Some("en-GB".to_owned()),
+            hd: None,
+        },
+        scopes: Scopes::parse("openid email https://www.googleapis.com/auth/drive.appdata")
+            .unwrap(),
+        refresh_token: refresh.map(|t| RefreshToken::parse(t).unwrap()),
+        access: Some(CachedAccess {
+            token: AccessToken::parse(access).unwrap(),
+            expires_at: NOW + time::Duration::hours(1),
+        }),
+        consent: ConsentState::Active,
+        version: 0,
+        created_at: NOW,
+        updated_at: NOW,
+    }
+}
+
+/// A canary credential for `sub`: tokens `1//canary-refresh-<sub>` and `ya29.canary-access-<sub>`.
+#[must_use]
+pub fn canary_credential(sub: &str) -> Credential {
+    credential(
+        sub,
+        Some(&format!("{CANARY_REFRESH}{sub}")),
+        &format!("{CANARY_ACCESS}{sub}"),
+    )
+}
+
+fn refresh_of(c: &Credential) -> Option<String> {
+    c.refresh_token
+        .as_ref()
+        .map(|t| t.expose_secret().to_owned())
+}
+
+fn access_of(c: &Credential) -> Option<String> {
+    c.access
+        .as_ref()
+        .map(|a| a.token.expose_secret().to_owned())
+}
+
+/// Asserts two credentials hold the same data (secret newtypes have no `PartialEq`).
+pub fn assert_same_credential(actual: &Credential, expected: &Credential) {
+    assert_eq!(actual.subject, expected.subject);
+    assert_eq!(actual.profile, expected.profile);
+    assert_eq!(actual.scopes, expected.scopes);
+    assert_eq!(refresh_of(actual), refresh_of(expected), "refresh token");
+    assert_eq!(access_of(actual), access_of(expected), "access token");
+    assert_eq!(
+        actual.access.as_ref().map(|a| a.expires_at),
+        expected.access.as_ref().map(|a| a.expires_at)
+    );
+    assert_eq!(actual.consent, expected.consent);
+    assert_eq!(actual.version, expected.version);
+    assert_eq!(actual.created_at, expected.created_at);
+    assert_eq!(actual.updated_at, expected.updated_at);
+}
+
+/// Runs every port-level check, each against a new empty store from `fresh`.
+pub async fn run_contract<F, Fut>(mut fresh: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Arc<dyn CredentialStore>>,
+{
+    get_of_a_missing_user_is_none(fresh().await).await;
+    put_then_get_round_trips_every_field(fresh().await).await;
+    put_returns_the_next_version_and_stale_versions_conflict(fresh().await).await;
+    put_never_replaces_a_stored_refresh_token_with_none(fresh().await).await;
+    a_returned_refresh_token_replaces_the_stored_one(fresh().await).await;
+    consent_state_transitions_are_stored(fresh().await).await;
+    delete_removes_the_credential_and_says_whether_there_was_one(fresh().await).await;
+    users_are_independent(fresh().await).await;
+    list_pages_in_subject_order(fresh().await).await;
+    concurrent_puts_never_lose_an_update(fresh().await).await;
+    a_user_lock_excludes_other_lockers(fresh().await).await;
+    writes_under_a_user_lock_follow_the_version_rule(fresh().await).await;
+    dropping_a_user_lock_releases_it(fresh().await).await;
+    ping_succeeds(fresh().await).await;
+}
+
+/// `get` of a user never stored is `Ok(None)`.
+pub async fn get_of_a_missing_user_is_none(store: Arc<dyn CredentialStore>) {
+    assert!(store.get(&subject("nobody")).await.unwrap().is_none());
+}
+
+/// What `put` stores, `get` returns, field for field, with version 1.
+pub async fn put_then_get_round_trips_every_field(store: Arc<dyn CredentialStore>) {
+    let cred = canary_credential("1001");
+    let stored = store.put(&cred).await.unwrap();
+    assert_eq!(stored.version, 1);
+    let mut expected = cred.clone();
+    expected.version = 1;
+    assert_same_credential(&stored, &expected);
+    let read = store.get(&cred.subject).await.unwrap().unwrap();
+    assert_same_credential(&read, &expected);
+}
+
+/// `put` increments the version; a write with a version other than the stored one conflicts and changes nothing.
+pub async fn put_returns_the_next_version_and_stale_versions_conflict(
+    store: Arc<dyn CredentialStore>,
+) {
+    let mut cred = canary_credential("1002");
+    cred.version = 3;
+    assert!(
+        matches!(store.put(&cred).await, Err(StoreError::Conflict)),
+        "absent record is version 0"
+    );
+    cred.version = 0;
+    let v1 = store.put(&cred).await.unwrap();
+    assert_eq!(v1.version, 1);
+    assert!(
+        matches!(store.put(&cred).await, Err(StoreError::Conflict)),
+        "second create"
+    );
+    let mut next = v1.clone();
+    next.scopes = Scopes::parse("openid").unwrap();
+    let v2 = store.put(&next).await.unwrap();
+    assert_eq!(v2.version, 2);
+    let mut stale = v1.clone();
+    stale.consent = ConsentState::Revoked;
+    assert!(
+        matches!(store.put(&stale).await, Err(StoreError::Conflict)),
+        "stale version"
+    );
+    let read = store.get(&cred.subject).await.unwrap().unwrap();
+    assert_eq!(read.version, 2);
+    assert_eq!(read.consent, ConsentState::Active);
+    assert_eq!(read.scopes, Scopes::parse("openid").unwrap());
+}
+
+/// The refresh-token rule, enforced by the store too: a write without a refresh token keeps the stored one.
+pub async fn put_never_replaces_a_stored_refresh_token_with_none(store: Arc<dyn CredentialStore>) {
+    let v1 = store.put(&canary_credential("1003")).await.unwrap();
+    let mut without = v1.clone();
+    without.refresh_token = None;
+    without.access = Some(CachedAccess {
+        token: AccessToken::parse("ya29.second").unwrap(),
+        expires_at: NOW + time::Duration::hours(2),
+    });
+    let v2 = store.put(&without).await.unwrap();
+    assert_eq!(refresh_of(&v2), refresh_of(&v1), "returned copy keeps it");
+    let read = store.get(&v1.subject).await.unwrap().unwrap();
+    assert_eq!(refresh_of(&read), refresh_of(&v1), "stored copy keeps it");
+    assert_eq!(access_of(&read).as_deref(), Some("ya29.second"));
+}
+
+/// A write with a new refresh token replaces the stored one.
+pub async fn a_returned_refresh_token_replaces_the_stored_one(store: Arc<dyn CredentialStore>) {
+    let v1 = store.put(&canary_credential("1004")).await.unwrap();
+    let mut rotated = v1.clone();
+    rotated.refresh_token = Some(RefreshToken::parse("1//rotated").unwrap());
+    store.put(&rotated).await.unwrap();
+    let read = store.get(&v1.subject).await.unwrap().unwrap();
+    assert_eq!(refresh_of(&read).as_deref(), Some("1//rotated"));
+}
+
+/// Active → revoked (access token dropped) → active again with a new refresh token, each stored.
+pub async fn consent_state_transitions_are_stored(store: Arc<dyn CredentialStore>) {
+    let mut cred = store.put(&canary_credential("1005")).await.unwrap();
+    cred.mark_revoked(NOW + time::Duration::minutes(5));
+    let revoked = store.put(&cred).await.unwrap();
+    let read = store.get(&cred.subject).await.unwrap().unwrap();
+    assert_eq!(read.consent, ConsentState::Revoked);
+    assert!(read.access.is_none());
+    assert!(
+        read.refresh_token.is_some(),
+        "the revoked token is kept (for revocation)"
+    );
+    assert_eq!(read.updated_at, NOW + time::Duration::minutes(5));
+    let mut again = revoked.clone();
+    again.refresh_token = Some(RefreshToken::parse("1//reconsented").unwrap());
+    again.consent = ConsentState::Active;
+    store.put(&again).await.unwrap();
+    let read = store.get(&cred.subject).await.unwrap().unwrap();
+    assert_eq!(read.consent, ConsentState::Active);
+    assert_eq!(refresh_of(&read).as_deref(), Some("1//reconsented"));
+}
+
+/// `delete` removes the record (`true`), then reports there is none (`false`); a new record starts at version 0.
+pub async fn delete_removes_the_credential_and_says_whether_there_was_one(
+    store: Arc<dyn CredentialStore>,
+) {
+    let cred = canary_credential("1006");
+    store.put(&cred).await.unwrap();
+    assert!(store.delete(&cred.subject).await.unwrap());
+    assert!(store.get(&cred.subject).await.unwrap().is_none());
+    assert!(!store.delete(&cred.subject).await.unwrap());
+    assert_eq!(store.put(&cred).await.unwrap().version, 1);
+}
+
+/// Writes and deletes of one user never touch another.
+pub async fn users_are_independent(store: Arc<dyn CredentialStore>) {
+    let a = store.put(&canary_credential("2001")).await.unwrap();
+    let b = store.put(&canary_credential("2002")).await.unwrap();
+    assert!(store.delete(&a.subject).await.unwrap());
+    let read = store.get(&b.subject).await.unwrap().unwrap();
+    assert_same_credential(&read, &b);
+    // A held lock on one user does not block another.
+    let held = store.lock_user(&a.subject).await.unwrap();
+    let other = store.lock_user(&b.subject).await.unwrap();
+    other.release().await.unwrap();
+    held.release().await.unwrap();
+}
+
+/// `list` returns credentials ordered by subject, `limit` at a time, with `next_after` until the last page.
+pub async fn list_pages_in_subject_order(store: Arc<dyn CredentialStore>) {
+    let empty = store.list(None, 10).await.unwrap();
+    assert!(empty.items.is_empty() && empty.next_after.is_none());
+    let subs = ["305", "101", "204", "102", "303"];
+    for s in subs {
+        store.put(&canary_credential(s)).await.unwrap();
+    }
+    let mut sorted: Vec<&str> = subs.to_vec();
+    sorted.sort_unstable();
+    let mut seen = Vec::new();
+    let mut after: Option<Subject> = None;
+    let mut pages = 0;
+    loop {
+        let page = store.list(after.clone(), 2).await.unwrap();
+        pages += 1;
+        assert!(page.items.len() <= 2);
+        for item in &page.items {
+            assert_eq!(
+                refresh_of(item),
+                Some(format!("{CANARY_REFRESH}{}", item.subject))
+            );
+            seen.push(item.subject.as_str().to_owned());
+        }
+        match page.next_after {
+            Some(next) => {
+                assert_eq!(Some(&next), page.items.last().map(|c| &c.subject));
+                after = Some(next);
+            }
+            None => break,
+        }
+        assert!(pages < 10, "paging does not end");
+    }
+    assert_eq!(seen, sorted);
+    assert_eq!(pages, 3);
+    let tail = store.list(Some(subject("204")), 10).await.unwrap();
+    let tail: Vec<_> = tail
+        .items
+        .iter()
+        .map(|c| c.subject.as_str().to_owned())
+        .collect();
+    assert_eq!(tail, ["303", "305"]);
+}
+
+/// Many tasks doing read-modify-write on one user, retrying on conflict: every change lands, versions count them.
+pub async fn concurrent_puts_never_lose_an_update(store: Arc<dyn CredentialStore>) {
+    const WRITERS: usize = 8;
+    let sub = subject("3001");
+    store.put(&canary_credential("3001")).await.unwrap();
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let sub = sub.clone();
+            tokio::spawn(async move {
+                loop {
+                    let mut cred = store.get(&sub).await.unwrap().unwrap();
+                    let scope = format!("https://example.com/scope/{i}");
+                    cred.scopes =
+                        Scopes::from_iter_checked(cred.scopes.iter().chain([scope.as_str()]))
+                            .unwrap();
+                    match store.put(&cred).await {
+                        Ok(_) => break,
+                        Err(StoreError::Conflict) => tokio::task::yield_now().await,
+                        Err(e) => panic!("unexpected store error: {e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let read = store.get(&sub).await.unwrap().unwrap();
+    assert_eq!(read.version, 1 + WRITERS as u64);
+    for i in 0..WRITERS {
+        assert!(
+            read.scopes
+                .contains(&format!("https://example.com/scope/{i}")),
+            "update {i} lost"
+        );
+    }
+}
+
+/// Holders of `lock_user` on one user never overlap: each reads and writes under the lock without a conflict.
+pub async fn a_user_lock_excludes_other_lockers(store: Arc<dyn CredentialStore>) {
+    const LOCKERS: usize = 8;
+    let sub = subject("4001");
+    store.put(&canary_credential("4001")).await.unwrap();
+    let inside = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..LOCKERS)
+        .map(|_| {
+            let (store, sub, inside) = (Arc::clone(&store), sub.clone(), Arc::clone(&inside));
+            tokio::spawn(async move {
+                let mut lock = store.lock_user(&sub).await.unwrap();
+                assert_eq!(
+                    inside.fetch_add(1, Ordering::SeqCst),
+                    0,
+                    "two lock holders at once"
+                );
+                let cred = lock.get().await.unwrap().unwrap();
+                tokio::task::yield_now().await;
+                // Nobody else may write between our read and our write.
+                lock.put(&cred).await.unwrap();
+                inside.fetch_sub(1, Ordering::SeqCst);
+                lock.release().await.unwrap();
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(
+        store.get(&sub).await.unwrap().unwrap().version,
+        1 + LOCKERS as u64
+    );
+}
+
+/// Under the lock, `put` follows the same version rule as the store's `put` (and does not wait on the lock
+/// itself); a plain `put` from outside the lock is not blocked by it.
+pub async fn writes_under_a_user_lock_follow_the_version_rule(store: Arc<dyn CredentialStore>) {
+    let sub = subject("4002");
+    let mut lock = store.lock_user(&sub).await.unwrap();
+    assert!(lock.get().await.unwrap().is_none());
+    let v1 = lock.put(&canary_credential("4002")).await.unwrap();
+    assert_eq!(v1.version, 1);
+    assert!(matches!(
+        lock.put(&canary_credential("4002")).await,
+        Err(StoreError::Conflict)
+    ));
+    // A sign-in writing without the lock meanwhile: the holder sees a conflict, re-reads, and sees the change.
+    let mut outside = v1.clone();
+    outside.refresh_token = Some(RefreshToken::parse("1//from-sign-in").unwrap());
+    store.put(&outside).await.unwrap();
+    assert!(matches!(lock.put(&v1).await, Err(StoreError::Conflict)));
+    let current = lock.get().await.unwrap().unwrap();
+    assert_eq!(refresh_of(&current).as_deref(), Some("1//from-sign-in"));
+    let mut refreshed = current.clone();
+    refreshed.refresh_token = None;
+    let v3 = lock.put(&refreshed).await.unwrap();
+    assert_eq!(v3.version, 3);
+    assert_eq!(refresh_of(&v3).as_deref(), Some("1//from-sign-in"));
+    lock.release().await.unwrap();
+    assert_eq!(store.get(&sub).await.unwrap().unwrap().version, 3);
+}
+
+/// A guard dropped without `release` (a cancelled task) frees the lock.
+pub async fn dropping_a_user_lock_releases_it(store: Arc<dyn CredentialStore>) {
+    let sub = subject("4003");
+    let lock = store.lock_user(&sub).await.unwrap();
+    drop(lock);
+    let again = store.lock_user(&sub).await.unwrap();
+    again.release().await.unwrap();
+}
+
+/// A working store answers `ping`.
+pub async fn ping_succeeds(store: Arc<dyn CredentialStore>) {
+    store.ping().await.unwrap();
+}
+
+/// Raw access to what an adapter wrote, for the at-rest checks.
+#[async_trait]
+pub trait RawStorage: Send + Sync {
+    /// Every byte stored for `subject` (a file's content, a row's columns, ...).
+    async fn raw_bytes(&self, subject: &Subject) -> Vec<u8>;
+}
+
+/// Neither token appears in clear in what the store wrote; the record still reads back.
+pub async fn tokens_are_never_stored_in_clear(
+    store: Arc<dyn CredentialStore>,
+    raw: &dyn RawStorage,
+) {
+    let cred = canary_credential("5001");
+    store.put(&cred).await.unwrap();
+    let bytes = raw.raw_bytes(&cred.subject).await;
+    assert!(!bytes.is_empty(), "the adapter exposed no stored bytes");
+    for canary in [CANARY_REFRESH, CANARY_ACCESS, "canary"] {
+        assert!(
+            !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
+            "token text {canary:?} found at rest"
+        );
+    }
+    let read = store.get(&cred.subject).await.unwrap().unwrap();
+    assert_eq!(refresh_of(&read), refresh_of(&cred));
+}
+
+/// A record sealed under a key the reader does not have is a loud [`StoreError::Corrupt`] from `get`, `list` and
+/// `put` (never `None`, never overwritten); `delete` still removes it. `writer` and `reader` share storage but
+/// not keys.
+pub async fn a_record_under_an_unknown_key_is_a_loud_error(
+    writer: Arc<dyn CredentialStore>,
+    reader: Arc<dyn CredentialStore>,
+) {
+    let cred = canary_credential("5002");
+    writer.put(&cred).await.unwrap();
+    assert!(matches!(
+        reader.get(&cred.subject).await,
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        reader.list(None, 10).await,
+        Err(StoreError::Corrupt { .. })
+    ));
+    let mut overwrite = cred.clone();
+    overwrite.version = 1;
+    assert!(matches!(
+        reader.put(&overwrite).await,
+        Err(StoreError::Corrupt { .. })
+    ));
+    // The writer still reads its record unchanged.
+    assert_eq!(writer.get(&cred.subject).await.unwrap().unwrap().version, 1);
+    assert!(reader.delete(&cred.subject).await.unwrap());
+    assert!(writer.get(&cred.subject).await.unwrap().is_none());
+}
