@@ -8,5 +8,6 @@ mod crash;
 mod demo;
 mod operator;
 mod serve;
+mod store_faults;
 mod support;
 mod tls;
