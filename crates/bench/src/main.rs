@@ -1,0 +1,233 @@
+//! `offline-access-bench`: the load generator of offline-access's performance suite.
+//!
+//! It starts the release `fake-google` and `offline-access serve` binaries as child processes on loopback, drives
+//! them over real HTTP and prints a markdown table: sign-ins per second on `/authcode` and Drive proxy calls per
+//! second, each at several concurrencies with latency percentiles and the server's CPU seconds per 1,000 requests,
+//! next to the fake's own ceiling measured in the same run; the refresh stampede (token calls per expiry); and the
+//! memory footprint and start-to-ready time with many stored users. Postgres parts run when `DATABASE_URL` is set.
+//!
+//! `--smoke` runs tiny counts in seconds and fails only when something does not run or a stampede refreshes more
+//! than once (never on a timing).
+
+mod fake;
+mod load;
+mod procs;
+mod report;
+mod scenarios;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::report::Report;
+use crate::scenarios::Ctx;
+
+/// Errors of the tool: any error, shown as one message.
+pub(crate) type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// offline-access's load generator (see docs/performance.md).
+#[derive(Parser, Debug)]
+#[command(name = "offline-access-bench", version)]
+struct Args {
+    #[command(subcommand)]
+    command: Cmd,
+    /// Tiny counts (seconds): checks that everything runs and a stampede refreshes exactly once.
+    #[arg(long, global = true)]
+    smoke: bool,
+    /// Concurrencies of the throughput runs.
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        default_value = "1,16,64,256"
+    )]
+    concurrency: Vec<usize>,
+    /// Longest run per concurrency level, in seconds.
+    #[arg(long, global = true, default_value_t = 8.0)]
+    seconds: f64,
+    /// Users stored before the footprint is measured.
+    #[arg(long, global = true, default_value_t = 100_000)]
+    users: usize,
+    /// Also write the markdown report to this file.
+    #[arg(long, global = true)]
+    out: Option<PathBuf>,
+    /// Do not build the server and fake binaries first (under `cargo run` they are built in release).
+    #[arg(long, global = true)]
+    no_build: bool,
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmd {
+    /// Sign-ins per second on /authcode vs the fake's direct /token ceiling.
+    Signin,
+    /// Drive proxy calls per second vs the fake's direct files.get ceiling.
+    Drive,
+    /// 1,000 concurrent Drive calls for one user right after expiry: token calls and p99.
+    Stampede,
+    /// Resident memory idle and under load with many stored users; start to ready.
+    Footprint,
+    /// Everything above.
+    All,
+}
+
+/// Sizes of one run.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// Smoke mode.
+    pub(crate) smoke: bool,
+    /// Concurrencies of the throughput runs.
+    pub(crate) concurrency: Vec<usize>,
+    /// Longest run per level.
+    pub(crate) limit: Duration,
+    /// Users signed in for the Drive runs.
+    pub(crate) drive_users: usize,
+    /// Calls in a stampede.
+    pub(crate) stampede_calls: usize,
+    /// Users stored for the footprint.
+    pub(crate) footprint_users: usize,
+    /// Longest seeding of the footprint's users.
+    pub(crate) seed_budget: Duration,
+}
+
+impl Plan {
+    /// Requests per level at concurrency `c` (bounded by `limit` too).
+    pub(crate) fn requests(&self, c: usize) -> usize {
+        if self.smoke {
+            (c * 2).max(10)
+        } else {
+            (c * 40).clamp(1_500, 20_000)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("offline-access-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The Postgres URL when the Postgres parts should run (`DATABASE_URL`, reachable); with `CI` set an unreachable
+/// database is an error, otherwise a note.
+async fn postgres() -> Res<Option<String>> {
+    let Ok(url) = std::env::var("DATABASE_URL") else {
+        println!("note: DATABASE_URL is not set: the Postgres parts are skipped");
+        return Ok(None);
+    };
+    match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+        Ok((_client, connection)) => {
+            drop(connection);
+            Ok(Some(url))
+        }
+        Err(e) if std::env::var_os("CI").is_some() => {
+            Err(format!("DATABASE_URL is set but Postgres cannot be reached: {e}").into())
+        }
+        Err(e) => {
+            println!(
+                "note: Postgres at DATABASE_URL cannot be reached ({e}): the Postgres parts are skipped"
+            );
+            Ok(None)
+        }
+    }
+}
+
+async fn run(args: Args) -> Res<()> {
+    if !args.no_build {
+        procs::build_binaries_if_under_cargo()?;
+    }
+    let bins = procs::Bins::locate()?;
+    let plan = if args.smoke {
+        Plan {
+            smoke: true,
+            concurrency: vec![1, 16],
+            limit: Duration::from_secs(5),
+            drive_users: 4,
+            stampede_calls: 1_000,
+            footprint_users: 200,
+            seed_budget: Duration::from_secs(20),
+        }
+    } else {
+        Plan {
+            smoke: false,
+            concurrency: args.concurrency.clone(),
+            limit: Duration::from_secs_f64(args.seconds),
+            drive_users: 32,
+            stampede_calls: 1_000,
+            footprint_users: args.users,
+            seed_budget: Duration::from_secs(240),
+        }
+    };
+    let pg = postgres().await?;
+    let mut report = Report::new(&plan);
+    let mut ctx = Ctx::start(bins, plan, pg).await?;
+    let result = scenarios(&mut ctx, args.command, &mut report).await;
+    ctx.finish().await;
+    result?;
+    let markdown = report.markdown();
+    println!("{markdown}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &markdown)?;
+    }
+    report.check()
+}
+
+async fn scenarios(ctx: &mut Ctx, command: Cmd, report: &mut Report) -> Res<()> {
+    let all = command == Cmd::All;
+    if all || command == Cmd::Signin {
+        let file = ctx.file_store()?;
+        report
+            .signin
+            .push(scenarios::signin(ctx, &file, "file").await?);
+        if let Some(pg) = ctx.pg_store() {
+            report
+                .signin
+                .push(scenarios::signin(ctx, &pg, "postgres").await?);
+        }
+    }
+    if all || command == Cmd::Drive {
+        let file = ctx.file_store()?;
+        report
+            .drive
+            .push(scenarios::drive(ctx, &file, "file").await?);
+        if let Some(pg) = ctx.pg_store() {
+            report
+                .drive
+                .push(scenarios::drive(ctx, &pg, "postgres").await?);
+        }
+    }
+    if all || command == Cmd::Stampede {
+        let file = ctx.file_store()?;
+        report
+            .stampede
+            .push(scenarios::stampede(ctx, &file, 1, "1 instance, file store".to_owned()).await?);
+        if let Some(pg) = ctx.pg_store() {
+            report
+                .stampede
+                .push(scenarios::stampede(ctx, &pg, 1, "1 instance, Postgres".to_owned()).await?);
+        }
+        if let Some(pg) = ctx.pg_store() {
+            report.stampede.push(
+                scenarios::stampede(ctx, &pg, 3, "3 instances sharing Postgres".to_owned()).await?,
+            );
+        }
+    }
+    if all || command == Cmd::Footprint {
+        let file = ctx.file_store()?;
+        report
+            .footprint
+            .push(scenarios::footprint(ctx, &file, "file").await?);
+        if let Some(pg) = ctx.pg_store() {
+            report
+                .footprint
+                .push(scenarios::footprint(ctx, &pg, "postgres").await?);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,277 @@
+//! Child processes: the `fake-google` and `offline-access` binaries, started on loopback port 0, and what
+//! `/proc` says about them (CPU time, resident memory).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::Res;
+
+/// Where the two binaries are.
+#[derive(Debug, Clone)]
+pub(crate) struct Bins {
+    /// `offline-access`.
+    pub(crate) server: PathBuf,
+    /// `fake-google`.
+    pub(crate) fake: PathBuf,
+}
+
+impl Bins {
+    /// Next to this executable (`target/release`), or in `$OFFLINE_ACCESS_BENCH_BIN_DIR`.
+    pub(crate) fn locate() -> Res<Bins> {
+        let dir = match std::env::var_os("OFFLINE_ACCESS_BENCH_BIN_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => std::env::current_exe()?
+                .parent()
+                .map(Path::to_path_buf)
+                .ok_or("cannot find the directory of this executable")?,
+        };
+        let bins = Bins {
+            server: dir.join("offline-access"),
+            fake: dir.join("fake-google"),
+        };
+        for bin in [&bins.server, &bins.fake] {
+            if !bin.is_file() {
+                return Err(format!(
+                    "{} is missing: build it with `cargo build --release -p offline-access -p fake-google` (or run \
+                     this tool with `cargo run --release -p offline-access-bench`, which builds them)",
+                    bin.display()
+                )
+                .into());
+            }
+        }
+        Ok(bins)
+    }
+}
+
+/// Builds the two binaries in release when this tool runs under `cargo run` (a no-op when they are up to date).
+pub(crate) fn build_binaries_if_under_cargo() -> Res<()> {
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        return Ok(());
+    };
+    let status = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "offline-access",
+            "-p",
+            "fake-google",
+        ])
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("building offline-access and fake-google failed ({status})").into())
+    }
+}
+
+/// A running child process that announced `listening on URL`; killed when dropped.
+#[derive(Debug)]
+pub(crate) struct Proc {
+    child: Child,
+    /// Its process id.
+    pub(crate) pid: u32,
+    /// Its base URL.
+    pub(crate) url: String,
+    /// When it was spawned.
+    pub(crate) spawned: Instant,
+}
+
+impl Proc {
+    /// Spawns `command` (stdout piped, stderr to `log`) and waits for its `listening on URL` line.
+    pub(crate) async fn spawn(mut command: Command, log: PathBuf) -> Res<Proc> {
+        // Outbound calls go to loopback only: no proxy may intercept them.
+        for var in [
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+        ] {
+            command.env_remove(var);
+        }
+        command
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log)?)
+            .kill_on_drop(true);
+        let spawned = Instant::now();
+        let mut child = command.spawn()?;
+        let pid = child.id().ok_or("the child exited at once")?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let wait = async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    return Ok::<_, std::io::Error>(Some(url.trim().to_owned()));
+                }
+            }
+            Ok(None)
+        };
+        let url = match tokio::time::timeout(Duration::from_secs(60), wait).await {
+            Ok(Ok(Some(url))) => url,
+            _ => {
+                let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: String = stderr
+                    .lines()
+                    .rev()
+                    .take(15)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                return Err(format!(
+                    "a child process never announced its address; its stderr:\n{tail}"
+                )
+                .into());
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Proc {
+            child,
+            pid,
+            url,
+            spawned,
+        })
+    }
+
+    /// User + system CPU seconds the process has used so far.
+    pub(crate) fn cpu_secs(&self) -> Res<f64> {
+        cpu_secs(self.pid)
+    }
+
+    /// A `/proc/PID/status` memory line in MiB (`VmRSS`, `VmHWM`).
+    pub(crate) fn mem_mib(&self, field: &str) -> Res<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next())
+            .ok_or_else(|| format!("no {field} in /proc/{}/status", self.pid))?
+            .parse()?;
+        Ok(kib / 1024.0)
+    }
+
+    /// Stops the process (SIGKILL) and waits for it.
+    pub(crate) async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// User + system CPU seconds of a process from `/proc/PID/stat` (in USER_HZ = 100 ticks per second).
+pub(crate) fn cpu_secs(pid: u32) -> Res<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at field 3 (`state`).
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or("unreadable /proc/PID/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11).ok_or("no utime")?.parse()?;
+    let stime: f64 = fields.get(12).ok_or("no stime")?.parse()?;
+    Ok((utime + stime) / 100.0)
+}
+
+/// How the server stores credentials.
+#[derive(Debug, Clone)]
+pub(crate) enum StoreSpec {
+    /// The file store in this directory.
+    File(PathBuf),
+    /// Postgres at this URL, in this schema.
+    Postgres {
+        /// `store.url`.
+        url: String,
+        /// `store.schema`.
+        schema: String,
+    },
+}
+
+/// Starts the `fake-google` binary on a free loopback port.
+pub(crate) async fn start_fake(bins: &Bins, dir: &Path) -> Res<Proc> {
+    let mut command = Command::new(&bins.fake);
+    command
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "error")
+        .current_dir(dir);
+    Proc::spawn(command, dir.join("fake-google.stderr.log")).await
+}
+
+/// Everything a server instance needs besides its store.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerEnv {
+    /// The fake's base URL.
+    pub(crate) fake_url: String,
+    /// The client secret JSON file of the fake's web client.
+    pub(crate) client_secret_file: PathBuf,
+    /// `security.encryption_keys`.
+    pub(crate) keys: String,
+    /// A working directory (no stray `offline-access.toml`).
+    pub(crate) dir: PathBuf,
+}
+
+/// Starts `offline-access serve` against the fake, with the rate limit off and warnings-only logs.
+pub(crate) async fn start_server(
+    bins: &Bins,
+    env: &ServerEnv,
+    store: &StoreSpec,
+    name: &str,
+) -> Res<Proc> {
+    let mut command = Command::new(&bins.server);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("OFFLINE_ACCESS_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .arg("serve")
+        .current_dir(&env.dir)
+        .env_remove("RUST_LOG")
+        .env("OFFLINE_ACCESS_LISTEN", "127.0.0.1:0")
+        .env("OFFLINE_ACCESS_LOG__LEVEL", "warn")
+        .env("OFFLINE_ACCESS_HTTP__AUTHCODE_RATE_LIMIT", "0")
+        .env("OFFLINE_ACCESS_GOOGLE__BASE_URL", &env.fake_url)
+        .env(
+            "OFFLINE_ACCESS_GOOGLE__CLIENT_SECRET_FILE",
+            &env.client_secret_file,
+        )
+        .env("OFFLINE_ACCESS_SECURITY__ENCRYPTION_KEYS", &env.keys);
+    match store {
+        StoreSpec::File(path) => {
+            command
+                .env("OFFLINE_ACCESS_STORE__KIND", "file")
+                .env("OFFLINE_ACCESS_STORE__PATH", path);
+        }
+        StoreSpec::Postgres { url, schema } => {
+            command
+                .env("OFFLINE_ACCESS_STORE__KIND", "postgres")
+                .env("OFFLINE_ACCESS_STORE__URL", url)
+                .env("OFFLINE_ACCESS_STORE__SCHEMA", schema);
+        }
+    }
+    Proc::spawn(command, env.dir.join(format!("{name}.stderr.log"))).await
+}
+
+/// Polls `GET {url}/readyz` until it answers 200; returns when.
+pub(crate) async fn wait_ready(client: &reqwest::Client, url: &str) -> Res<Instant> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(response) = client.get(format!("{url}/readyz")).send().await
+            && response.status() == 200
+        {
+            return Ok(Instant::now());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{url}/readyz never answered 200").into());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}

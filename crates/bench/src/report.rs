@@ -1,0 +1,248 @@
+//! The markdown report and the smoke checks.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::load::Load;
+use crate::scenarios::{Footprint, Stampede, Throughput};
+use crate::{Plan, Res};
+
+/// Everything measured in one run.
+#[derive(Debug)]
+pub(crate) struct Report {
+    date: String,
+    machine: String,
+    load_before: String,
+    command: String,
+    smoke: bool,
+    /// Sign-in tables.
+    pub(crate) signin: Vec<Throughput>,
+    /// Drive tables.
+    pub(crate) drive: Vec<Throughput>,
+    /// Stampedes.
+    pub(crate) stampede: Vec<Stampede>,
+    /// Footprints.
+    pub(crate) footprint: Vec<Footprint>,
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// CPU model, cores and memory of this machine.
+fn machine() -> String {
+    let cpuinfo = read("/proc/cpuinfo");
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let mem_gib = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("MemTotal:")?
+                .split_whitespace()
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    let kernel = read("/proc/sys/kernel/osrelease");
+    format!(
+        "{model}, {cores} cores, {mem_gib:.1} GiB RAM, Linux {}",
+        kernel.trim()
+    )
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"))
+}
+
+impl Report {
+    /// An empty report stamped with the date, the machine and the command line.
+    pub(crate) fn new(plan: &Plan) -> Report {
+        let date = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let load_before = read("/proc/loadavg")
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ");
+        Report {
+            date,
+            machine: machine(),
+            load_before,
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            smoke: plan.smoke,
+            signin: Vec::new(),
+            drive: Vec::new(),
+            stampede: Vec::new(),
+            footprint: Vec::new(),
+        }
+    }
+
+    fn throughput(out: &mut String, title: &str, direct: &str, tables: &[Throughput]) {
+        for table in tables {
+            let _ = writeln!(out, "\n### {title} ({} store)\n", table.store);
+            let _ = writeln!(
+                out,
+                "| concurrency | via server /s | p50 ms | p95 ms | p99 ms | server CPU s / 1k | {direct} /s | direct p99 ms | fake CPU s / 1k | ratio |"
+            );
+            let _ = writeln!(
+                out,
+                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            );
+            for pair in &table.rows {
+                let (s, d) = (&pair.server, &pair.direct);
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.0} | {} | {} | {} | {} | {:.0} | {} | {} | {:.2} |",
+                    s.concurrency,
+                    s.rate(),
+                    ms(s.p50),
+                    ms(s.p95),
+                    ms(s.p99),
+                    opt(s.cpu_per_1000()),
+                    d.rate(),
+                    ms(d.p99),
+                    opt(d.cpu_per_1000()),
+                    s.rate() / d.rate().max(1e-9),
+                );
+            }
+            let _ = writeln!(
+                out,
+                "\nBest via server / best direct (each at its best concurrency): **{:.2}**",
+                table.ratio()
+            );
+        }
+    }
+
+    /// The report as markdown.
+    pub(crate) fn markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "## offline-access performance{}\n",
+            if self.smoke {
+                " (smoke: tiny counts, figures meaningless)"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(out, "- date: {}", self.date);
+        let _ = writeln!(out, "- machine: {}", self.machine);
+        let _ = writeln!(
+            out,
+            "- load average before the run: {} (the machine may be shared)",
+            self.load_before
+        );
+        let _ = writeln!(out, "- command: `{}`", self.command);
+        let _ = writeln!(
+            out,
+            "- setup: release `offline-access serve` and `fake-google` as separate processes on loopback; HTTP/1.1 keep-alive clients; CPU from /proc/PID/stat of the measured process alone"
+        );
+        Self::throughput(
+            &mut out,
+            "Sign-ins on /authcode (pre-minted codes)",
+            "fake /token",
+            &self.signin,
+        );
+        Self::throughput(
+            &mut out,
+            "Drive proxy: GET /v1/me/drive/appfolder",
+            "fake files.get",
+            &self.drive,
+        );
+        if !self.stampede.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n### Refresh stampede: concurrent Drive calls for one user right after expiry\n"
+            );
+            let _ = writeln!(
+                out,
+                "| setup | calls | ok | token refresh calls | p50 ms | p99 ms |"
+            );
+            let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: |");
+            for s in &self.stampede {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | **{}** | {} | {} |",
+                    s.setup,
+                    s.load.ok + s.load.errors,
+                    s.load.ok,
+                    s.refresh_calls,
+                    ms(s.load.p50),
+                    ms(s.load.p99)
+                );
+            }
+        }
+        if !self.footprint.is_empty() {
+            let _ = writeln!(out, "\n### Footprint\n");
+            let _ = writeln!(
+                out,
+                "| store | stored users | seeding s | start → /readyz 200 ms | idle RSS MiB | peak RSS under load MiB | load: Drive calls/s at c=64 |"
+            );
+            let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+            for f in &self.footprint {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.1} | {:.0} | {:.1} | {:.1} | {:.0} |",
+                    f.store,
+                    f.users,
+                    f.seed_secs,
+                    f.ready_ms,
+                    f.idle_mib,
+                    f.peak_mib,
+                    f.load.rate()
+                );
+            }
+        }
+        out
+    }
+
+    /// The smoke checks: every request succeeded and every stampede refreshed exactly once.
+    pub(crate) fn check(&self) -> Res<()> {
+        for t in &self.signin {
+            t.check("sign-in")?;
+        }
+        for t in &self.drive {
+            t.check("drive")?;
+        }
+        for s in &self.stampede {
+            if s.refresh_calls != 1 {
+                return Err(format!(
+                    "stampede ({}): {} refresh calls reached Google, expected exactly 1",
+                    s.setup, s.refresh_calls
+                )
+                .into());
+            }
+            check_load(&s.load, &s.setup)?;
+        }
+        for f in &self.footprint {
+            check_load(&f.load, f.store)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_load(load: &Load, what: &str) -> Res<()> {
+    if load.errors > 0 || load.ok == 0 {
+        return Err(format!(
+            "{what}: {} ok, {} failed; first failure: {}",
+            load.ok,
+            load.errors,
+            load.first_error.as_deref().unwrap_or("none")
+        )
+        .into());
+    }
+    Ok(())
+}
