@@ -127,6 +127,7 @@ where
     put_never_replaces_a_stored_refresh_token_with_none(fresh().await).await;
     a_returned_refresh_token_replaces_the_stored_one(fresh().await).await;
     consent_state_transitions_are_stored(fresh().await).await;
+    a_forgotten_credential_keeps_only_its_refresh_token(fresh().await).await;
     delete_removes_the_credential_and_says_whether_there_was_one(fresh().await).await;
     users_are_independent(fresh().await).await;
     list_pages_in_subject_order(fresh().await).await;
@@ -233,6 +234,25 @@ pub async fn consent_state_transitions_are_stored(store: Arc<dyn CredentialStore
     let read = store.get(&cred.subject).await.unwrap().unwrap();
     assert_eq!(read.consent, ConsentState::Active);
     assert_eq!(refresh_of(&read).as_deref(), Some("1//reconsented"));
+}
+
+/// Forgotten with the revocation pending: stored as `forgotten` with the refresh token (to revoke later) and
+/// nothing else: no access token, an empty profile, no scopes.
+pub async fn a_forgotten_credential_keeps_only_its_refresh_token(store: Arc<dyn CredentialStore>) {
+    let mut cred = store.put(&canary_credential("1006")).await.unwrap();
+    cred.mark_forgotten(NOW + time::Duration::minutes(7));
+    let forgotten = store.put(&cred).await.unwrap();
+    let read = store.get(&cred.subject).await.unwrap().unwrap();
+    assert_same_credential(&read, &forgotten);
+    assert_eq!(read.consent, ConsentState::Forgotten);
+    assert!(read.is_forgotten());
+    assert!(read.access.is_none());
+    assert_eq!(read.profile, Profile::default());
+    assert!(read.scopes.is_empty());
+    assert_eq!(
+        refresh_of(&read).as_deref(),
+        Some(format!("{CANARY_REFRESH}1006").as_str())
+    );
 }
 
 /// `delete` removes the record (`true`), then reports there is none (`false`); a new record starts at version 0.
