@@ -3,6 +3,7 @@
 
 mod drive;
 mod fake;
+mod fuzz;
 mod jwks;
 mod observability;
 mod props;

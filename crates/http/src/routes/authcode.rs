@@ -291,6 +291,79 @@ mod tests {
         assert!(has_csrf_header(&h));
     }
 
+    /// Pieces of form and JSON bodies, hostile and ordinary, for the fuzz target below.
+    fn body_piece() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(b"authCode=".to_vec()),
+            Just(b"authCode".to_vec()),
+            Just(b"&".to_vec()),
+            Just(b"=".to_vec()),
+            Just(b"%".to_vec()),
+            Just(b"%00".to_vec()),
+            Just(b"%2F".to_vec()),
+            Just(b"%ff%fe".to_vec()),
+            Just(b"+".to_vec()),
+            Just(b"4/0AbCd-xyz".to_vec()),
+            Just(br#"{"authCode":"#.to_vec()),
+            Just(br#""4/0x""#.to_vec()),
+            Just(b"}".to_vec()),
+            Just(b"[".to_vec()),
+            Just(br#"\u0000"#.to_vec()),
+            Just(br#"\ud800"#.to_vec()),
+            Just(b"\"".to_vec()),
+            Just(b",".to_vec()),
+            Just("\u{202e}é\u{0}".as_bytes().to_vec()),
+            "[ -~]{0,40}".prop_map(String::into_bytes),
+            proptest::collection::vec(any::<u8>(), 0..40),
+            proptest::collection::vec(Just(b'a'), 2040..2060),
+        ]
+    }
+
+    /// Content types, well-formed and not.
+    fn content_type() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(b"application/x-www-form-urlencoded".to_vec()),
+            Just(b"application/x-www-form-urlencoded; charset=UTF-8".to_vec()),
+            Just(b"APPLICATION/JSON".to_vec()),
+            Just(b"application/vnd.api+json".to_vec()),
+            Just(b"application/json;;;".to_vec()),
+            Just(b";".to_vec()),
+            Just(b"+json".to_vec()),
+            "[ -~]{0,60}".prop_map(String::into_bytes),
+            proptest::collection::vec(any::<u8>(), 0..60),
+        ]
+    }
+
+    proptest! {
+        // Default 256 cases; `just fuzz` runs it with PROPTEST_CASES in the hundreds of thousands.
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Fuzz target: any content type and any body assembled from hostile pieces either yields a valid code
+        /// (what `AuthCode` accepts) or a 400 `invalid_request` / 415, and never panics.
+        #[test]
+        fn fuzz_authcode_content_type_and_body_parsing_never_panics(
+            content_type in content_type(),
+            pieces in proptest::collection::vec(body_piece(), 0..12),
+        ) {
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = HeaderValue::from_bytes(&content_type) {
+                headers.insert(header::CONTENT_TYPE, value);
+            }
+            let body = pieces.concat();
+            match BodyKind::of(&headers) {
+                Ok(kind) => match kind.parse_code(&body) {
+                    Ok(code) => {
+                        let raw = code.expose_secret();
+                        prop_assert!(!raw.is_empty() && raw.len() <= 2048);
+                        prop_assert!(!raw.chars().any(char::is_control));
+                    }
+                    Err(e) => prop_assert_eq!(e.code, "invalid_request"),
+                },
+                Err(e) => prop_assert_eq!(e.status, http::StatusCode::UNSUPPORTED_MEDIA_TYPE),
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn parsing_any_body_never_panics_and_refuses_only_with_invalid_request(body in proptest::collection::vec(any::<u8>(), 0..512)) {

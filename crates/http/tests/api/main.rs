@@ -5,6 +5,7 @@
 
 mod authcode;
 mod drive;
+mod fuzz;
 mod hardening;
 mod helpers;
 mod me;
