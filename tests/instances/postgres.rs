@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fake_google::{Endpoint, FakeGoogle, Fault, SettingsPatch};
-use offline_access_domain::{CredentialStore, DriveRequest, Subject};
+use fake_google::{FakeGoogle, SettingsPatch};
+use offline_access_domain::{ConsentState, Credential, CredentialStore, DriveRequest, Subject};
 
-use crate::support::{Instance, id_token, test_db, token_calls, until};
+use crate::support::{Forwarder, Instance, id_token, test_db, token_calls, until};
 
 const APPFOLDER: &str = "/v1/me/drive/appfolder";
 
@@ -52,10 +52,13 @@ async fn a_lock_holder_killed_mid_refresh_blocks_nobody_and_loses_no_refresh_tok
         .await
         .unwrap();
     let names = ["a", "b", "c"].map(|n| format!("{}_{n}", db.schema));
-    // A's Google calls may take five minutes: once stuck, it stays stuck for the whole test.
-    let a = Instance::spawn_with_google_timeout(
+    // A reaches Google through a forwarder that can hold its requests on the wire; its Google timeout is long,
+    // so once held it stays stuck until released.
+    let wire_to_google = Forwarder::start(fake.addr().to_string()).await;
+    let a = Instance::spawn_with_google(
         &fake,
         db.store_at(&db.url_named(&names[0])).await,
+        Some(format!("http://{}", wire_to_google.addr)),
         Some(Duration::from_secs(300)),
     )
     .await;
@@ -64,24 +67,28 @@ async fn a_lock_holder_killed_mid_refresh_blocks_nobody_and_loses_no_refresh_tok
     let sub = b.sign_in(&fake, "crash@example.com").await;
     let token = id_token(&fake, "crash@example.com").await;
     let signed_in_refresh = refresh_token(&c, &sub).await;
+    // The access token expires: at Google, and in the store too, so A's first call to Google is the refresh
+    // (not a Drive call with the old token).
     assert!(fake.control().expire_user(&sub).await);
+    let mut expired = stored(&c, &sub).await;
+    if let Some(access) = expired.access.as_mut() {
+        access.expires_at = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    }
+    c.service.ports().store.put(&expired).await.unwrap();
 
-    // Instance A starts the refresh; its call to Google hangs (the fake holds the answer for five minutes).
-    fake.control()
-        .add_fault(Fault::delay(Endpoint::Token, 300_000))
-        .await
-        .unwrap();
+    // Instance A takes the user's lock and calls Google to refresh; the call hangs on the wire.
+    wire_to_google.hold();
     let holder = tokio::spawn({
         let (service, sub) = (a.service.clone(), Subject::parse(&sub).unwrap());
         async move { service.drive(&sub, &DriveRequest::GetAppFolder).await }
     });
     let admin = db.raw().await;
-    let (fake_ref, admin_ref, names_ref) = (&fake, &admin, &names);
+    let (wire_ref, admin_ref, names_ref) = (&wire_to_google, &admin, &names);
     until(
         GENEROUS,
         "A holds the user lock and waits on Google",
         || async move {
-            fake_ref.control().faults().is_empty()
+            wire_ref.held_connections() == 1
                 && !advisory_locks(admin_ref, &names_ref[0], true)
                     .await
                     .is_empty()
@@ -110,8 +117,8 @@ async fn a_lock_holder_killed_mid_refresh_blocks_nobody_and_loses_no_refresh_tok
     })
     .await;
 
-    // A's connection to PostgreSQL dies (as when its process crashes): the server frees its lock, while A itself
-    // stays stuck in its Google call, releasing nothing.
+    // A's connection to PostgreSQL dies (as when its process crashes or the server cuts it off): the server frees
+    // its lock, while A itself stays stuck in its Google call, releasing nothing.
     let killed: bool = admin
         .query_one("SELECT pg_terminate_backend($1)", &[&holder_pid])
         .await
@@ -124,23 +131,57 @@ async fn a_lock_holder_killed_mid_refresh_blocks_nobody_and_loses_no_refresh_tok
         .unwrap()
         .unwrap();
     assert!(!holder.is_finished(), "A is still stuck in its Google call");
-    holder.abort();
     // Lock waits (15 s) outlast the kill by far, so every call gets the survivors' one refresh: all succeed.
     assert!(
         statuses.iter().all(|s| *s == Some(200)),
         "every call succeeds: {statuses:?}"
     );
-    // Token calls: A's hung one reached the fake (its fault was taken) but was never answered, so the journal,
-    // which records answers, holds only the survivors' refresh: exactly one for 200 calls on two instances.
+    // Token calls: A's is still on the wire, so exactly one refresh reached Google for 200 calls on two instances.
     assert_eq!(token_calls(&fake, "refresh_token").await, 1);
-    // The refresh token Google rotated is stored (never lost)...
     let rotated = refresh_token(&b, &sub).await;
     assert!(rotated.is_some() && rotated != signed_in_refresh);
-    // ...and it is the one Google honours: after the next expiry, a refresh with it succeeds.
+    let version = stored(&b, &sub).await.version;
+
+    // A's stale call now reaches Google with the refresh token the survivors' refresh retired: `invalid_grant`.
+    // A, no longer holding the lock, must neither mark the user revoked nor overwrite the rotated token.
+    wire_to_google.release();
+    let late = tokio::time::timeout(GENEROUS, holder)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(late.is_err(), "A's late refresh cannot succeed");
+    let after = stored(&c, &sub).await;
+    assert_eq!(after.consent, ConsentState::Active);
+    assert_eq!(after.version, version, "A wrote nothing");
+    assert_eq!(refresh_token(&c, &sub).await, rotated, "refresh token kept");
+    // Two refresh grants reached Google in all: the survivors' one (200) and A's late one (400).
+    let refreshes: Vec<u16> = fake
+        .control()
+        .requests()
+        .await
+        .iter()
+        .filter(|e| e.grant_type.as_deref() == Some("refresh_token"))
+        .map(|e| e.status)
+        .collect();
+    assert_eq!(refreshes, [200, 400]);
+
+    // The stored, rotated refresh token is the one Google honours: after the next expiry, a refresh succeeds.
     assert!(fake.control().expire_user(&sub).await);
     assert_eq!(c.get_status(APPFOLDER, &token).await, Some(200));
-    assert_eq!(token_calls(&fake, "refresh_token").await, 2);
+    assert_eq!(token_calls(&fake, "refresh_token").await, 3);
     drop(a);
+}
+
+/// The stored credential of `sub`.
+async fn stored(instance: &Instance, sub: &str) -> Credential {
+    instance
+        .service
+        .ports()
+        .store
+        .get(&Subject::parse(sub).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 /// PIDs of backends of `application_name` holding (`granted`) or waiting for an advisory lock.

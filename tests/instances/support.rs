@@ -28,13 +28,15 @@ pub(crate) struct Instance {
 impl Instance {
     /// Starts a server composed like the binary's on `store`, talking to `fake`.
     pub(crate) async fn spawn(fake: &FakeGoogle, store: Arc<dyn CredentialStore>) -> Instance {
-        Self::spawn_with_google_timeout(fake, store, None).await
+        Self::spawn_with_google(fake, store, None, None).await
     }
 
-    /// As [`Instance::spawn`], with this `google.request_timeout` (the adapter's default when `None`).
-    pub(crate) async fn spawn_with_google_timeout(
+    /// As [`Instance::spawn`], reaching Google at `google_url` instead of the fake's own address (a
+    /// [`Forwarder`] to it), with this `google.request_timeout` (the adapter's default when `None`).
+    pub(crate) async fn spawn_with_google(
         fake: &FakeGoogle,
         store: Arc<dyn CredentialStore>,
+        google_url: Option<String>,
         google_timeout: Option<Duration>,
     ) -> Instance {
         offline_access_tests::capture_logs();
@@ -43,7 +45,7 @@ impl Instance {
             control.client_id(),
             secrecy::SecretString::from(control.client_secret()),
         );
-        google_config.base_url = Some(fake.base_url());
+        google_config.base_url = Some(google_url.unwrap_or_else(|| fake.base_url()));
         if let Some(timeout) = google_timeout {
             google_config.request_timeout = timeout;
         }
@@ -263,26 +265,31 @@ macro_rules! test_db {
 }
 pub(crate) use test_db;
 
-/// A TCP forwarder from a loopback port to PostgreSQL that can be cut (every connection closed, new ones
-/// refused by closing them at once) and restored: PostgreSQL unreachable for whoever connects through it,
-/// without touching the shared cluster.
+/// A TCP forwarder from a loopback port to a server (PostgreSQL, the fake Google) that can be cut (every
+/// connection closed, new ones closed at once: the server unreachable, without touching it) and restored, or held
+/// (new connections accepted but nothing forwarded until released: a request hanging on the wire).
 pub(crate) struct Forwarder {
-    /// `127.0.0.1:PORT` to connect to instead of PostgreSQL.
+    /// `127.0.0.1:PORT` to connect to instead of the server.
     pub(crate) addr: std::net::SocketAddr,
     up: Arc<AtomicBool>,
+    held: tokio::sync::watch::Sender<bool>,
+    waiting: Arc<AtomicU64>,
     links: Arc<std::sync::Mutex<JoinSet<()>>>,
     accept: tokio::task::JoinHandle<()>,
 }
 
 impl Forwarder {
-    /// Forwards a new loopback port to `target` (`host:port`), up.
+    /// Forwards a new loopback port to `target` (`host:port`), up and not held.
     pub(crate) async fn start(target: String) -> Forwarder {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let up = Arc::new(AtomicBool::new(true));
+        let (held, _) = tokio::sync::watch::channel(false);
+        let waiting = Arc::new(AtomicU64::new(0));
         let links = Arc::new(std::sync::Mutex::new(JoinSet::new()));
         let accept = tokio::spawn({
-            let (up, links) = (up.clone(), links.clone());
+            let (up, links, held, waiting) =
+                (up.clone(), links.clone(), held.clone(), waiting.clone());
             async move {
                 while let Ok((mut inbound, _)) = listener.accept().await {
                     if !up.load(Ordering::SeqCst) {
@@ -290,7 +297,14 @@ impl Forwarder {
                         continue;
                     }
                     let target = target.clone();
+                    let mut released = held.subscribe();
+                    let waiting = waiting.clone();
                     links.lock().unwrap().spawn(async move {
+                        if *released.borrow_and_update() {
+                            waiting.fetch_add(1, Ordering::SeqCst);
+                            let _ = released.wait_for(|held| !held).await;
+                            waiting.fetch_sub(1, Ordering::SeqCst);
+                        }
                         if let Ok(mut outbound) = TcpStream::connect(&target).await {
                             let _ =
                                 tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
@@ -302,6 +316,8 @@ impl Forwarder {
         Forwarder {
             addr,
             up,
+            held,
+            waiting,
             links,
             accept,
         }
@@ -316,6 +332,21 @@ impl Forwarder {
     /// Forwards new connections again.
     pub(crate) fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
+    }
+
+    /// Holds new connections (accepted, nothing forwarded) until [`Forwarder::release`].
+    pub(crate) fn hold(&self) {
+        self.held.send_replace(true);
+    }
+
+    /// Forwards the held connections and every new one.
+    pub(crate) fn release(&self) {
+        self.held.send_replace(false);
+    }
+
+    /// How many connections are held right now.
+    pub(crate) fn held_connections(&self) -> u64 {
+        self.waiting.load(Ordering::SeqCst)
     }
 }
 
