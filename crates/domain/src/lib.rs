@@ -16,10 +16,10 @@ pub mod memory;
 pub mod ports;
 pub mod secret;
 pub mod service;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 #[cfg(test)]
 mod service_tests;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use credential::{CachedAccess, ConsentState, Credential, Grant};
 pub use identity::{DRIVE_APPDATA_SCOPE, Email, IdentityError, Profile, Scopes, Subject};
