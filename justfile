@@ -30,3 +30,10 @@ ci:
 # Google's own Python and Node client libraries against fake-google (needs PyPI and npm the first time).
 compat:
     fake-google/compat/run.sh
+
+# Fuzz /authcode request parsing and ID-token (JWT) parsing: the proptest `fuzz_*` targets in release with large
+# case counts (about 4 minutes after the build; `cargo test` runs them with 256 cases). A failure prints the input.
+fuzz:
+    PROPTEST_CASES=2000000 cargo test --release -p offline-access-http --lib fuzz_
+    PROPTEST_CASES=1000000 cargo test --release -p offline-access-http --test api fuzz_
+    PROPTEST_CASES=700000 cargo test --release -p offline-access-google --test google fuzz_
