@@ -19,9 +19,11 @@ lint:
 fmt:
     cargo fmt --all
 
-# Benchmarks (criterion), in release.
+# Benchmarks in release: criterion micro benches, then the load generator (docs/performance.md; Postgres parts
+# when DATABASE_URL is set). The report also goes to target/performance.md.
 bench:
     cargo bench --workspace
+    cargo run --release -p offline-access-bench -- all --out target/performance.md
 
 # CI exactly as it runs on a clean clone.
 ci:

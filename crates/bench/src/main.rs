@@ -47,6 +47,9 @@ struct Args {
     /// Longest run per concurrency level, in seconds.
     #[arg(long, global = true, default_value_t = 8.0)]
     seconds: f64,
+    /// Requests per concurrency level (default: 40 per worker, 1,500 to 20,000; bounded by --seconds too).
+    #[arg(long, global = true)]
+    requests: Option<usize>,
     /// Users stored before the footprint is measured.
     #[arg(long, global = true, default_value_t = 100_000)]
     users: usize,
@@ -81,6 +84,8 @@ pub(crate) struct Plan {
     pub(crate) concurrency: Vec<usize>,
     /// Longest run per level.
     pub(crate) limit: Duration,
+    /// Requests per level, when set.
+    pub(crate) requests: Option<usize>,
     /// Users signed in for the Drive runs.
     pub(crate) drive_users: usize,
     /// Calls in a stampede.
@@ -94,7 +99,9 @@ pub(crate) struct Plan {
 impl Plan {
     /// Requests per level at concurrency `c` (bounded by `limit` too).
     pub(crate) fn requests(&self, c: usize) -> usize {
-        if self.smoke {
+        if let Some(n) = self.requests {
+            n
+        } else if self.smoke {
             (c * 2).max(10)
         } else {
             (c * 40).clamp(1_500, 20_000)
@@ -148,6 +155,7 @@ async fn run(args: Args) -> Res<()> {
             smoke: true,
             concurrency: vec![1, 16],
             limit: Duration::from_secs(5),
+            requests: None,
             drive_users: 4,
             stampede_calls: 1_000,
             footprint_users: 200,
@@ -158,6 +166,7 @@ async fn run(args: Args) -> Res<()> {
             smoke: false,
             concurrency: args.concurrency.clone(),
             limit: Duration::from_secs_f64(args.seconds),
+            requests: args.requests,
             drive_users: 32,
             stampede_calls: 1_000,
             footprint_users: args.users,
@@ -168,14 +177,20 @@ async fn run(args: Args) -> Res<()> {
     let mut report = Report::new(&plan);
     let mut ctx = Ctx::start(bins, plan, pg).await?;
     let result = scenarios(&mut ctx, args.command, &mut report).await;
-    ctx.finish().await;
+    let scratch = ctx.finish().await;
     result?;
     let markdown = report.markdown();
     println!("{markdown}");
     if let Some(out) = &args.out {
         std::fs::write(out, &markdown)?;
     }
-    report.check()
+    let checked = report.check();
+    eprintln!(
+        "removing the scratch directory {}",
+        scratch.path().display()
+    );
+    drop(scratch);
+    checked
 }
 
 async fn scenarios(ctx: &mut Ctx, command: Cmd, report: &mut Report) -> Res<()> {

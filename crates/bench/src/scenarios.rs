@@ -107,8 +107,9 @@ impl Ctx {
         Ok(proc)
     }
 
-    /// Drops the Postgres schemas this run created and stops the fake.
-    pub(crate) async fn finish(self) {
+    /// Drops the Postgres schemas this run created and stops the fake; returns the scratch directory (removing
+    /// 100k stored users takes a while: drop it after the report is out).
+    pub(crate) async fn finish(self) -> tempfile::TempDir {
         if let Some(url) = &self.pg
             && !self.schemas.is_empty()
             && let Ok((client, connection)) =
@@ -122,6 +123,7 @@ impl Ctx {
             }
         }
         self.fake_proc.stop().await;
+        self.dir
     }
 
     /// Mints `n` codes for fresh users named `{prefix}-{i}@bench.example`.
