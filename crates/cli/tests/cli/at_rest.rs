@@ -64,7 +64,10 @@ async fn the_file_store_holds_only_ciphertext_in_0600_files_and_swapped_cipherte
     }
     for sub in &users {
         let got = store.get(&Subject::parse(sub).unwrap()).await;
-        assert!(matches!(got, Err(StoreError::Corrupt { .. })), "{sub}: {got:?}");
+        assert!(
+            matches!(got, Err(StoreError::Corrupt { .. })),
+            "{sub}: {got:?}"
+        );
     }
     let out = cli.run(&["users", "list"]).await;
     assert_eq!(out.code, 1, "{}", out.stdout);
@@ -124,7 +127,10 @@ async fn postgres_rows_hold_only_ciphertext_and_swapped_ciphertexts_fail_to_decr
     );
     for sub in &users {
         let got = store.get(&Subject::parse(sub).unwrap()).await;
-        assert!(matches!(got, Err(StoreError::Corrupt { .. })), "{sub}: {got:?}");
+        assert!(
+            matches!(got, Err(StoreError::Corrupt { .. })),
+            "{sub}: {got:?}"
+        );
     }
     let out = cli.run(&["users", "list"]).await;
     assert_eq!(out.code, 1, "{}", out.stdout);
