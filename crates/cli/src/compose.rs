@@ -149,7 +149,7 @@ pub(crate) async fn open_store(config: &Config, keys: Arc<KeyRing>) -> Result<St
 /// # Errors
 /// A runtime failure naming `store.path` when the directory cannot be used.
 pub(crate) fn open_file_store(dir: &Path, keys: Arc<KeyRing>) -> Result<Store, Failure> {
-    FileStore::open(dir, keys)
+    FileStore::open_sweeping_in_background(dir, keys)
         .map(|s| Store::File(Arc::new(s)))
         .map_err(|e| {
             Failure::runtime(format!(

@@ -165,7 +165,39 @@ impl FileStore {
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Other`] when the directory cannot be created or read.
     pub fn open(dir: impl Into<PathBuf>, keys: Arc<KeyRing>) -> Result<FileStore, StoreError> {
-        let root = dir.into();
+        let store = Self::open_without_sweep(dir.into(), keys)?;
+        store.inner.clean_stale_temp_files()?;
+        Ok(store)
+    }
+
+    /// As [`FileStore::open`], but removes crashed writers' temp files on a background thread instead of before
+    /// returning, so start-up does not list a directory of every user (the sweep leaves alone any temp file whose
+    /// writer holds its lock, so it is safe next to live writes). For servers; tests that need the sweep done use
+    /// [`FileStore::open`].
+    ///
+    /// # Errors
+    /// As [`FileStore::open`].
+    pub fn open_sweeping_in_background(
+        dir: impl Into<PathBuf>,
+        keys: Arc<KeyRing>,
+    ) -> Result<FileStore, StoreError> {
+        let store = Self::open_without_sweep(dir.into(), keys)?;
+        let inner = Arc::clone(&store.inner);
+        let spawned = std::thread::Builder::new()
+            .name("file-store-sweep".into())
+            .spawn(move || {
+                if let Err(e) = inner.clean_stale_temp_files() {
+                    tracing::warn!(error = %e, "could not sweep temp files left by interrupted writes");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start the temp-file sweep; sweeping now");
+            store.inner.clean_stale_temp_files()?;
+        }
+        Ok(store)
+    }
+
+    fn open_without_sweep(root: PathBuf, keys: Arc<KeyRing>) -> Result<FileStore, StoreError> {
         let credentials = root.join(CREDENTIALS_DIR);
         let locks = root.join(LOCKS_DIR);
         for path in [&root, &credentials, &locks] {
@@ -182,7 +214,6 @@ impl FileStore {
                 refresh_locks: Arc::default(),
             }),
         };
-        store.inner.clean_stale_temp_files()?;
         Ok(store)
     }
 

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use offline_access_domain::testkit::{CANARY_ACCESS, CANARY_REFRESH, canary_credential, subject};
 use offline_access_domain::{CredentialStore, StoreError};
+use offline_access_store_file::FileStore;
 
-use crate::helpers::{KEY_A, file_names, open};
+use crate::helpers::{KEY_A, file_names, open, ring};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -272,6 +273,42 @@ async fn a_torn_write_left_by_a_crash_keeps_the_old_credential_and_is_cleaned_on
         "stale temp files removed"
     );
     let read = reopened.get(&v1.subject).await.unwrap().unwrap();
+    assert_eq!(reopened.put(&read).await.unwrap().version, 2);
+}
+
+#[tokio::test]
+async fn opening_with_a_background_sweep_serves_at_once_and_then_removes_stale_temp_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let v1 = store.put(&canary_credential("52")).await.unwrap();
+    let path = store.credential_path(&v1.subject);
+    let hash = path.file_stem().unwrap().to_str().unwrap().to_owned();
+    let credentials = path.parent().unwrap().to_path_buf();
+    std::fs::write(
+        credentials.join(format!(".tmp.{hash}.0123456789abcdef")),
+        b"torn",
+    )
+    .unwrap();
+
+    let reopened = FileStore::open_sweeping_in_background(dir.path(), ring(KEY_A)).unwrap();
+
+    // The store serves at once, whatever the sweep's progress.
+    let read = reopened.get(&v1.subject).await.unwrap().unwrap();
+    assert_eq!(read.version, 1);
+    // The sweep finishes on its own thread: wait for it (bounded), then the temp file is gone.
+    let mut names = file_names(&credentials);
+    for _ in 0..200 {
+        if names.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        names = file_names(&credentials);
+    }
+    assert_eq!(
+        names,
+        [format!("{hash}.json")],
+        "stale temp file removed in the background"
+    );
     assert_eq!(reopened.put(&read).await.unwrap().version, 2);
 }
 
