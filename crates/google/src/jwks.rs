@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::DecodingKey;
+use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents};
 use offline_access_domain::{Clock, VerifyError};
 use reqwest::StatusCode;
 use reqwest::header::{AGE, CACHE_CONTROL, HeaderMap};
@@ -29,9 +29,30 @@ const MAX_JWKS_BODY: usize = 256 * 1024;
 /// Most keys we keep from one document.
 const MAX_KEYS: usize = 32;
 
+/// One of Google's RSA signing keys, parsed once (modulus, exponent, Montgomery context) so that a verification
+/// is the RSA operation alone.
+pub(crate) struct SigningKey(ParsedPublicKey);
+
+impl SigningKey {
+    /// Builds the key from big-endian modulus and exponent bytes (leading zero bytes allowed).
+    fn from_components(n: &[u8], e: &[u8]) -> Option<Self> {
+        let strip = |b: &[u8]| -> Vec<u8> { b.iter().copied().skip_while(|x| *x == 0).collect() };
+        let (n, e) = (strip(n), strip(e));
+        RsaPublicKeyComponents { n: &n, e: &e }
+            .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
+            .ok()
+            .map(Self)
+    }
+
+    /// Whether `signature` is a valid RS256 (RSASSA-PKCS1-v1_5 with SHA-256) signature of `message`.
+    pub(crate) fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.0.verify_sig(message, signature).is_ok()
+    }
+}
+
 /// One fetched key set.
 pub(crate) struct KeySet {
-    keys: HashMap<String, Arc<DecodingKey>>,
+    keys: HashMap<String, Arc<SigningKey>>,
     /// Counts successful fetches; a waiter compares it to know whether someone fetched while it waited.
     generation: u64,
     fresh_until: OffsetDateTime,
@@ -58,7 +79,7 @@ pub(crate) struct KeyCache {
 
 /// What the cache decided for a `kid`.
 enum Lookup {
-    Found(Arc<DecodingKey>),
+    Found(Arc<SigningKey>),
     /// The set is fresh but lacks this kid.
     Missing {
         generation: u64,
@@ -122,7 +143,7 @@ impl KeyCache {
         &self,
         kid: &str,
         refetch_allowed: bool,
-    ) -> Result<Arc<DecodingKey>, VerifyError> {
+    ) -> Result<Arc<SigningKey>, VerifyError> {
         let now = self.clock.now();
         match self.lookup(kid, now) {
             Lookup::Found(key) => Ok(key),
@@ -188,7 +209,7 @@ impl KeyCache {
         &self,
         kid: &str,
         seen_generation: u64,
-    ) -> Result<Arc<DecodingKey>, VerifyError> {
+    ) -> Result<Arc<SigningKey>, VerifyError> {
         let mut state = self.fetch.lock().await;
         let now = self.clock.now();
         if let Some(set) = self.snapshot()
@@ -320,7 +341,7 @@ struct Jwk {
 
 /// Parses a JWKS, keeping RSA signing keys usable for RS256 (2048 to 8192 bits) with a `kid`.
 /// Other keys are skipped; a document with no usable key is an error.
-pub(crate) fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<DecodingKey>>, String> {
+pub(crate) fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<SigningKey>>, String> {
     use base64::Engine as _;
     let jwks: Jwks = serde_json::from_slice(body)
         .map_err(|e| format!("JWKS is not the expected JSON ({:?})", e.classify()))?;
@@ -346,10 +367,10 @@ pub(crate) fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<DecodingKey>
         if !(256..=1024).contains(&modulus) || e_bytes.is_empty() || e_bytes.len() > 8 {
             continue;
         }
-        keys.insert(
-            kid,
-            Arc::new(DecodingKey::from_rsa_raw_components(&n_bytes, &e_bytes)),
-        );
+        let Some(key) = SigningKey::from_components(&n_bytes, &e_bytes) else {
+            continue;
+        };
+        keys.insert(kid, Arc::new(key));
     }
     if keys.is_empty() {
         return Err("JWKS holds no usable RS256 key".into());

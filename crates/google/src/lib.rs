@@ -76,6 +76,7 @@ impl Google {
                 hosted_domain: config.hosted_domain.clone(),
                 leeway: config.leeway,
             },
+            verified: verify::VerifiedTokens::new(config.verified_token_cache),
         });
         let drive = Arc::new(GoogleDrive {
             http: client,

@@ -11,7 +11,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::{
     KEY1, KEY2, KID1, KID2, claims, config, google_with_clock, hits, id_token, jwks, mount_jwks,
-    now, sign,
+    mount_jwks_once, now, sign,
 };
 
 const CERTS: &str = "/oauth2/v3/certs";
@@ -166,16 +166,7 @@ async fn an_unknown_kid_refetches_at_most_once_per_minute() {
 #[tokio::test]
 async fn a_rotated_key_is_picked_up_by_one_refetch() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(CERTS))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("cache-control", "max-age=21600")
-                .set_body_json(jwks(&[(&KEY1, KID1)])),
-        )
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
+    mount_jwks_once(&server, &jwks(&[(&KEY1, KID1)]), "max-age=21600").await;
     mount_jwks(
         &server,
         &jwks(&[(&KEY1, KID1), (&KEY2, KID2)]),
@@ -199,16 +190,7 @@ async fn a_rotated_key_is_picked_up_by_one_refetch() {
 #[tokio::test]
 async fn cached_keys_serve_through_the_grace_then_verification_fails_closed() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(CERTS))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("cache-control", "max-age=100")
-                .set_body_json(jwks(&[(&KEY1, KID1)])),
-        )
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
+    mount_jwks_once(&server, &jwks(&[(&KEY1, KID1)]), "max-age=100").await;
     Mock::given(method("GET"))
         .and(path(CERTS))
         .respond_with(ResponseTemplate::new(503))

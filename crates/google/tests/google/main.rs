@@ -7,6 +7,7 @@ mod fuzz;
 mod jwks;
 mod observability;
 mod props;
+mod remembered;
 mod support;
 mod tls;
 mod tokens;

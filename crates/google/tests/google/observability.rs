@@ -5,7 +5,6 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use offline_access_domain::{
     AccessToken, AuthCode, Drive, DriveRequest, IdTokenVerifier, RefreshToken, TokenEndpoint,
 };
@@ -13,45 +12,13 @@ use serde_json::json;
 use wiremock::matchers::{any, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::support::{CLIENT_SECRET, KEY1, KID1, claims, google, id_token, jwks_server, now, sign};
+use crate::support::{
+    CLIENT_SECRET, KEY1, KID1, KeyRecorder, claims, google, id_token, jwks_server, now, sign,
+};
 
 const CODE: &str = "4/0canary-code-value";
 const REFRESH: &str = "1//0canary-refresh-value";
 const ACCESS: &str = "ya29.canary-access-value";
-
-/// Records the keys of every counter and histogram registration (one per call site execution).
-#[derive(Default)]
-struct KeyRecorder(Mutex<Vec<String>>);
-
-impl KeyRecorder {
-    fn push(&self, kind: &str, key: &Key) {
-        let labels: Vec<String> = key
-            .labels()
-            .map(|l| format!("{}={}", l.key(), l.value()))
-            .collect();
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("{kind} {}{{{}}}", key.name(), labels.join(",")));
-    }
-}
-
-impl Recorder for KeyRecorder {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        self.push("counter", key);
-        Counter::noop()
-    }
-    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::noop()
-    }
-    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        self.push("histogram", key);
-        Histogram::noop()
-    }
-}
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);

@@ -313,3 +313,41 @@ fn arbitrary_token_shaped_input_never_panics_and_is_never_accepted() {
         })
         .unwrap();
 }
+
+#[test]
+fn a_verifier_that_remembers_tokens_answers_exactly_as_one_that_verifies_each_time() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_server, remembering, plain) = rt.block_on(async {
+        let server = jwks_server().await;
+        let remembering = Google::new(config(&server)).unwrap().verifier();
+        let mut off = config(&server);
+        off.verified_token_cache = 0;
+        let plain = Google::new(off).unwrap().verifier();
+        (server, remembering, plain)
+    });
+    let uses = proptest::collection::vec((0usize..3, -5000i64..5000), 1..10);
+    let mut runner = TestRunner::new(Config {
+        cases: 128,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(
+            &(proptest::collection::vec(case(), 1..4), uses),
+            |(cases, uses)| {
+                let tokens: Vec<_> = cases
+                    .iter()
+                    .map(|c| id_token(&sign(&c.claims(), KID1, &KEY1)))
+                    .collect();
+                for (index, offset) in uses {
+                    let token = &tokens[index % tokens.len()];
+                    let at = now() + time::Duration::seconds(offset);
+                    let remembered = rt.block_on(remembering.verify(token, at));
+                    let verified = rt.block_on(plain.verify(token, at));
+                    prop_assert_eq!(remembered, verified);
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+}

@@ -1,13 +1,13 @@
 //! Shared fixtures: fixed RSA test keys, token signing, a JWKS server, wire-format matchers.
 
-use std::sync::Arc;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
 use jsonwebtoken::{Algorithm, EncodingKey};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use offline_access_domain::IdToken;
 use offline_access_domain::memory::ManualClock;
 use offline_access_google::{Google, GoogleConfig};
@@ -109,6 +109,18 @@ pub(crate) async fn jwks_server() -> MockServer {
 }
 
 pub(crate) async fn mount_jwks(server: &MockServer, body: &Value, cache_control: &str) {
+    jwks_mock(body, cache_control).mount(server).await;
+}
+
+/// Serves `body` for the first JWKS fetch only (mount the later answer after it).
+pub(crate) async fn mount_jwks_once(server: &MockServer, body: &Value, cache_control: &str) {
+    jwks_mock(body, cache_control)
+        .up_to_n_times(1)
+        .mount(server)
+        .await;
+}
+
+fn jwks_mock(body: &Value, cache_control: &str) -> Mock {
     Mock::given(method("GET"))
         .and(path("/oauth2/v3/certs"))
         .respond_with(
@@ -116,8 +128,6 @@ pub(crate) async fn mount_jwks(server: &MockServer, body: &Value, cache_control:
                 .insert_header("cache-control", cache_control)
                 .set_body_json(body),
         )
-        .mount(server)
-        .await;
 }
 
 pub(crate) fn config(server: &MockServer) -> GoogleConfig {
@@ -234,4 +244,51 @@ pub(crate) async fn dropping_server() -> (String, Arc<AtomicUsize>) {
         }
     });
     (format!("http://{addr}"), accepted)
+}
+
+/// Records the keys of every counter and histogram registration (one per call site execution).
+#[derive(Default)]
+pub(crate) struct KeyRecorder(pub(crate) Mutex<Vec<String>>);
+
+impl KeyRecorder {
+    /// How many times a counter or histogram named `name` was registered (once per `counter!` executed).
+    pub(crate) fn count(&self, name: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|k| {
+                k.split_once(' ')
+                    .is_some_and(|(_, key)| key.starts_with(&format!("{name}{{")))
+            })
+            .count()
+    }
+
+    fn push(&self, kind: &str, key: &Key) {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{kind} {}{{{}}}", key.name(), labels.join(",")));
+    }
+}
+
+impl Recorder for KeyRecorder {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        self.push("counter", key);
+        Counter::noop()
+    }
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::noop()
+    }
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        self.push("histogram", key);
+        Histogram::noop()
+    }
 }
