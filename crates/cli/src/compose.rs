@@ -199,6 +199,7 @@ pub(crate) fn google(config: &Config, source: GoogleSource<'_>) -> Result<Google
     google_config.connect_timeout = Duration::from_secs(g.connect_timeout_secs);
     google_config.request_timeout = Duration::from_secs(g.request_timeout_secs);
     google_config.jwks_grace = Duration::from_secs(g.jwks_grace_secs);
+    google_config.verified_token_cache = g.verified_token_cache;
     if let Some(ca) = &g.ca_file {
         let pem = std::fs::read(ca).map_err(|e| {
             Failure::config(format!(
@@ -212,8 +213,16 @@ pub(crate) fn google(config: &Config, source: GoogleSource<'_>) -> Result<Google
     Google::new(google_config).map_err(|e| Failure::config(e.to_string()))
 }
 
+/// The use cases' settings from the configuration (the rest at their defaults).
+pub(crate) fn settings(config: &Config) -> Settings {
+    Settings {
+        credential_cache_ttl: Duration::from_millis(config.store.credential_cache_ms),
+        ..Settings::default()
+    }
+}
+
 /// The use cases over the Google adapter and a store.
-pub(crate) fn stack(google: Google, store: Store) -> Stack {
+pub(crate) fn stack(google: Google, store: Store, settings: Settings) -> Stack {
     let ports = Ports {
         tokens: google.tokens(),
         verifier: google.verifier(),
@@ -222,7 +231,7 @@ pub(crate) fn stack(google: Google, store: Store) -> Stack {
         clock: Arc::new(SystemClock),
     };
     Stack {
-        service: Arc::new(OfflineAccess::new(ports, Settings::default())),
+        service: Arc::new(OfflineAccess::new(ports, settings)),
         google,
         store,
     }
@@ -236,7 +245,7 @@ pub(crate) async fn configured_stack(config: &Config) -> Result<Stack, Failure> 
     let keys = key_ring(config)?;
     let google = google(config, GoogleSource::Configured)?;
     let store = open_store(config, keys).await?;
-    Ok(stack(google, store))
+    Ok(stack(google, store, settings(config)))
 }
 
 /// The HTTP adapter's settings.

@@ -84,6 +84,8 @@ pub(crate) struct GoogleSection {
     pub(crate) request_timeout_secs: u64,
     /// `google.jwks_grace_secs`.
     pub(crate) jwks_grace_secs: u64,
+    /// `google.verified_token_cache`.
+    pub(crate) verified_token_cache: usize,
     /// `google.ca_file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) ca_file: Option<PathBuf>,
@@ -121,6 +123,8 @@ pub(crate) struct StoreSection {
     pub(crate) schema: Option<String>,
     /// `store.pool_size` (Postgres).
     pub(crate) pool_size: usize,
+    /// `store.credential_cache_ms`.
+    pub(crate) credential_cache_ms: u64,
 }
 
 /// `[security]`.

@@ -14,6 +14,7 @@ pub mod identity;
 #[cfg(any(test, feature = "testkit"))]
 pub mod memory;
 pub mod ports;
+mod recent;
 pub mod secret;
 pub mod service;
 #[cfg(test)]

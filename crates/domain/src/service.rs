@@ -16,6 +16,7 @@ use crate::ports::{
     RevokeError, StoreError, TokenEndpoint, TokenError, TokenResponse, VerifiedIdToken,
     VerifyError,
 };
+use crate::recent::{RecentCredentials, Usable};
 use crate::secret::{AccessToken, AuthCode, IdToken, RefreshToken};
 
 /// Tunables of the use cases. `Default` gives the documented defaults.
@@ -33,6 +34,12 @@ pub struct Settings {
     pub code_dedupe_ttl: Duration,
     /// How many recent codes are remembered for that (default 10,000).
     pub code_dedupe_capacity: usize,
+    /// How long a credential this instance read or wrote answers Drive calls without reading the store again
+    /// (default 1 s; zero reads the store on every call). A forget or revocation on this instance applies at
+    /// once; one on another instance sharing the store is seen within this time.
+    pub credential_cache_ttl: Duration,
+    /// How many users' credentials are kept for that (default 10,000).
+    pub credential_cache_capacity: usize,
 }
 
 impl Default for Settings {
@@ -44,6 +51,8 @@ impl Default for Settings {
             backoff_max: Duration::from_secs(5),
             code_dedupe_ttl: Duration::from_secs(600),
             code_dedupe_capacity: 10_000,
+            credential_cache_ttl: Duration::from_secs(1),
+            credential_cache_capacity: 10_000,
         }
     }
 }
@@ -194,6 +203,7 @@ pub struct OfflineAccess {
     settings: Settings,
     flights: Flights,
     codes: CodeCache,
+    recent: RecentCredentials,
 }
 
 impl OfflineAccess {
@@ -201,11 +211,16 @@ impl OfflineAccess {
     #[must_use]
     pub fn new(ports: Ports, settings: Settings) -> Self {
         let codes = CodeCache::new(settings.code_dedupe_ttl, settings.code_dedupe_capacity);
+        let recent = RecentCredentials::new(
+            settings.credential_cache_ttl,
+            settings.credential_cache_capacity,
+        );
         Self {
             ports,
             settings,
             flights: Flights::default(),
             codes,
+            recent,
         }
     }
 
@@ -302,8 +317,10 @@ impl OfflineAccess {
             // A credential forgotten with its revocation still pending counts as gone.
             let new_user = existing.as_ref().is_none_or(Credential::is_forgotten);
             let merged = Credential::merge(existing, subject.clone(), grant.clone(), now);
+            let as_of = RecentCredentials::now();
             match self.ports.store.put(&merged).await {
                 Ok(credential) => {
+                    self.recent.record(&subject, Usable::of(&credential), as_of);
                     tracing::info!(subject = %subject, new_user, offline_access = credential.offline_access(), "signed in");
                     return Ok(SignIn {
                         credential,
@@ -337,7 +354,7 @@ impl OfflineAccess {
     /// # Errors
     /// See [`AccessError`].
     pub async fn access_token(&self, subject: &Subject) -> Result<AccessToken, AccessError> {
-        let credential = self.credential(subject).await?;
+        let credential = self.usable(subject).await?;
         if credential.consent == ConsentState::Revoked {
             return Err(AccessError::ReconsentRequired);
         }
@@ -347,6 +364,19 @@ impl OfflineAccess {
             return Ok(access.token.clone());
         }
         self.refresh(subject, None).await
+    }
+
+    /// What a Drive call needs of the user's credential: recently read or written by this instance (see
+    /// [`Settings::credential_cache_ttl`]), else read from the store now.
+    async fn usable(&self, subject: &Subject) -> Result<Usable, AccessError> {
+        if let Some(usable) = self.recent.get(subject) {
+            return Ok(usable);
+        }
+        let as_of = RecentCredentials::now();
+        let stored = self.ports.store.get(subject).await?;
+        let usable = stored.as_ref().and_then(Usable::of);
+        self.recent.record(subject, usable.clone(), as_of);
+        usable.ok_or(AccessError::NotFound)
     }
 
     fn margin(&self) -> time::Duration {
@@ -363,9 +393,11 @@ impl OfflineAccess {
         let flight = self.flights.get(subject);
         let _in_process = flight.lock().await;
         let mut lock = self.ports.store.lock_user(subject).await?;
-        let mut credential = lock
-            .get()
-            .await?
+        let as_of = RecentCredentials::now();
+        let stored = lock.get().await?;
+        self.recent
+            .record(subject, stored.as_ref().and_then(Usable::of), as_of);
+        let mut credential = stored
             .filter(|c| !c.is_forgotten())
             .ok_or(AccessError::NotFound)?;
         if credential.consent == ConsentState::Revoked {
@@ -414,8 +446,12 @@ impl OfflineAccess {
                 let mut attempts = 0;
                 loop {
                     credential.apply(grant.clone(), now);
+                    let as_of = RecentCredentials::now();
                     match lock.put(&credential).await {
-                        Ok(_) => break,
+                        Ok(written) => {
+                            self.recent.record(subject, Usable::of(&written), as_of);
+                            break;
+                        }
                         // Someone wrote without the lock (a sign-in): re-read and re-apply, never lose the grant.
                         Err(StoreError::Conflict) if attempts < 5 => {
                             attempts += 1;
@@ -439,7 +475,10 @@ impl OfflineAccess {
                 loop {
                     credential.mark_revoked(now);
                     match lock.put(&credential).await {
-                        Ok(_) => break,
+                        Ok(written) => {
+                            self.recent.invalidate(subject, Usable::of(&written));
+                            break;
+                        }
                         Err(StoreError::Conflict) if attempts < 5 => {
                             attempts += 1;
                             credential = lock
@@ -522,11 +561,11 @@ impl OfflineAccess {
         subject: &Subject,
         request: &DriveRequest,
     ) -> Result<DriveResponse, DriveUseError> {
-        let credential = self.credential(subject).await?;
+        let credential = self.usable(subject).await?;
         if credential.consent == ConsentState::Revoked {
             return Err(AccessError::ReconsentRequired.into());
         }
-        if !credential.scopes.has_drive_appdata() {
+        if !credential.drive_scope {
             return Err(DriveUseError::ScopeMissing);
         }
         let now = self.ports.clock.now();
@@ -611,6 +650,7 @@ impl OfflineAccess {
         };
         if revoked {
             self.ports.store.delete(&subject).await?;
+            self.recent.invalidate(&subject, None);
             return Ok(true);
         }
         if credential.is_forgotten() {
@@ -620,7 +660,10 @@ impl OfflineAccess {
         for _ in 0..5 {
             credential.mark_forgotten(self.ports.clock.now());
             match self.ports.store.put(&credential).await {
-                Ok(_) => return Ok(false),
+                Ok(_) => {
+                    self.recent.invalidate(&subject, None);
+                    return Ok(false);
+                }
                 Err(StoreError::Conflict) => {
                     // Written meanwhile (a refresh): re-read and forget the newest copy.
                     match self.ports.store.get(&subject).await? {

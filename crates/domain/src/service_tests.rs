@@ -819,3 +819,150 @@ async fn the_background_retry_revokes_a_pending_forget_once_google_is_back() {
     assert_eq!(revokes.load(Ordering::SeqCst), 2);
     task.abort();
 }
+
+/// A second service ("another instance") over the same store as `h`, with `settings`.
+fn another_instance(h: &Harness, settings: Settings) -> OfflineAccess {
+    let (drive, _) = drive_answering(|_, _| Ok(folder()));
+    let mut tokens = MockTokenEndpoint::new();
+    tokens.expect_revoke().returning(|_| Ok(()));
+    OfflineAccess::new(
+        Ports {
+            tokens: Arc::new(tokens),
+            verifier: Arc::new(verifier()),
+            store: Arc::new(h.store.clone()),
+            drive: Arc::new(drive),
+            clock: h.clock.clone(),
+        },
+        settings,
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_drive_calls_reads_the_store_once_per_cache_ttl() {
+    let mut credential = crate::credential::Credential::merge(
+        None,
+        sub(ALICE),
+        crate::credential::Grant {
+            profile: None,
+            scopes: Some(Scopes::parse(FULL_SCOPES).unwrap()),
+            refresh_token: Some(RefreshToken::parse("1//r1").unwrap()),
+            access: crate::credential::CachedAccess {
+                token: AccessToken::parse("ya29.a").unwrap(),
+                expires_at: START + time::Duration::hours(1),
+            },
+        },
+        START,
+    );
+    credential.version = 1;
+    let mut store = crate::ports::MockCredentialStore::new();
+    let reads = Arc::new(AtomicUsize::new(0));
+    let counter = reads.clone();
+    store.expect_get().returning(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok(Some(credential.clone()))
+    });
+    let (drive, calls) = drive_answering(|_, _| Ok(folder()));
+    let clock = Arc::new(ManualClock::new(START));
+    let service = OfflineAccess::new(
+        Ports {
+            tokens: Arc::new(MockTokenEndpoint::new()),
+            verifier: Arc::new(verifier()),
+            store: Arc::new(store),
+            drive: Arc::new(drive),
+            clock,
+        },
+        Settings::default(),
+    );
+    for _ in 0..20 {
+        service
+            .drive(&sub(ALICE), &DriveRequest::GetAppFolder)
+            .await
+            .unwrap();
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 20);
+    assert_eq!(reads.load(Ordering::SeqCst), 1);
+
+    tokio::time::advance(Duration::from_secs(1)).await;
+    service
+        .drive(&sub(ALICE), &DriveRequest::GetAppFolder)
+        .await
+        .unwrap();
+    assert_eq!(reads.load(Ordering::SeqCst), 2, "read again after the ttl");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_forget_on_this_instance_applies_at_once_even_after_recent_drive_calls() {
+    for revoke_works in [true, false] {
+        let (mut tokens, _) =
+            exchanging(vec![token_response("ya29.a", Some("1//r1"), Some(ALICE))]);
+        tokens.expect_revoke().returning(move |_| {
+            if revoke_works {
+                Ok(())
+            } else {
+                Err(RevokeError::Unavailable)
+            }
+        });
+        let (drive, _) = drive_answering(|_, _| Ok(folder()));
+        let h = harness(tokens, drive);
+        signed_in(&h).await;
+        h.service
+            .drive(&sub(ALICE), &DriveRequest::GetAppFolder)
+            .await
+            .unwrap();
+
+        h.service.forget(&sub(ALICE)).await.unwrap();
+
+        assert!(matches!(
+            h.service
+                .drive(&sub(ALICE), &DriveRequest::GetAppFolder)
+                .await,
+            Err(DriveUseError::Access(AccessError::NotFound))
+        ));
+        assert!(matches!(
+            h.service.access_token(&sub(ALICE)).await,
+            Err(AccessError::NotFound)
+        ));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_instances_forget_is_seen_within_the_cache_ttl_and_at_once_with_a_ttl_of_zero() {
+    let (mut tokens, _) = exchanging(vec![token_response("ya29.a", Some("1//r1"), Some(ALICE))]);
+    tokens.expect_revoke().returning(|_| Ok(()));
+    let (drive, _) = drive_answering(|_, _| Ok(folder()));
+    let h = harness(tokens, drive);
+    signed_in(&h).await;
+    let cached = another_instance(&h, Settings::default());
+    let strict = another_instance(
+        &h,
+        Settings {
+            credential_cache_ttl: Duration::ZERO,
+            ..Settings::default()
+        },
+    );
+    for instance in [&cached, &strict] {
+        instance
+            .drive(&sub(ALICE), &DriveRequest::GetAppFolder)
+            .await
+            .unwrap();
+    }
+
+    h.service.forget(&sub(ALICE)).await.unwrap();
+
+    assert!(matches!(
+        strict.drive(&sub(ALICE), &DriveRequest::GetAppFolder).await,
+        Err(DriveUseError::Access(AccessError::NotFound))
+    ));
+    // Within the ttl the other instance still answers from what it read (Google has revoked the token itself).
+    assert!(
+        cached
+            .drive(&sub(ALICE), &DriveRequest::GetAppFolder)
+            .await
+            .is_ok()
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(matches!(
+        cached.drive(&sub(ALICE), &DriveRequest::GetAppFolder).await,
+        Err(DriveUseError::Access(AccessError::NotFound))
+    ));
+}

@@ -176,7 +176,7 @@ async fn sandbox_stack(config: &Config) -> Result<(Stack, SandboxParts), Failure
         "sandbox: Google is an in-process fake and the store is temporary (removed at shutdown)"
     );
     Ok((
-        compose::stack(google, store),
+        compose::stack(google, store, compose::settings(config)),
         SandboxParts { fake, store_dir },
     ))
 }

@@ -266,10 +266,13 @@ pub(crate) struct TestApp {
     pub(crate) peer: SocketAddr,
 }
 
+/// Fast backoff; and no recent-credential cache, because these tests change the store directly, as another
+/// instance would, and expect the next request to see it (the cache's rules are tested in the domain).
 pub(crate) fn settings() -> Settings {
     Settings {
         backoff_base: Duration::from_millis(1),
         backoff_max: Duration::from_millis(2),
+        credential_cache_ttl: Duration::ZERO,
         ..Settings::default()
     }
 }
