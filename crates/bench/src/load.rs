@@ -27,6 +27,8 @@ pub(crate) struct Load {
     pub(crate) p99: Duration,
     /// CPU seconds the measured process used during the run, when known.
     pub(crate) cpu_secs: Option<f64>,
+    /// CPU seconds this load generator used during the run, when known.
+    pub(crate) client_cpu_secs: Option<f64>,
 }
 
 impl Load {
@@ -39,6 +41,12 @@ impl Load {
     pub(crate) fn cpu_per_1000(&self) -> Option<f64> {
         let ok = self.ok.max(1) as f64;
         self.cpu_secs.map(|cpu| cpu * 1000.0 / ok)
+    }
+
+    /// CPU seconds of the load generator per 1,000 successful requests.
+    pub(crate) fn client_cpu_per_1000(&self) -> Option<f64> {
+        let ok = self.ok.max(1) as f64;
+        self.client_cpu_secs.map(|cpu| cpu * 1000.0 / ok)
     }
 }
 
@@ -113,6 +121,7 @@ where
         p95: quantile(&latencies, 0.95),
         p99: quantile(&latencies, 0.99),
         cpu_secs: None,
+        client_cpu_secs: None,
     }
 }
 

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::procs::Layout;
 use crate::report::Report;
 use crate::scenarios::Ctx;
 
@@ -50,6 +51,15 @@ struct Args {
     /// Requests per concurrency level (default: 40 per worker, 1,500 to 20,000; bounded by --seconds too).
     #[arg(long, global = true)]
     requests: Option<usize>,
+    /// Where the processes run for the sign-in and Drive runs: `shared` (every process on every core), `split`
+    /// (the server alone on CPU 0; the fake and the load generator on CPU 1), or both.
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        default_value = "shared,split"
+    )]
+    layout: Vec<LayoutArg>,
     /// Users stored before the footprint is measured.
     #[arg(long, global = true, default_value_t = 100_000)]
     users: usize,
@@ -73,6 +83,24 @@ enum Cmd {
     Footprint,
     /// Everything above.
     All,
+}
+
+/// `--layout` values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum LayoutArg {
+    /// Every process on every core.
+    Shared,
+    /// The server alone on CPU 0; the fake and the load generator on CPU 1.
+    Split,
+}
+
+impl From<LayoutArg> for Layout {
+    fn from(arg: LayoutArg) -> Layout {
+        match arg {
+            LayoutArg::Shared => Layout::Shared,
+            LayoutArg::Split => Layout::Split,
+        }
+    }
 }
 
 /// Sizes of one run.
@@ -174,10 +202,36 @@ async fn run(args: Args) -> Res<()> {
         }
     };
     let pg = postgres().await?;
+    let mut layouts: Vec<Layout> = Vec::new();
+    for layout in args.layout.iter().copied().map(Layout::from) {
+        if layouts.contains(&layout) {
+            continue;
+        }
+        if layout.available() {
+            layouts.push(layout);
+        } else {
+            println!(
+                "note: the {} layout needs two CPUs and taskset: skipped",
+                layout.label()
+            );
+        }
+    }
+    if layouts.is_empty() {
+        layouts.push(Layout::Shared);
+    }
     let mut report = Report::new(&plan);
-    let mut ctx = Ctx::start(bins, plan, pg).await?;
-    let result = scenarios(&mut ctx, args.command, &mut report).await;
-    let scratch = ctx.finish().await;
+    let mut scratch = Vec::new();
+    let mut result = Ok(());
+    for (pass, &layout) in layouts.iter().enumerate() {
+        let mut ctx = Ctx::start(bins.clone(), plan.clone(), pg.clone(), layout).await?;
+        // Stampede and footprint run once, in the first layout; sign-ins and Drive in every layout.
+        result = scenarios(&mut ctx, args.command, &mut report, pass == 0).await;
+        scratch.push(ctx.finish().await);
+        if result.is_err() {
+            break;
+        }
+    }
+    Layout::Shared.pin_self()?;
     result?;
     let markdown = report.markdown();
     println!("{markdown}");
@@ -185,15 +239,14 @@ async fn run(args: Args) -> Res<()> {
         std::fs::write(out, &markdown)?;
     }
     let checked = report.check();
-    eprintln!(
-        "removing the scratch directory {}",
-        scratch.path().display()
-    );
-    drop(scratch);
+    for dir in scratch {
+        eprintln!("removing the scratch directory {}", dir.path().display());
+        drop(dir);
+    }
     checked
 }
 
-async fn scenarios(ctx: &mut Ctx, command: Cmd, report: &mut Report) -> Res<()> {
+async fn scenarios(ctx: &mut Ctx, command: Cmd, report: &mut Report, once: bool) -> Res<()> {
     let all = command == Cmd::All;
     if all || command == Cmd::Signin {
         let file = ctx.file_store()?;
@@ -217,7 +270,7 @@ async fn scenarios(ctx: &mut Ctx, command: Cmd, report: &mut Report) -> Res<()> 
                 .push(scenarios::drive(ctx, &pg, "postgres").await?);
         }
     }
-    if all || command == Cmd::Stampede {
+    if once && (all || command == Cmd::Stampede) {
         let file = ctx.file_store()?;
         report
             .stampede
@@ -233,7 +286,7 @@ async fn scenarios(ctx: &mut Ctx, command: Cmd, report: &mut Report) -> Res<()> 
             );
         }
     }
-    if all || command == Cmd::Footprint {
+    if once && (all || command == Cmd::Footprint) {
         let file = ctx.file_store()?;
         report
             .footprint

@@ -195,9 +195,83 @@ pub(crate) enum StoreSpec {
     },
 }
 
+/// Which CPUs each process may run on (`taskset`), so that the server and Google's side need not share cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Every process on every core (what a laptop test does; the server competes with the fake for CPU).
+    Shared,
+    /// The server alone on CPU 0; the fake and this load generator on CPU 1 (as in production, where Google
+    /// and the clients run on other machines than the server).
+    Split,
+}
+
+/// CPU 0: the server's in [`Layout::Split`].
+const SERVER_CPU: &str = "0";
+/// CPU 1: the fake's and the load generator's in [`Layout::Split`].
+const GOOGLE_SIDE_CPU: &str = "1";
+
+impl Layout {
+    /// The name in reports.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Layout::Shared => "shared cores",
+            Layout::Split => "split cores",
+        }
+    }
+
+    /// A command for `program`, under `taskset -c CPUS` when this layout pins it (the PID stays the program's:
+    /// taskset execs it).
+    fn command(self, program: &Path, cpus: &str) -> Command {
+        match self {
+            Layout::Shared => Command::new(program),
+            Layout::Split => {
+                let mut command = Command::new("taskset");
+                command.arg("-c").arg(cpus).arg(program);
+                command
+            }
+        }
+    }
+
+    /// Pins (or unpins) this load generator's threads: CPU 1 when split, every CPU when shared.
+    pub(crate) fn pin_self(self) -> Res<()> {
+        let cpus = match self {
+            Layout::Shared => format!("0-{}", available_cpus().saturating_sub(1)),
+            Layout::Split => GOOGLE_SIDE_CPU.to_owned(),
+        };
+        let status = std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", &cpus, &std::process::id().to_string()])
+            .stdout(Stdio::null())
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("taskset could not pin the load generator to CPUs {cpus}").into())
+        }
+    }
+
+    /// Whether this machine can run the layout (split needs two CPUs and `taskset`).
+    pub(crate) fn available(self) -> bool {
+        match self {
+            Layout::Shared => true,
+            Layout::Split => {
+                available_cpus() >= 2
+                    && std::process::Command::new("taskset")
+                        .arg("-V")
+                        .stdout(Stdio::null())
+                        .status()
+                        .is_ok_and(|s| s.success())
+            }
+        }
+    }
+}
+
+fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
 /// Starts the `fake-google` binary on a free loopback port.
-pub(crate) async fn start_fake(bins: &Bins, dir: &Path) -> Res<Proc> {
-    let mut command = Command::new(&bins.fake);
+pub(crate) async fn start_fake(bins: &Bins, dir: &Path, layout: Layout) -> Res<Proc> {
+    let mut command = layout.command(&bins.fake, GOOGLE_SIDE_CPU);
     command
         .args(["--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "error")
@@ -224,8 +298,9 @@ pub(crate) async fn start_server(
     env: &ServerEnv,
     store: &StoreSpec,
     name: &str,
+    layout: Layout,
 ) -> Res<Proc> {
-    let mut command = Command::new(&bins.server);
+    let mut command = layout.command(&bins.server, SERVER_CPU);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("OFFLINE_ACCESS_") {
             command.env_remove(key);

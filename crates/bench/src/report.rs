@@ -92,29 +92,36 @@ impl Report {
 
     fn throughput(out: &mut String, title: &str, direct: &str, tables: &[Throughput]) {
         for table in tables {
-            let _ = writeln!(out, "\n### {title} ({} store)\n", table.store);
             let _ = writeln!(
                 out,
-                "| concurrency | via server /s | p50 ms | p95 ms | p99 ms | server CPU s / 1k | {direct} /s | direct p99 ms | fake CPU s / 1k | ratio |"
+                "\n### {title} ({} store, {})\n",
+                table.store,
+                table.layout.label()
             );
             let _ = writeln!(
                 out,
-                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+                "| concurrency | via server /s | p50 ms | p95 ms | p99 ms | server CPU s / 1k | load gen CPU s / 1k | {direct} /s | direct p99 ms | fake CPU s / 1k | load gen CPU s / 1k | ratio |"
+            );
+            let _ = writeln!(
+                out,
+                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
             );
             for pair in &table.rows {
                 let (s, d) = (&pair.server, &pair.direct);
                 let _ = writeln!(
                     out,
-                    "| {} | {:.0} | {} | {} | {} | {} | {:.0} | {} | {} | {:.2} |",
+                    "| {} | {:.0} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {:.2} |",
                     s.concurrency,
                     s.rate(),
                     ms(s.p50),
                     ms(s.p95),
                     ms(s.p99),
                     opt(s.cpu_per_1000()),
+                    opt(s.client_cpu_per_1000()),
                     d.rate(),
                     ms(d.p99),
                     opt(d.cpu_per_1000()),
+                    opt(d.client_cpu_per_1000()),
                     s.rate() / d.rate().max(1e-9),
                 );
             }
@@ -149,6 +156,10 @@ impl Report {
         let _ = writeln!(
             out,
             "- setup: release `offline-access serve` and `fake-google` as separate processes on loopback; HTTP/1.1 keep-alive clients; CPU from /proc/PID/stat of the measured process alone"
+        );
+        let _ = writeln!(
+            out,
+            "- layouts: *shared cores* = every process on every core; *split cores* = the server alone on CPU 0, the fake and the load generator on CPU 1 (`taskset`), as in production where Google and the clients are other machines"
         );
         Self::throughput(
             &mut out,

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use crate::fake::Fake;
 use crate::load::{self, Load};
-use crate::procs::{self, Bins, Proc, ServerEnv, StoreSpec};
+use crate::procs::{self, Bins, Layout, Proc, ServerEnv, StoreSpec};
 use crate::{Plan, Res};
 
 /// Everything the scenarios share: the binaries, the running fake, a client, a scratch directory.
@@ -28,6 +28,8 @@ pub(crate) struct Ctx {
     pub(crate) keys: Arc<KeyRing>,
     pub(crate) http: reqwest::Client,
     pub(crate) dir: tempfile::TempDir,
+    /// Where the processes run.
+    pub(crate) layout: Layout,
     /// The Postgres URL when Postgres parts run.
     pub(crate) pg: Option<String>,
     schemas: Vec<String>,
@@ -45,13 +47,19 @@ pub(crate) fn client() -> Res<reqwest::Client> {
 }
 
 impl Ctx {
-    /// Starts the fake and prepares the server's environment.
-    pub(crate) async fn start(bins: Bins, plan: Plan, pg: Option<String>) -> Res<Ctx> {
+    /// Pins this process for `layout`, starts the fake and prepares the server's environment.
+    pub(crate) async fn start(
+        bins: Bins,
+        plan: Plan,
+        pg: Option<String>,
+        layout: Layout,
+    ) -> Res<Ctx> {
+        layout.pin_self()?;
         let dir = tempfile::Builder::new()
             .prefix("offline-access-bench-")
             .tempdir()?;
         let http = client()?;
-        let fake_proc = procs::start_fake(&bins, dir.path()).await?;
+        let fake_proc = procs::start_fake(&bins, dir.path(), layout).await?;
         let fake = Fake::connect(&fake_proc.url, http.clone()).await?;
         let client_secret_file = dir.path().join("client_secret.json");
         std::fs::write(&client_secret_file, &fake.client_secret_json)?;
@@ -72,6 +80,7 @@ impl Ctx {
             keys,
             http,
             dir,
+            layout,
             pg,
             schemas: Vec::new(),
             seq: 0,
@@ -102,7 +111,7 @@ impl Ctx {
     /// Starts one `offline-access serve` on `store` and waits until `/readyz` is 200.
     pub(crate) async fn server(&mut self, store: &StoreSpec) -> Res<Proc> {
         let name = format!("server-{}", self.next());
-        let proc = procs::start_server(&self.bins, &self.env, store, &name).await?;
+        let proc = procs::start_server(&self.bins, &self.env, store, &name, self.layout).await?;
         procs::wait_ready(&self.http, &proc.url).await?;
         Ok(proc)
     }
@@ -197,6 +206,8 @@ pub(crate) struct Pair {
 pub(crate) struct Throughput {
     /// `file` or `postgres`.
     pub(crate) store: &'static str,
+    /// Where the processes ran.
+    pub(crate) layout: Layout,
     /// One row per concurrency.
     pub(crate) rows: Vec<Pair>,
 }
@@ -234,14 +245,16 @@ impl Throughput {
     }
 }
 
-/// Runs `load` against `proc`, recording its CPU time.
+/// Runs `load` against `proc`, recording its CPU time and this load generator's.
 async fn measured<F>(proc: &Proc, f: F) -> Res<Load>
 where
     F: Future<Output = Load>,
 {
-    let before = proc.cpu_secs()?;
+    let me = std::process::id();
+    let (before, client_before) = (proc.cpu_secs()?, procs::cpu_secs(me)?);
     let mut load = f.await;
     load.cpu_secs = Some(proc.cpu_secs()? - before);
+    load.client_cpu_secs = Some(procs::cpu_secs(me)? - client_before);
     Ok(load)
 }
 
@@ -284,7 +297,8 @@ pub(crate) async fn signin(
         )
         .await?;
         eprintln!(
-            "signin {label} c={c}: {:.0}/s via server, {:.0}/s direct",
+            "signin {label} ({}) c={c}: {:.0}/s via server, {:.0}/s direct",
+            ctx.layout.label(),
             server_load.rate(),
             direct.rate()
         );
@@ -294,7 +308,11 @@ pub(crate) async fn signin(
         });
     }
     server.stop().await;
-    Ok(Throughput { store: label, rows })
+    Ok(Throughput {
+        store: label,
+        layout: ctx.layout,
+        rows,
+    })
 }
 
 /// Drive proxy calls per second on `/v1/me/drive/appfolder` vs `files.get` per second directly at the fake.
@@ -354,7 +372,8 @@ pub(crate) async fn drive(
         )
         .await?;
         eprintln!(
-            "drive {label} c={c}: {:.0}/s via server, {:.0}/s direct",
+            "drive {label} ({}) c={c}: {:.0}/s via server, {:.0}/s direct",
+            ctx.layout.label(),
             server_load.rate(),
             direct.rate()
         );
@@ -364,7 +383,11 @@ pub(crate) async fn drive(
         });
     }
     server.stop().await;
-    Ok(Throughput { store: label, rows })
+    Ok(Throughput {
+        store: label,
+        layout: ctx.layout,
+        rows,
+    })
 }
 
 /// What one stampede measured.
@@ -550,7 +573,7 @@ pub(crate) async fn footprint(
     eprintln!("footprint {label}: seeded {users} users in {seed_secs:.1} s");
 
     let name = format!("footprint-{}", ctx.next());
-    let server = procs::start_server(&ctx.bins, &ctx.env, store, &name).await?;
+    let server = procs::start_server(&ctx.bins, &ctx.env, store, &name, ctx.layout).await?;
     let ready = procs::wait_ready(&ctx.http, &server.url).await?;
     let ready_ms = (ready - server.spawned).as_secs_f64() * 1000.0;
     tokio::time::sleep(Duration::from_secs(1)).await;
