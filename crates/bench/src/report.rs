@@ -62,8 +62,9 @@ fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
 
-fn opt(v: Option<f64>) -> String {
-    v.map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"))
+/// CPU seconds per 1,000 requests as microseconds per request.
+fn us(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".to_owned(), |v| format!("{:.0}", v * 1000.0))
 }
 
 impl Report {
@@ -100,7 +101,7 @@ impl Report {
             );
             let _ = writeln!(
                 out,
-                "| concurrency | via server /s | p50 ms | p95 ms | p99 ms | server CPU s / 1k | load gen CPU s / 1k | {direct} /s | direct p99 ms | fake CPU s / 1k | load gen CPU s / 1k | ratio |"
+                "| concurrency | via server /s | p50 ms | p95 ms | p99 ms | server CPU µs/req | load gen CPU µs/req | {direct} /s | direct p99 ms | fake CPU µs/req | load gen CPU µs/req | ratio |"
             );
             let _ = writeln!(
                 out,
@@ -116,12 +117,12 @@ impl Report {
                     ms(s.p50),
                     ms(s.p95),
                     ms(s.p99),
-                    opt(s.cpu_per_1000()),
-                    opt(s.client_cpu_per_1000()),
+                    us(s.cpu_per_1000()),
+                    us(s.client_cpu_per_1000()),
                     d.rate(),
                     ms(d.p99),
-                    opt(d.cpu_per_1000()),
-                    opt(d.client_cpu_per_1000()),
+                    us(d.cpu_per_1000()),
+                    us(d.client_cpu_per_1000()),
                     s.rate() / d.rate().max(1e-9),
                 );
             }
