@@ -33,6 +33,8 @@ pub struct GoogleDrive {
     pub(crate) files: String,
     /// `.../upload/drive/v3/files`.
     pub(crate) upload: String,
+    /// `files.get('appDataFolder')` with its fields, built once (the call every sync starts with).
+    pub(crate) appfolder: Url,
 }
 
 impl std::fmt::Debug for GoogleDrive {
@@ -112,6 +114,11 @@ fn check_page_token(token: &str) -> Result<&str, DriveError> {
     Ok(token)
 }
 
+/// The URL of `files.get('appDataFolder')` under `files` (`.../drive/v3/files`).
+pub(crate) fn appfolder_url(files: &str) -> Result<Url, DriveError> {
+    url(files, Some("appDataFolder"), &[("fields", FILE_FIELDS)])
+}
+
 fn url(base: &str, path: Option<&str>, query: &[(&str, &str)]) -> Result<Url, DriveError> {
     let full = match path {
         Some(id) => format!("{base}/{id}"),
@@ -174,7 +181,7 @@ impl GoogleDrive {
         let call = match request {
             DriveRequest::GetAppFolder => Call {
                 method: Method::GET,
-                url: url(files, Some("appDataFolder"), &[("fields", FILE_FIELDS)])?,
+                url: self.appfolder.clone(),
                 content_type: None,
                 body: None,
                 expect: Expect::Json,

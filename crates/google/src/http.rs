@@ -95,17 +95,29 @@ pub(crate) async fn send(request: reqwest::RequestBuilder, cap: usize) -> Result
     }
     let status = response.status();
     let headers = std::mem::take(response.headers_mut());
-    let mut body = BytesMut::new();
+    // Most answers arrive in one chunk: keep it as it is, copying only when a second one comes.
+    let mut first: Option<Bytes> = None;
+    let mut more = BytesMut::new();
+    let mut len = 0usize;
     while let Some(chunk) = response.chunk().await.map_err(|e| classify(&e))? {
-        if body.len() + chunk.len() > cap {
+        len += chunk.len();
+        if len > cap {
             return Err(Failure::TooLarge);
         }
-        body.extend_from_slice(&chunk);
+        match first.take() {
+            None if more.is_empty() => first = Some(chunk),
+            Some(head) => {
+                more.extend_from_slice(&head);
+                more.extend_from_slice(&chunk);
+            }
+            None => more.extend_from_slice(&chunk),
+        }
     }
+    let body = first.unwrap_or_else(|| more.freeze());
     Ok(Answer {
         status,
         headers,
-        body: body.freeze(),
+        body,
     })
 }
 

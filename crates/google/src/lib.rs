@@ -78,10 +78,16 @@ impl Google {
             },
             verified: verify::VerifiedTokens::new(config.verified_token_cache),
         });
+        let appfolder =
+            drive::appfolder_url(&endpoints.drive_files).map_err(|_| ConfigError::Invalid {
+                key: "base_url",
+                reason: "no Drive URL can be built from it".into(),
+            })?;
         let drive = Arc::new(GoogleDrive {
             http: client,
             files: endpoints.drive_files,
             upload: endpoints.upload_files,
+            appfolder,
         });
         Ok(Self {
             tokens,
