@@ -2,6 +2,8 @@
 //! the same token with the same aws-lc-rs backend:
 //! - `verifier_first_use`: the verifier with remembering off — header and claims parsed, key looked up, RSA
 //!   verified, every claim checked (what every new token costs);
+//! - `verifier_first_use_remembering`: a token not seen before with remembering on (as a server meets a new
+//!   Bearer: digest, miss, full verification, insert), over 64 tokens cycling through a one-entry cache;
 //! - `verifier_remembered`: the same token again with remembering on (digest, lookup, key and time checks);
 //! - `bare_rs256_parsed_key`: aws-lc-rs `ParsedPublicKey::verify_sig` of the signature alone (the floor);
 //! - `jsonwebtoken_decode`: `jsonwebtoken::decode` with its usual validation (what most Rust services do).
@@ -69,10 +71,20 @@ fn bench(c: &mut Criterion) {
     config.base_url = Some(server.uri());
     let remembering = Google::new(config.clone()).unwrap().verifier();
     rt.block_on(remembering.prefetch()).unwrap();
+    config.verified_token_cache = 1;
+    let forgetful = Google::new(config.clone()).unwrap().verifier();
+    rt.block_on(forgetful.prefetch()).unwrap();
     config.verified_token_cache = 0;
     let first_use = Google::new(config).unwrap().verifier();
     rt.block_on(first_use.prefetch()).unwrap();
     let id_token = IdToken::parse(&token).unwrap();
+    let fresh_tokens: Vec<IdToken> = (0..64)
+        .map(|i| {
+            let mut c = claims.clone();
+            c["name"] = json!(format!("User {i}"));
+            IdToken::parse(&jsonwebtoken::encode(&header, &c, &key).unwrap()).unwrap()
+        })
+        .collect();
 
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let parsed = RsaPublicKeyComponents {
@@ -94,6 +106,15 @@ fn bench(c: &mut Criterion) {
     group.bench_function("verifier_first_use", |b| {
         b.to_async(&rt)
             .iter(|| async { first_use.verify(black_box(&id_token), now).await.unwrap() });
+    });
+    let mut next = 0usize;
+    group.bench_function("verifier_first_use_remembering", |b| {
+        b.to_async(&rt).iter(|| {
+            next = (next + 1) % fresh_tokens.len();
+            let token = &fresh_tokens[next];
+            let verifier = &forgetful;
+            async move { verifier.verify(black_box(token), now).await.unwrap() }
+        });
     });
     group.bench_function("verifier_remembered", |b| {
         b.to_async(&rt)
