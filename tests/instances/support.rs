@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use fake_google::{CodeRequest, FakeGoogle, IdTokenRequest};
 use offline_access_crypto::KeyRing;
 use offline_access_domain::{Clock, CredentialStore, OfflineAccess, Ports, Settings, SystemClock};
 use offline_access_google::{Google, GoogleConfig};
 use offline_access_http::{AppState, HttpConfig};
+use offline_access_store_postgres::testkit::TestSchema;
 use offline_access_store_postgres::{PgOptions, PgStore};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -145,56 +146,31 @@ pub(crate) async fn token_calls(fake: &FakeGoogle, grant_type: &str) -> usize {
         .count()
 }
 
-/// The database URL, or `None` (after saying so loudly) when tests must skip. Panics when `CI` is set.
-pub(crate) fn database_url() -> Option<String> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            if std::env::var_os("CI").is_some() {
-                panic!("DATABASE_URL not set, and CI is set: the PostgreSQL tests must run in CI");
-            }
-            eprintln!(
-                "SKIPPED: DATABASE_URL not set (e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/test)"
-            );
-            None
-        }
-    }
-}
-
-/// One test's schema on the test database, dropped when the test ends (even when it fails).
+/// One test's schema on the test database (store-postgres's `testkit::TestSchema`), dropped when the test ends
+/// (even when it fails), and the key ring every instance of the test shares.
 pub(crate) struct TestDb {
     pub(crate) url: String,
     pub(crate) schema: String,
     /// The key ring every instance of the test shares.
     pub(crate) keys: Arc<KeyRing>,
+    dropped_at_the_end: TestSchema,
 }
 
 impl TestDb {
     /// A new random schema name (created by the first `migrate`), or `None` when skipping.
     pub(crate) fn new() -> Option<TestDb> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let url = database_url()?;
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let schema = format!(
-            "oa_inst_{}_{}_{}",
-            std::process::id(),
-            nanos,
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
+        let schema = TestSchema::new("oa_inst")?;
         Some(TestDb {
-            url,
-            schema,
+            url: schema.url.clone(),
+            schema: schema.name.clone(),
             keys: Arc::new(KeyRing::generate_ephemeral()),
+            dropped_at_the_end: schema,
         })
     }
 
     /// This test's URL with an `application_name`, to find an instance's connections in `pg_stat_activity`.
     pub(crate) fn url_named(&self, application_name: &str) -> String {
-        let separator = if self.url.contains('?') { '&' } else { '?' };
-        format!("{}{separator}application_name={application_name}", self.url)
+        self.dropped_at_the_end.url_named(application_name)
     }
 
     /// A store (its own pools) on this schema, migrated, connecting to `url`.
@@ -203,10 +179,9 @@ impl TestDb {
             url,
             self.keys.clone(),
             PgOptions {
-                schema: Some(self.schema.clone()),
                 pool_size: 8,
                 lock_pool_size: 4,
-                ..PgOptions::default()
+                ..self.dropped_at_the_end.options()
             },
         )
         .await
@@ -217,40 +192,7 @@ impl TestDb {
 
     /// A plain driver connection, for raw queries.
     pub(crate) async fn raw(&self) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        client
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        // Drop is sync: drop the schema from a thread with its own runtime, and wait for it.
-        let url = self.url.clone();
-        let sql = format!(
-            "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS \"{}\" CASCADE",
-            self.schema
-        );
-        let done = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let (client, connection) =
-                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
-                tokio::spawn(connection);
-                client.batch_execute(&sql).await
-            })
-        })
-        .join();
-        if !matches!(done, Ok(Ok(()))) {
-            eprintln!("could not drop test schema {}", self.schema);
-        }
+        self.dropped_at_the_end.raw().await.unwrap()
     }
 }
 

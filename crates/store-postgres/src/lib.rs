@@ -8,6 +8,8 @@
 //! - Writes use optimistic concurrency in one statement; [`CredentialStore::lock_user`](
 //!   offline_access_domain::CredentialStore::lock_user) is a transaction-level advisory lock, so one instance
 //!   refreshes a user's token at a time and a crashed holder's lock ends with its connection.
+//! - `testkit` (feature `testkit`): the test database from `DATABASE_URL` and a fresh schema per test, for suites
+//!   (this crate's, the multi-instance tests, an adapter author's) that run against a real PostgreSQL.
 //!
 //! See `docs/postgres.md` for the schema, locking, migrations and PgBouncer notes.
 
@@ -18,6 +20,8 @@ mod options;
 mod row;
 mod sql;
 mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use options::PgOptions;
 pub use store::PgStore;

@@ -5,6 +5,7 @@ use fake_google::{CodeRequest, DEFAULT_CLIENT_SECRET, FakeGoogle};
 use offline_access_crypto::KeyRing;
 use serde_json::Value;
 
+use crate::crash::{database_url, unique_schema};
 use crate::support::{Cli, http, token_like};
 
 const EMAIL: &str = "bob@example.com";
@@ -17,7 +18,9 @@ async fn an_operator_lists_calls_drive_for_rotates_keys_and_forgets_a_user_signe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_operator_flow_works_on_postgres() {
-    let Some(url) = database_url() else { return };
+    let Some(url) = database_url("the operator flow on PostgreSQL") else {
+        return;
+    };
     let schema = unique_schema("cli_flow");
     let mut cli = Cli::new();
     cli.env("STORE__KIND", "postgres")
@@ -36,29 +39,6 @@ async fn the_same_operator_flow_works_on_postgres() {
         ("STORE__SCHEMA", unique_schema("cli_serve")),
     ])
     .await;
-}
-
-/// `DATABASE_URL`, or `None` after saying the Postgres test is skipped (a skip fails under `CI`).
-fn database_url() -> Option<String> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "DATABASE_URL is not set; the Postgres CLI test cannot be skipped in CI"
-            );
-            eprintln!("skipped: set DATABASE_URL to run the Postgres CLI test");
-            None
-        }
-    }
-}
-
-fn unique_schema(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}_{}_{nanos}", std::process::id())
 }
 
 /// Serve (migrating on start), sign a user in, then `users list`, `drive appfolder --sub`, `keys rotate` and

@@ -77,3 +77,39 @@ async fn a_store_on_an_unmigrated_schema_says_to_run_migrate() {
         other => panic!("expected a missing-table error, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_test_schema_is_created_by_migrate_and_dropped_with_everything_in_it_at_the_end() {
+    let Some(schema) = offline_access_store_postgres::testkit::TestSchema::new("oa_kit") else {
+        return;
+    };
+    let (url, name) = (schema.url.clone(), schema.name.clone());
+    let count = |client: tokio_postgres::Client, name: String| async move {
+        client
+            .query_one(
+                "SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1",
+                &[&name],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let store = offline_access_store_postgres::PgStore::connect(&url, keys(), schema.options())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    store
+        .put(&credential("k1", Some("1//r"), "ya29.a"))
+        .await
+        .unwrap();
+    assert_eq!(count(schema.raw().await.unwrap(), name.clone()).await, 1);
+    drop(store);
+
+    // Dropped from a thread of its own: works inside a runtime, as at the end of any async test.
+    drop(schema);
+
+    let client = offline_access_store_postgres::testkit::raw_client(&url)
+        .await
+        .unwrap();
+    assert_eq!(count(client, name).await, 0);
+}

@@ -1,14 +1,14 @@
-//! The test database: one random schema per test, dropped when the test ends (even when it fails).
+//! The test database: one random schema per test (the crate's `testkit::TestSchema`), dropped when the test ends
+//! (even when it fails).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use offline_access_crypto::KeyRing;
 use offline_access_domain::{
     AccessToken, CachedAccess, ConsentState, Credential, Email, Profile, RefreshToken, Scopes,
     Subject,
 };
+use offline_access_store_postgres::testkit::{self, TestSchema};
 use offline_access_store_postgres::{PgOptions, PgStore};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -31,52 +31,31 @@ pub(crate) fn keys() -> Arc<KeyRing> {
     ring(&format!("k1:{KEY_A}"))
 }
 
-/// The database URL, or `None` (after saying so loudly) when tests must skip. Panics when `CI` is set.
-pub(crate) fn database_url() -> Option<String> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            if std::env::var_os("CI").is_some() {
-                panic!("DATABASE_URL not set, and CI is set: the PostgreSQL tests must run in CI");
-            }
-            eprintln!(
-                "SKIPPED: DATABASE_URL not set (e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/test)"
-            );
-            None
-        }
-    }
-}
+pub(crate) use offline_access_store_postgres::testkit::database_url;
 
-/// One test's schema on the test database.
+/// One test's schema on the test database (dropped with the [`TestSchema`] it holds).
 pub(crate) struct TestDb {
     pub(crate) url: String,
     pub(crate) schema: String,
+    dropped_at_the_end: TestSchema,
 }
 
 impl TestDb {
     /// A new random schema name (not created yet: `migrate` creates it), or `None` when skipping.
     pub(crate) fn new() -> Option<TestDb> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let url = database_url()?;
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let schema = format!(
-            "oa_test_{}_{}_{}",
-            std::process::id(),
-            nanos,
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        Some(TestDb { url, schema })
+        let schema = TestSchema::new("oa_test")?;
+        Some(TestDb {
+            url: schema.url.clone(),
+            schema: schema.name.clone(),
+            dropped_at_the_end: schema,
+        })
     }
 
     /// Options using this test's schema.
     pub(crate) fn options(&self) -> PgOptions {
         PgOptions {
-            schema: Some(self.schema.clone()),
             pool_size: 4,
-            ..PgOptions::default()
+            ..self.dropped_at_the_end.options()
         }
     }
 
@@ -99,8 +78,7 @@ impl TestDb {
 
     /// This test's URL with another `application_name`, to find its connections in `pg_stat_activity`.
     pub(crate) fn url_named(&self, application_name: &str) -> String {
-        let separator = if self.url.contains('?') { '&' } else { '?' };
-        format!("{}{separator}application_name={application_name}", self.url)
+        self.dropped_at_the_end.url_named(application_name)
     }
 
     /// A plain driver connection, for raw queries.
@@ -111,39 +89,7 @@ impl TestDb {
 
 /// A plain driver connection to `url`.
 pub(crate) async fn raw_client(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        // Drop is sync: drop the schema from a thread with its own runtime, and wait for it.
-        let url = self.url.clone();
-        // A bounded lock wait: a test that left a transaction open fails loudly here instead of hanging.
-        let sql = format!(
-            "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS \"{}\" CASCADE",
-            self.schema
-        );
-        let done = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let client = raw_client(&url).await;
-                client.batch_execute(&sql).await
-            })
-        })
-        .join();
-        if !matches!(done, Ok(Ok(()))) {
-            eprintln!("could not drop test schema {}", self.schema);
-        }
-    }
+    testkit::raw_client(url).await.unwrap()
 }
 
 /// A subject from a literal.
