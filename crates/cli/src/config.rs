@@ -21,6 +21,8 @@ pub(crate) const ENV_PREFIX: &str = "OFFLINE_ACCESS_";
 
 /// Largest accepted `google.leeway_secs`.
 pub(crate) const MAX_LEEWAY_SECS: u64 = 300;
+/// Largest accepted `store.credential_cache_ms`: another instance's forget must be seen within a minute.
+pub(crate) const MAX_CREDENTIAL_CACHE_MS: u64 = 60_000;
 
 /// What is printed in place of a secret.
 pub(crate) const REDACTED: &str = "[REDACTED]";
@@ -259,6 +261,13 @@ impl Config {
             return Err(ConfigError::new(format!(
                 "google.leeway_secs must be at most {MAX_LEEWAY_SECS} (it is {})",
                 g.leeway_secs
+            )));
+        }
+        if self.store.credential_cache_ms > MAX_CREDENTIAL_CACHE_MS {
+            return Err(ConfigError::new(format!(
+                "store.credential_cache_ms must be at most {MAX_CREDENTIAL_CACHE_MS} (it is {}): another \
+                 instance's forget or revocation is seen only after it",
+                self.store.credential_cache_ms
             )));
         }
         for (key, value) in [
@@ -627,6 +636,22 @@ mod tests {
                     .expose_secret(),
                 "k2:AAAA,k1:BBBB"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_credential_cache_over_a_minute_is_refused_naming_the_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OFFLINE_ACCESS_STORE__CREDENTIAL_CACHE_MS", "60001");
+            let err = load_in(jail, None).unwrap_err();
+            assert!(
+                err.0
+                    .contains("store.credential_cache_ms must be at most 60000"),
+                "{err}"
+            );
+            jail.set_env("OFFLINE_ACCESS_STORE__CREDENTIAL_CACHE_MS", "0");
+            assert_eq!(load_in(jail, None).unwrap().store.credential_cache_ms, 0);
             Ok(())
         });
     }
