@@ -5,6 +5,41 @@ use offline_access_domain::{DriveRequest, DriveResponse, Subject};
 use offline_access_tests::TestApp;
 use reqwest::Method;
 
+/// `POST /v1/me/drive/files?name=NAME` for the holder of `token`; asserts 201 and returns Drive's metadata.
+async fn create(
+    app: &TestApp,
+    name: &str,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+    token: &str,
+) -> serde_json::Value {
+    let created = app
+        .authed(
+            Method::POST,
+            &format!("/v1/me/drive/files?name={name}"),
+            token,
+        )
+        .header("Content-Type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    created.json().await.unwrap()
+}
+
+/// `GET /v1/me/drive/files/{id}/content` for the holder of `token`.
+async fn download(app: &TestApp, id: &str, token: &str) -> reqwest::Response {
+    app.authed(
+        Method::GET,
+        &format!("/v1/me/drive/files/{id}/content"),
+        token,
+    )
+    .send()
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn the_drive_file_lifecycle_works_through_the_api() {
     let app = TestApp::spawn().await;
@@ -20,15 +55,7 @@ async fn the_drive_file_lifecycle_works_through_the_api() {
     let folder: serde_json::Value = folder.json().await.unwrap();
     assert!(folder["id"].as_str().is_some_and(|id| !id.is_empty()));
 
-    let created = app
-        .authed(Method::POST, "/v1/me/drive/files?name=notes.txt", &token)
-        .header("Content-Type", "text/plain")
-        .body("first version")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let created: serde_json::Value = created.json().await.unwrap();
+    let created = create(&app, "notes.txt", "text/plain", "first version", &token).await;
     let id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(created["name"], "notes.txt");
 
@@ -55,15 +82,7 @@ async fn the_drive_file_lifecycle_works_through_the_api() {
         .unwrap();
     assert_eq!(meta.status(), 200);
 
-    let content = app
-        .authed(
-            Method::GET,
-            &format!("/v1/me/drive/files/{id}/content"),
-            &token,
-        )
-        .send()
-        .await
-        .unwrap();
+    let content = download(&app, &id, &token).await;
     assert_eq!(content.status(), 200);
     assert_eq!(content.text().await.unwrap(), "first version");
 
@@ -79,15 +98,7 @@ async fn the_drive_file_lifecycle_works_through_the_api() {
         .await
         .unwrap();
     assert_eq!(updated.status(), 200);
-    let content = app
-        .authed(
-            Method::GET,
-            &format!("/v1/me/drive/files/{id}/content"),
-            &token,
-        )
-        .send()
-        .await
-        .unwrap();
+    let content = download(&app, &id, &token).await;
     assert_eq!(content.text().await.unwrap(), "second version");
 
     let deleted = app
@@ -162,4 +173,36 @@ async fn without_the_drive_scope_sign_in_works_and_drive_calls_say_scope_missing
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"], "scope_missing");
     assert_eq!(app.calls_to("drive").await, 0);
+}
+
+#[tokio::test]
+async fn a_nine_mebibyte_file_comes_back_byte_for_byte_with_its_length_streamed_through_the_server()
+{
+    let app = TestApp::spawn().await;
+    app.sign_in("nina@example.com").await;
+    let token = app.id_token("nina@example.com").await;
+    let body: Vec<u8> = (0..9 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let created = create(
+        &app,
+        "big.bin",
+        "application/octet-stream",
+        body.clone(),
+        &token,
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let content = download(&app, &id, &token).await;
+    assert_eq!(content.status(), 200);
+    assert_eq!(
+        content.headers()["content-length"],
+        body.len().to_string().as_str()
+    );
+    assert_eq!(
+        content.headers()["content-type"],
+        "application/octet-stream"
+    );
+    let received = content.bytes().await.unwrap();
+    assert_eq!(received.len(), body.len());
+    assert!(received == body, "the content differs");
 }

@@ -25,9 +25,9 @@ pub mod testkit;
 pub use credential::{CachedAccess, ConsentState, Credential, Grant};
 pub use identity::{DRIVE_APPDATA_SCOPE, Email, IdentityError, Profile, Scopes, Subject};
 pub use ports::{
-    Clock, CredentialPage, CredentialStore, Drive, DriveError, DriveRequest, DriveResponse,
-    IdTokenVerifier, RevokeError, StoreError, SystemClock, TokenEndpoint, TokenError,
-    TokenResponse, UserLock, VerifiedIdToken, VerifyError,
+    Clock, ContentStream, CredentialPage, CredentialStore, Drive, DriveError, DriveRequest,
+    DriveResponse, FileContent, IdTokenVerifier, RevokeError, StoreError, SystemClock,
+    TokenEndpoint, TokenError, TokenResponse, UserLock, VerifiedIdToken, VerifyError,
 };
 pub use secret::{AccessToken, AuthCode, IdToken, RefreshToken, SecretError};
 pub use service::{

@@ -2,10 +2,13 @@
 //!
 //! Ports are held as `Arc<dyn Port>`; with the `mock` feature each has a mockall mock (`MockTokenEndpoint`, ...).
 
+use std::fmt;
+use std::pin::Pin;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
 use time::OffsetDateTime;
 
 use crate::credential::Credential;
@@ -406,7 +409,7 @@ impl DriveRequest {
 }
 
 /// What a Drive operation answered.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub enum DriveResponse {
     /// Drive's JSON (file metadata or file list), passed through.
     Json(serde_json::Value),
@@ -414,11 +417,115 @@ pub enum DriveResponse {
     Content {
         /// Its content type.
         content_type: String,
-        /// The bytes.
-        content: Bytes,
+        /// The bytes, held or still arriving.
+        content: FileContent,
     },
     /// Nothing (delete).
     Empty,
+}
+
+/// Bytes of file content still arriving from Drive; an error ends them early (the file is then incomplete).
+pub type ContentStream = Pin<Box<dyn Stream<Item = Result<Bytes, DriveError>> + Send>>;
+
+/// A file's content: already in memory, or streamed from Drive as it arrives so that a large download never
+/// sits whole in memory.
+pub struct FileContent {
+    length: Option<u64>,
+    body: ContentBody,
+}
+
+enum ContentBody {
+    Full(Bytes),
+    Streaming(ContentStream),
+}
+
+impl FileContent {
+    /// Content held in memory.
+    #[must_use]
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        Self {
+            length: Some(bytes.len() as u64),
+            body: ContentBody::Full(bytes),
+        }
+    }
+
+    /// Content arriving as `stream`, of `length` bytes when Drive said so.
+    #[must_use]
+    pub fn streaming(
+        length: Option<u64>,
+        stream: impl Stream<Item = Result<Bytes, DriveError>> + Send + 'static,
+    ) -> Self {
+        Self {
+            length,
+            body: ContentBody::Streaming(Box::pin(stream)),
+        }
+    }
+
+    /// The length in bytes, when known before reading.
+    #[must_use]
+    pub fn length(&self) -> Option<u64> {
+        self.length
+    }
+
+    /// Whether the content is still arriving (not yet in memory).
+    #[must_use]
+    pub fn is_streaming(&self) -> bool {
+        matches!(self.body, ContentBody::Streaming(_))
+    }
+
+    /// The bytes as a stream (one item for content in memory).
+    #[must_use]
+    pub fn into_stream(self) -> ContentStream {
+        match self.body {
+            ContentBody::Full(bytes) => Box::pin(futures::stream::once(async move { Ok(bytes) })),
+            ContentBody::Streaming(stream) => stream,
+        }
+    }
+
+    /// Reads all of the content into memory, refusing more than `limit` bytes.
+    ///
+    /// # Errors
+    /// The stream's own error, or [`DriveError::Protocol`] past `limit`.
+    pub async fn collect(self, limit: usize) -> Result<Bytes, DriveError> {
+        let too_large = || DriveError::Protocol("content larger than allowed".into());
+        if self.length.is_some_and(|len| len > limit as u64) {
+            return Err(too_large());
+        }
+        let mut stream = match self.body {
+            ContentBody::Full(bytes) => return Ok(bytes),
+            ContentBody::Streaming(stream) => stream,
+        };
+        let mut all = BytesMut::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if all.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            all.extend_from_slice(&chunk);
+        }
+        Ok(all.freeze())
+    }
+}
+
+impl fmt::Debug for FileContent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileContent")
+            .field("length", &self.length)
+            .field("streaming", &self.is_streaming())
+            .finish()
+    }
+}
+
+/// Content in memory is equal to content in memory with the same bytes. Content still streaming is equal to
+/// nothing, not even itself (its bytes are not known without reading them), as `NaN` is to no float.
+impl PartialEq for FileContent {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.body, &other.body) {
+            (ContentBody::Full(a), ContentBody::Full(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 /// Errors of Drive.
@@ -486,5 +593,64 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(
+        parts: Vec<Result<&'static [u8], DriveError>>,
+    ) -> impl Stream<Item = Result<Bytes, DriveError>> {
+        futures::stream::iter(parts.into_iter().map(|r| r.map(Bytes::from_static)))
+    }
+
+    #[tokio::test]
+    async fn content_in_memory_is_one_chunk_of_known_length() {
+        let content = FileContent::full(&b"hello"[..]);
+        assert_eq!(content.length(), Some(5));
+        assert!(!content.is_streaming());
+        let all: Vec<_> = content.into_stream().collect().await;
+        assert_eq!(all, vec![Ok(Bytes::from_static(b"hello"))]);
+    }
+
+    #[tokio::test]
+    async fn streamed_content_is_collected_in_order_within_the_limit() {
+        let content = FileContent::streaming(None, chunks(vec![Ok(b"ab"), Ok(b""), Ok(b"cde")]));
+        assert!(content.is_streaming());
+        assert_eq!(content.collect(5).await, Ok(Bytes::from_static(b"abcde")));
+    }
+
+    #[tokio::test]
+    async fn collecting_past_the_limit_or_a_failed_chunk_is_an_error() {
+        let over = FileContent::streaming(None, chunks(vec![Ok(b"abc"), Ok(b"def")]));
+        assert!(matches!(
+            over.collect(5).await,
+            Err(DriveError::Protocol(_))
+        ));
+        let announced = FileContent::streaming(Some(6), chunks(vec![]));
+        assert!(matches!(
+            announced.collect(5).await,
+            Err(DriveError::Protocol(_))
+        ));
+        let held = FileContent::full(&b"abcdef"[..]);
+        assert!(matches!(
+            held.collect(5).await,
+            Err(DriveError::Protocol(_))
+        ));
+        let broken =
+            FileContent::streaming(None, chunks(vec![Ok(b"a"), Err(DriveError::Unavailable)]));
+        assert_eq!(broken.collect(5).await, Err(DriveError::Unavailable));
+    }
+
+    #[test]
+    fn only_content_in_memory_compares_equal_and_debug_shows_no_bytes() {
+        assert_eq!(FileContent::full(&b"x"[..]), FileContent::full(&b"x"[..]));
+        assert_ne!(FileContent::full(&b"x"[..]), FileContent::full(&b"y"[..]));
+        let streaming = FileContent::streaming(Some(1), chunks(vec![Ok(b"x")]));
+        assert_ne!(streaming, FileContent::full(&b"x"[..]));
+        let debug = format!("{:?}", FileContent::full(&b"secret-bytes"[..]));
+        assert!(!debug.contains("secret"), "{debug}");
     }
 }

@@ -1,10 +1,12 @@
 //! Google Drive v3 restricted to the `appDataFolder` space ([`Drive`]).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
-use offline_access_domain::{AccessToken, Drive, DriveError, DriveRequest, DriveResponse};
+use offline_access_domain::{
+    AccessToken, Drive, DriveError, DriveRequest, DriveResponse, FileContent,
+};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
@@ -21,8 +23,9 @@ pub const LIST_FIELDS: &str = "nextPageToken,files(id,name,mimeType,size,modifie
 pub const PAGE_SIZE: u32 = 100;
 /// Largest JSON answer we read.
 const MAX_JSON_BODY: usize = 1024 * 1024;
-/// Largest file content we download.
-pub const MAX_CONTENT: usize = 64 * 1024 * 1024;
+/// The longest a download may take in all, once its first byte arrived within the request timeout (each
+/// later chunk must also arrive within the request timeout). Content is streamed, so its size is not bounded.
+pub const MAX_DOWNLOAD_TIME: Duration = Duration::from_secs(3600);
 /// Longest accepted file name (characters).
 pub const MAX_NAME_CHARS: usize = 255;
 
@@ -35,6 +38,8 @@ pub struct GoogleDrive {
     pub(crate) upload: String,
     /// `files.get('appDataFolder')` with its fields, built once (the call every sync starts with).
     pub(crate) appfolder: Url,
+    /// The request timeout: for a download, the longest wait for its answer and then for each chunk.
+    pub(crate) timeout: Duration,
 }
 
 impl std::fmt::Debug for GoogleDrive {
@@ -285,12 +290,10 @@ impl GoogleDrive {
         if let Some(body) = call.body {
             builder = builder.body(body);
         }
-        let cap = if call.expect == Expect::Content {
-            MAX_CONTENT
-        } else {
-            MAX_JSON_BODY
-        };
-        let answer = match http::send(builder, cap).await {
+        if call.expect == Expect::Content {
+            return self.download(builder).await;
+        }
+        let answer = match http::send(builder, MAX_JSON_BODY).await {
             Ok(answer) => answer,
             Err(Failure::Timeout | Failure::Unreachable) => return Err(DriveError::Unavailable),
             Err(Failure::TooLarge) => return Err(DriveError::Protocol("answer too large".into())),
@@ -304,20 +307,64 @@ impl GoogleDrive {
                 Ok(value @ serde_json::Value::Object(_)) => Ok(DriveResponse::Json(value)),
                 _ => Err(DriveError::Protocol("answer is not a JSON object".into())),
             },
-            Expect::Content => {
-                let content_type = answer
-                    .headers
-                    .get(CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("application/octet-stream")
-                    .to_owned();
-                Ok(DriveResponse::Content {
-                    content_type,
-                    content: answer.body,
-                })
-            }
+            Expect::Content => Err(DriveError::Protocol("content read as JSON".into())),
         }
     }
+
+    /// `alt=media`: waits for the answer's head, then hands back the content as a stream that reads each chunk
+    /// as the caller asks for it (so nothing of a large file is held beyond the chunk in flight). Errors are
+    /// read whole, as for JSON.
+    async fn download(
+        &self,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<DriveResponse, DriveError> {
+        let sent = builder.timeout(MAX_DOWNLOAD_TIME).send();
+        let response = match tokio::time::timeout(self.timeout, sent).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(_)) | Err(_) => return Err(DriveError::Unavailable),
+        };
+        if !response.status().is_success() {
+            return match tokio::time::timeout(self.timeout, http::read(response, MAX_JSON_BODY))
+                .await
+            {
+                Ok(Ok(answer)) => Err(map_error(&answer)),
+                Ok(Err(Failure::TooLarge)) => Err(DriveError::Protocol("answer too large".into())),
+                Ok(Err(Failure::Timeout | Failure::Unreachable)) | Err(_) => {
+                    Err(DriveError::Unavailable)
+                }
+            };
+        }
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/octet-stream")
+            .to_owned();
+        let length = response.content_length();
+        Ok(DriveResponse::Content {
+            content_type,
+            content: FileContent::streaming(length, chunks(response, self.timeout)),
+        })
+    }
+}
+
+/// The body of `response`, chunk by chunk; a chunk slower than `idle`, or a broken connection, ends it with
+/// [`DriveError::Unavailable`].
+fn chunks(
+    response: reqwest::Response,
+    idle: Duration,
+) -> impl futures::Stream<Item = Result<Bytes, DriveError>> + Send + 'static {
+    futures::stream::unfold(Some(response), move |state| async move {
+        let mut response = state?;
+        match tokio::time::timeout(idle, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => Some((Ok(chunk), Some(response))),
+            Ok(Ok(None)) => None,
+            Ok(Err(_)) | Err(_) => {
+                tracing::info!("Drive content broke off");
+                Some((Err(DriveError::Unavailable), None))
+            }
+        }
+    })
 }
 
 #[async_trait]

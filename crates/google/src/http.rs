@@ -86,7 +86,12 @@ pub(crate) struct Answer {
 
 /// Sends a request and reads the whole body, refusing bodies over `cap` bytes.
 pub(crate) async fn send(request: reqwest::RequestBuilder, cap: usize) -> Result<Answer, Failure> {
-    let mut response = request.send().await.map_err(|e| classify(&e))?;
+    let response = request.send().await.map_err(|e| classify(&e))?;
+    read(response, cap).await
+}
+
+/// Reads the whole body of `response`, refusing bodies over `cap` bytes.
+pub(crate) async fn read(mut response: reqwest::Response, cap: usize) -> Result<Answer, Failure> {
     if response
         .content_length()
         .is_some_and(|len| len > cap as u64)

@@ -24,7 +24,8 @@ use secrecy::ExposeSecret;
 
 pub use config::{ClientKind, ClientSecret, ConfigError, GoogleConfig, MAX_LEEWAY};
 pub use drive::{
-    FILE_FIELDS, GoogleDrive, LIST_FIELDS, MAX_CONTENT, MAX_NAME_CHARS, PAGE_SIZE, is_valid_file_id,
+    FILE_FIELDS, GoogleDrive, LIST_FIELDS, MAX_DOWNLOAD_TIME, MAX_NAME_CHARS, PAGE_SIZE,
+    is_valid_file_id,
 };
 pub use jwks::{DEFAULT_TTL, FAILURE_BACKOFF, MAX_TTL, UNKNOWN_KID_REFETCH_INTERVAL};
 pub use tokens::GoogleTokens;
@@ -88,6 +89,7 @@ impl Google {
             files: endpoints.drive_files,
             upload: endpoints.upload_files,
             appfolder,
+            timeout: config.request_timeout,
         });
         Ok(Self {
             tokens,

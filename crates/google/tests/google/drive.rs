@@ -223,16 +223,144 @@ async fn download_asks_for_media_and_returns_bytes_with_their_type() {
         .expect(1)
         .mount(&server)
         .await;
+    let DriveResponse::Content {
+        content_type,
+        content,
+    } = run(&server, DriveRequest::Download { id: "f1".into() })
+        .await
+        .unwrap()
+    else {
+        panic!("expected content")
+    };
+    assert_eq!(content_type, "application/x-thing");
+    assert!(content.is_streaming());
+    assert_eq!(content.length(), Some(8));
     assert_eq!(
-        run(&server, DriveRequest::Download { id: "f1".into() })
-            .await
-            .unwrap(),
-        DriveResponse::Content {
-            content_type: "application/x-thing".into(),
-            content: Bytes::from_static(b"\x00\x01binary"),
-        }
+        content.collect(8).await.unwrap(),
+        Bytes::from_static(b"\x00\x01binary")
     );
     server.verify().await;
+}
+
+#[tokio::test]
+async fn a_large_download_arrives_in_many_chunks_with_every_byte_in_order() {
+    let server = MockServer::start().await;
+    let body: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    Mock::given(method("GET"))
+        .and(path("/drive/v3/files/big"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw(body.clone(), "application/octet-stream"),
+        )
+        .mount(&server)
+        .await;
+    let DriveResponse::Content { content, .. } =
+        run(&server, DriveRequest::Download { id: "big".into() })
+            .await
+            .unwrap()
+    else {
+        panic!("expected content")
+    };
+    assert_eq!(content.length(), Some(body.len() as u64));
+    let mut stream = content.into_stream();
+    let (mut received, mut chunks) = (Vec::new(), 0);
+    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+        received.extend_from_slice(&chunk.unwrap());
+        chunks += 1;
+    }
+    assert!(chunks > 1, "the content came as {chunks} chunk(s)");
+    assert!(received == body, "the content differs");
+}
+
+/// A server answering every connection with `head` and `body` (raw bytes), then waiting `then` before closing.
+async fn raw_drive(head: &'static str, body: &'static [u8], then: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(body).await;
+                tokio::time::sleep(then).await;
+            });
+        }
+    });
+    url
+}
+
+async fn download_from(url: String, request_timeout: Duration) -> Result<Bytes, DriveError> {
+    let mut config = offline_access_google::GoogleConfig::new(
+        crate::support::CLIENT_ID.into(),
+        secrecy::SecretString::from(crate::support::CLIENT_SECRET),
+    );
+    config.base_url = Some(url);
+    config.request_timeout = request_timeout;
+    let drive = Google::new(config).unwrap().drive();
+    match drive
+        .execute(&token(), &DriveRequest::Download { id: "f1".into() })
+        .await?
+    {
+        DriveResponse::Content { content, .. } => content.collect(1 << 20).await,
+        other => panic!("expected content, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn content_that_breaks_off_before_its_length_ends_the_stream_as_unavailable() {
+    let url = raw_drive(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n",
+        b"only ten b",
+        Duration::ZERO,
+    )
+    .await;
+    assert_eq!(
+        download_from(url, Duration::from_secs(5)).await,
+        Err(DriveError::Unavailable)
+    );
+}
+
+#[tokio::test]
+async fn content_that_stalls_longer_than_the_request_timeout_ends_as_unavailable() {
+    let url = raw_drive(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n",
+        b"only ten b",
+        Duration::from_secs(30),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        download_from(url, Duration::from_millis(300)).await,
+        Err(DriveError::Unavailable)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "the stall was not cut"
+    );
+}
+
+#[tokio::test]
+async fn a_download_whose_answer_never_comes_is_unavailable() {
+    let url = raw_drive("", b"", Duration::from_secs(30)).await;
+    assert_eq!(
+        download_from(url, Duration::from_millis(300)).await,
+        Err(DriveError::Unavailable)
+    );
+}
+
+#[tokio::test]
+async fn a_download_refused_by_drive_maps_its_error_envelope() {
+    let url = raw_drive(
+        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: 65\r\n\r\n",
+        b"{\"error\":{\"code\":403,\"errors\":[{\"reason\":\"insufficientScopes\"}]}}",
+        Duration::ZERO,
+    )
+    .await;
+    assert_eq!(
+        download_from(url, Duration::from_secs(5)).await,
+        Err(DriveError::InsufficientScope)
+    );
 }
 
 #[tokio::test]

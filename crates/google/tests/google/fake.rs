@@ -160,7 +160,10 @@ async fn a_drive_file_lives_and_dies_in_the_fakes_app_folder() {
     else {
         panic!("expected content")
     };
-    assert_eq!(content, Bytes::from_static(b"{\"theme\":\"light\"}"));
+    assert_eq!(
+        content.collect(1024).await.unwrap(),
+        Bytes::from_static(b"{\"theme\":\"light\"}")
+    );
 
     assert_eq!(
         drive

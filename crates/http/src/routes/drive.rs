@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -59,7 +60,7 @@ async fn call(
     result
 }
 
-/// Renders Drive's answer: JSON with `status`, content as bytes (sandboxed, never sniffed), or 204.
+/// Renders Drive's answer: JSON with `status`, content streamed as it arrives (sandboxed, never sniffed), or 204.
 fn render(response: DriveResponse, status: StatusCode) -> Response {
     match response {
         DriveResponse::Json(value) => (status, Json(value)).into_response(),
@@ -69,8 +70,15 @@ fn render(response: DriveResponse, status: StatusCode) -> Response {
         } => {
             let content_type = HeaderValue::from_str(&content_type)
                 .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
-            let mut response = (StatusCode::OK, content).into_response();
+            let length = content.length();
+            // Streamed as Drive sends it; a break upstream ends the answer early (the client sees a short or
+            // unterminated body, never a complete-looking wrong file).
+            let mut response =
+                (StatusCode::OK, Body::from_stream(content.into_stream())).into_response();
             let headers = response.headers_mut();
+            if let Some(length) = length {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+            }
             headers.insert(header::CONTENT_TYPE, content_type);
             headers.insert(
                 header::CONTENT_SECURITY_POLICY,

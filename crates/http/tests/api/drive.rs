@@ -547,3 +547,40 @@ async fn an_expired_access_token_without_a_refresh_token_needs_reconsent() {
         .await
         .assert_error(StatusCode::CONFLICT, "reconsent_required");
 }
+
+#[tokio::test]
+async fn content_that_breaks_off_upstream_ends_the_answer_with_an_error_never_a_short_complete_file()
+ {
+    use http_body_util::BodyExt;
+    use offline_access_domain::{DriveResponse, FileContent};
+    use tower::ServiceExt;
+
+    let mut mocks = Mocks::signing_in();
+    mocks.drive.expect_execute().returning(|_, _| {
+        Ok(DriveResponse::Content {
+            content_type: "text/plain".into(),
+            content: FileContent::streaming(
+                Some(100),
+                futures::stream::iter([
+                    Ok(Bytes::from_static(b"the first ten")),
+                    Err(DriveError::Unavailable),
+                ]),
+            ),
+        })
+    });
+    let app = alice_app(mocks).await;
+    let mut request = get("/v1/me/drive/files/aliceFile1/content", ID_ALICE);
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(app.peer));
+    let response = app.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-length"], "100");
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first, Bytes::from_static(b"the first ten"));
+    assert!(
+        body.frame().await.unwrap().is_err(),
+        "the break upstream must reach the client as a body error"
+    );
+}

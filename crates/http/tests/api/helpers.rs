@@ -14,9 +14,9 @@ use http_body_util::BodyExt;
 use offline_access_domain::memory::{ManualClock, MemoryStore};
 use offline_access_domain::ports::{MockDrive, MockIdTokenVerifier, MockTokenEndpoint};
 use offline_access_domain::{
-    AccessToken, CredentialStore, DriveError, DriveRequest, DriveResponse, IdToken, OfflineAccess,
-    Ports, Profile, RefreshToken, Scopes, Settings, Subject, TokenError, TokenResponse,
-    VerifiedIdToken, VerifyError,
+    AccessToken, CredentialStore, DriveError, DriveRequest, DriveResponse, FileContent, IdToken,
+    OfflineAccess, Ports, Profile, RefreshToken, Scopes, Settings, Subject, TokenError,
+    TokenResponse, VerifiedIdToken, VerifyError,
 };
 use offline_access_http::{AppState, HttpConfig, router};
 use time::OffsetDateTime;
@@ -193,7 +193,14 @@ pub(crate) fn drive_answer(
             }
             DriveResponse::Content {
                 content_type: "text/html".to_owned(),
-                content: Bytes::from_static(b"<p>hello</p>"),
+                // Streamed in two chunks, as the Google adapter hands content over.
+                content: FileContent::streaming(
+                    Some(12),
+                    futures::stream::iter([
+                        Ok(Bytes::from_static(b"<p>hel")),
+                        Ok(Bytes::from_static(b"lo</p>")),
+                    ]),
+                ),
             }
         }
         DriveRequest::Delete { id } => {
@@ -227,13 +234,19 @@ impl Mocks {
 
     /// As [`Mocks::google`] with no expectation on revoke (the test sets its own).
     pub(crate) fn google_without_revoke() -> Self {
+        let mut mocks = Self::signing_in();
+        mocks.record_drive();
+        mocks
+    }
+
+    /// Known codes exchange and known ID tokens verify; nothing else is expected (the test sets Drive).
+    pub(crate) fn signing_in() -> Self {
         let mut mocks = Self::bare();
         mocks
             .tokens
             .expect_exchange_code()
             .returning(|code| exchange(code.expose_secret()));
         mocks.accept_id_tokens();
-        mocks.record_drive();
         mocks
     }
 
