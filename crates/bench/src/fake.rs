@@ -132,6 +132,14 @@ impl Fake {
             .bearer_auth(access_token)
     }
 
+    /// Drive `files.get(id, alt=media)`: the file's content, as the server's adapter asks for it.
+    pub(crate) fn download_request(&self, access_token: &str, id: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}/drive/v3/files/{id}", self.url))
+            .query(&[("alt", "media")])
+            .bearer_auth(access_token)
+    }
+
     /// Makes the user's access tokens invalid at once.
     pub(crate) async fn expire(&self, sub: &str) -> Result<(), String> {
         self.post_json(&format!("/_fake/users/{sub}/expire"), &json!({}))

@@ -4,7 +4,8 @@
 //! them over real HTTP and prints a markdown table: sign-ins per second on `/authcode` and Drive proxy calls per
 //! second, each at several concurrencies with latency percentiles and the server's CPU seconds per 1,000 requests,
 //! next to the fake's own ceiling measured in the same run; the refresh stampede (token calls per expiry); and the
-//! memory footprint and start-to-ready time with many stored users. Postgres parts run when `DATABASE_URL` is set.
+//! memory footprint and start-to-ready time with many stored users; and concurrent downloads of a large Drive file
+//! with the server's memory meanwhile. Postgres parts run when `DATABASE_URL` is set.
 //!
 //! `--smoke` runs tiny counts in seconds and fails only when something does not run or a stampede refreshes more
 //! than once (never on a timing).
@@ -81,6 +82,8 @@ enum Cmd {
     Stampede,
     /// Resident memory idle and under load with many stored users; start to ready.
     Footprint,
+    /// Concurrent downloads of a large Drive file: throughput vs the fake's, and the server's memory meanwhile.
+    Download,
     /// Everything above.
     All,
 }
@@ -285,6 +288,10 @@ async fn scenarios(ctx: &mut Ctx, command: Cmd, report: &mut Report, once: bool)
                 scenarios::stampede(ctx, &pg, 3, "3 instances sharing Postgres".to_owned()).await?,
             );
         }
+    }
+    if once && (all || command == Cmd::Download) {
+        let file = ctx.file_store()?;
+        report.downloads = Some(scenarios::downloads(ctx, &file).await?);
     }
     if once && (all || command == Cmd::Footprint) {
         let file = ctx.file_store()?;

@@ -151,20 +151,25 @@ impl Proc {
 
     /// A `/proc/PID/status` memory line in MiB (`VmRSS`, `VmHWM`).
     pub(crate) fn mem_mib(&self, field: &str) -> Res<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|v| v.split_whitespace().next())
-            .ok_or_else(|| format!("no {field} in /proc/{}/status", self.pid))?
-            .parse()?;
-        Ok(kib / 1024.0)
+        mem_mib(self.pid, field)
     }
 
     /// Stops the process (SIGKILL) and waits for it.
     pub(crate) async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
+}
+
+/// A memory figure of process `pid` (`VmRSS`, `VmHWM`, ...) from `/proc/PID/status`, in MiB.
+pub(crate) fn mem_mib(pid: u32, field: &str) -> Res<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next())
+        .ok_or_else(|| format!("no {field} in /proc/{pid}/status"))?
+        .parse()?;
+    Ok(kib / 1024.0)
 }
 
 /// User + system CPU seconds of a process from `/proc/PID/stat` (in USER_HZ = 100 ticks per second).

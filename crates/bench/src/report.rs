@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::load::Load;
-use crate::scenarios::{Footprint, Stampede, Throughput};
+use crate::scenarios::{Downloads, Footprint, Stampede, Throughput};
 use crate::{Plan, Res};
 
 /// Everything measured in one run.
@@ -23,6 +23,8 @@ pub(crate) struct Report {
     pub(crate) stampede: Vec<Stampede>,
     /// Footprints.
     pub(crate) footprint: Vec<Footprint>,
+    /// Large downloads.
+    pub(crate) downloads: Option<Downloads>,
 }
 
 fn read(path: &str) -> String {
@@ -88,6 +90,7 @@ impl Report {
             drive: Vec::new(),
             stampede: Vec::new(),
             footprint: Vec::new(),
+            downloads: None,
         }
     }
 
@@ -218,6 +221,39 @@ impl Report {
                 );
             }
         }
+        if let Some(d) = &self.downloads {
+            let _ = writeln!(
+                out,
+                "\n### Drive content: {} concurrent downloads of one {:.0} MiB file (file store)\n",
+                d.server.concurrency,
+                d.file_bytes as f64 / (1024.0 * 1024.0)
+            );
+            let _ = writeln!(
+                out,
+                "| downloads | via server MiB/s | p50 ms | p99 ms | server CPU µs/MiB | fake direct MiB/s | direct p99 ms | ratio | server RSS before MiB | highest RSS during MiB | content in flight MiB | RSS growth / in flight |"
+            );
+            let _ = writeln!(
+                out,
+                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            );
+            let mib = d.file_bytes as f64 / (1024.0 * 1024.0);
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {} | {} | {} | {:.0} | {} | {:.2} | {:.1} | {:.1} | {:.0} | {:.3} |",
+                d.server.ok,
+                d.mib_per_sec(&d.server),
+                ms(d.server.p50),
+                ms(d.server.p99),
+                us(d.server.cpu_per_1000().map(|v| v / mib)),
+                d.mib_per_sec(&d.direct),
+                ms(d.direct.p99),
+                d.mib_per_sec(&d.server) / d.mib_per_sec(&d.direct).max(1e-9),
+                d.before_mib,
+                d.during_mib,
+                d.in_flight_mib(),
+                (d.during_mib - d.before_mib) / d.in_flight_mib().max(1e-9),
+            );
+        }
         out
     }
 
@@ -241,6 +277,10 @@ impl Report {
         }
         for f in &self.footprint {
             check_load(&f.load, f.store)?;
+        }
+        if let Some(d) = &self.downloads {
+            check_load(&d.server, "downloads via server")?;
+            check_load(&d.direct, "downloads direct")?;
         }
         Ok(())
     }

@@ -1,4 +1,5 @@
-//! The four measurements: sign-ins, Drive proxy calls, the refresh stampede and the memory footprint.
+//! The measurements: sign-ins, Drive proxy calls, the refresh stampede, the memory footprint and Drive content
+//! downloads.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -617,5 +618,159 @@ pub(crate) async fn footprint(
         idle_mib,
         peak_mib,
         load,
+    })
+}
+
+/// What the download run measured.
+#[derive(Debug, Clone)]
+pub(crate) struct Downloads {
+    /// Size of the file, bytes.
+    pub(crate) file_bytes: usize,
+    /// Through offline-access.
+    pub(crate) server: Load,
+    /// Directly at the fake.
+    pub(crate) direct: Load,
+    /// The server's resident memory before the downloads.
+    pub(crate) before_mib: f64,
+    /// The highest resident memory sampled (every 5 ms) during the downloads through it.
+    pub(crate) during_mib: f64,
+}
+
+impl Downloads {
+    /// Content bytes in flight at once: concurrency × file size, in MiB.
+    pub(crate) fn in_flight_mib(&self) -> f64 {
+        (self.server.concurrency * self.file_bytes) as f64 / (1024.0 * 1024.0)
+    }
+
+    /// MiB per second of content through the server and directly.
+    pub(crate) fn mib_per_sec(&self, load: &Load) -> f64 {
+        load.rate() * self.file_bytes as f64 / (1024.0 * 1024.0)
+    }
+}
+
+/// Reads a download to its end chunk by chunk (never holding it whole) and checks its length.
+async fn drain(response: reqwest::Response, expected: usize, what: &str) -> Result<(), String> {
+    let status = response.status();
+    if status != 200 {
+        return expect_200(response, what).await;
+    }
+    let mut response = response;
+    let mut received = 0usize;
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        received += chunk.len();
+    }
+    if received == expected {
+        Ok(())
+    } else {
+        Err(format!("{what}: {received} bytes of {expected}"))
+    }
+}
+
+/// Concurrent downloads of one large file through `GET /v1/me/drive/files/{id}/content` vs `alt=media` directly
+/// at the fake, sampling the server's resident memory meanwhile.
+pub(crate) async fn downloads(ctx: &mut Ctx, store: &StoreSpec) -> Res<Downloads> {
+    let (file_bytes, concurrency) = if ctx.plan.smoke {
+        (1024 * 1024, 4)
+    } else {
+        (8 * 1024 * 1024, 16)
+    };
+    let total = if ctx.plan.smoke { 8 } else { 160 };
+    let server = ctx.server(store).await?;
+    let run = ctx.next();
+    let email = format!("dl{run}-0@bench.example");
+    let users = ctx.sign_in_users(&server, &format!("dl{run}"), 1).await?;
+    let (id_token, _) = users.first().ok_or("no user")?.clone();
+    let content: Vec<u8> = (0..file_bytes).map(|i| (i % 251) as u8).collect();
+    let created = ctx
+        .http
+        .post(format!("{}/v1/me/drive/files", server.url))
+        .query(&[("name", "bench.bin")])
+        .bearer_auth(&id_token)
+        .header("Content-Type", "application/octet-stream")
+        .body(content)
+        .send()
+        .await?;
+    if created.status() != 201 {
+        return Err(format!("upload answered {}", created.status()).into());
+    }
+    let created: serde_json::Value = created.json().await?;
+    let id = created["id"].as_str().ok_or("no file id")?.to_owned();
+    let (code, _) = ctx.fake.mint_code(&email).await?;
+    let access = ctx.fake.exchange(&code).await?;
+    // One download each way first (connections, the access token), then let the upload's memory settle.
+    drain(
+        ctx.fake.download_request(&access, &id).send().await?,
+        file_bytes,
+        "warm-up download",
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before_mib = server.mem_mib("VmRSS")?;
+
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (sampling, pid) = (Arc::clone(&sampling), server.pid);
+        tokio::spawn(async move {
+            let mut highest = 0.0_f64;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(mib) = procs::mem_mib(pid, "VmRSS") {
+                    highest = highest.max(mib);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            highest
+        })
+    };
+    let (http, url) = (
+        client()?,
+        format!("{}/v1/me/drive/files/{id}/content", server.url),
+    );
+    let token = Arc::new(id_token);
+    let through = measured(
+        &server,
+        load::run(concurrency, total, Duration::from_secs(120), move |_| {
+            let (http, url, token) = (http.clone(), url.clone(), Arc::clone(&token));
+            async move {
+                let response = http
+                    .get(&url)
+                    .bearer_auth(token.as_str())
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                drain(response, file_bytes, "download via server").await
+            }
+        }),
+    )
+    .await?;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let during_mib = sampler.await?.max(before_mib);
+    let (fake, id2, access) = (ctx.fake.clone(), id.clone(), Arc::new(access));
+    let direct = measured(
+        &ctx.fake_proc,
+        load::run(concurrency, total, Duration::from_secs(120), move |_| {
+            let (fake, id, access) = (fake.clone(), id2.clone(), Arc::clone(&access));
+            async move {
+                let response = fake
+                    .download_request(&access, &id)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                drain(response, file_bytes, "download direct").await
+            }
+        }),
+    )
+    .await?;
+    server.stop().await;
+    eprintln!(
+        "downloads: {:.0}/s via server, {:.0}/s direct; server RSS {before_mib:.1} -> {during_mib:.1} MiB",
+        through.rate(),
+        direct.rate()
+    );
+    Ok(Downloads {
+        file_bytes,
+        server: through,
+        direct,
+        before_mib,
+        during_mib,
     })
 }
