@@ -17,13 +17,15 @@ use crate::error::Failure;
 /// A configuration failure naming `log.level` or `RUST_LOG` when the filter does not parse.
 pub(crate) fn init_tracing(level: &str, format: LogFormat) -> Result<(), Failure> {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(env) if !env.trim().is_empty() => EnvFilter::builder().parse(&env).map_err(|e| {
-            Failure::config(format!(
-                "RUST_LOG is not a valid log filter ({e}); unset it or fix it"
-            ))
-        })?,
+        Ok(env) if !env.trim().is_empty() => EnvFilter::builder()
+            .parse(quiet_postgres_driver(&env))
+            .map_err(|e| {
+                Failure::config(format!(
+                    "RUST_LOG is not a valid log filter ({e}); unset it or fix it"
+                ))
+            })?,
         _ => EnvFilter::builder()
-            .parse(level)
+            .parse(quiet_postgres_driver(level))
             .map_err(|e| Failure::config(format!("log.level is not a valid log filter ({e})")))?,
     };
     let builder = tracing_subscriber::fmt()
@@ -36,6 +38,21 @@ pub(crate) fn init_tracing(level: &str, format: LogFormat) -> Result<(), Failure
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     Ok(())
+}
+
+/// `filter` with `tokio_postgres` capped at `info` unless it names that target itself: at `debug` the driver logs
+/// every statement's parameters (sealed tokens, subjects, e-mail addresses), which no log should hold.
+fn quiet_postgres_driver(filter: &str) -> String {
+    if filter.contains("tokio_postgres") {
+        filter.to_owned()
+    } else if filter.trim().is_empty() {
+        "tokio_postgres=info".to_owned()
+    } else {
+        format!(
+            "{},tokio_postgres=info",
+            filter.trim().trim_end_matches(',')
+        )
+    }
 }
 
 /// Installs the global Prometheus recorder and returns its renderer for `/metrics`; a task drains histogram
@@ -57,4 +74,27 @@ pub(crate) fn install_metrics() -> Result<Arc<dyn Fn() -> String + Send + Sync>,
         }
     });
     Ok(Arc::new(move || handle.render()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_postgres_driver_is_capped_at_info_unless_named() {
+        assert_eq!(quiet_postgres_driver("debug"), "debug,tokio_postgres=info");
+        assert_eq!(
+            quiet_postgres_driver("offline_access_google=debug,info,"),
+            "offline_access_google=debug,info,tokio_postgres=info"
+        );
+        assert_eq!(quiet_postgres_driver(""), "tokio_postgres=info");
+        assert_eq!(
+            quiet_postgres_driver("debug,tokio_postgres=trace"),
+            "debug,tokio_postgres=trace"
+        );
+        for filter in ["debug", "trace", "warn", "info,offline_access=debug"] {
+            let parsed = EnvFilter::builder().parse(quiet_postgres_driver(filter));
+            assert!(parsed.is_ok(), "{filter}");
+        }
+    }
 }
