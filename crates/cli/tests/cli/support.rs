@@ -174,17 +174,22 @@ pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
-/// Strings that look like Google token values (not the "…" placeholders the demo prints).
+/// Strings that look like Google token values (not the "…" placeholders the demo prints). An ID token must be
+/// JWS-shaped (`eyJ`, base64url, then `.`): `eyJ` alone turns up by chance in random base64url (a sealed value
+/// in a debug log, a Drive folder id) about once in 260,000 characters.
 pub(crate) fn token_like(text: &str) -> Option<String> {
+    let b64url = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
     for prefix in ["ya29.", "1//", "4/0", "eyJ"] {
         let mut rest = text;
         while let Some(at) = rest.find(prefix) {
             let after = &rest[at + prefix.len()..];
-            if after
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
+            let looks_like = if prefix == "eyJ" {
+                let run = after.len() - after.trim_start_matches(b64url).len();
+                run > 0 && after[run..].starts_with('.')
+            } else {
+                after.chars().next().is_some_and(b64url)
+            };
+            if looks_like {
                 return Some(format!(
                     "{prefix}{}",
                     after.chars().take(8).collect::<String>()
@@ -194,4 +199,18 @@ pub(crate) fn token_like(text: &str) -> Option<String> {
         }
     }
     None
+}
+
+#[test]
+fn token_like_finds_token_shapes_and_not_chance_base64url() {
+    assert_eq!(
+        token_like("x eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.sig y").as_deref(),
+        Some("eyJhbGciOiJ")
+    );
+    assert!(token_like("token ya29.a0AfH6SM").is_some());
+    assert!(token_like("rt 1//0gLx").is_some());
+    assert!(token_like("code 4/0AY0e").is_some());
+    assert_eq!(token_like("sealed v1.k1.Zm9veyJhYmNkZWZn-_x end"), None);
+    assert_eq!(token_like("folder 0AeyJQk9Uk9PVA,"), None);
+    assert_eq!(token_like("placeholders ya29.… 1//… eyJ… 4/0…"), None);
 }
