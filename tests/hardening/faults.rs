@@ -577,7 +577,8 @@ async fn a_slow_google_fails_the_request_within_the_timeout_and_others_are_serve
             attempts: 2,
             ..always_refresh()
         },
-        google_request_timeout: Some(Duration::from_millis(500)),
+        // Long enough for the sign-ins below on a loaded machine, far below the minute of the fault.
+        google_request_timeout: Some(Duration::from_secs(2)),
         ..TestOptions::default()
     })
     .await;
@@ -617,7 +618,7 @@ async fn a_slow_google_fails_the_request_within_the_timeout_and_others_are_serve
         status_and_code(response).await,
         (503, "upstream_unavailable".into())
     );
-    // Two attempts of 0.5 s each, far below the minute Google would have taken.
+    // Two attempts of 2 s each, far below the minute Google would have taken.
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "{:?}",

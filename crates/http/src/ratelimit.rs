@@ -7,9 +7,10 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::HeaderMap;
+use tokio::time::Instant;
 
 /// Default number of client buckets kept.
 pub(crate) const DEFAULT_CAPACITY: usize = 10_000;

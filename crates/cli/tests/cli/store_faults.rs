@@ -156,7 +156,8 @@ async fn sign_in(fake: &FakeGoogle, server: &Server) -> (u16, String) {
 async fn sign_in_while(fake: &FakeGoogle, server: &Server, during: impl FnOnce()) -> (u16, Value) {
     let minted = fake.mint_code(CodeRequest::new(EMAIL)).await.unwrap();
     fake.control()
-        .add_fault(Fault::delay(Endpoint::Token, 1500))
+        // Long enough for `during` (psql on a loaded machine), below the 10 s Google and 30 s HTTP timeouts.
+        .add_fault(Fault::delay(Endpoint::Token, 5000))
         .await
         .unwrap();
     let base = server.base.clone();

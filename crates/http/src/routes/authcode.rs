@@ -9,7 +9,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, Request, State};
@@ -123,7 +122,7 @@ async fn sign_in(state: &AppState, request: Request) -> Result<SignIn, ApiError>
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     let client = client_ip(peer, &parts.headers, &state.config.trusted_proxies);
-    if let Err(wait) = state.limiter.check(client, Instant::now()) {
+    if let Err(wait) = state.limiter.check(client, tokio::time::Instant::now()) {
         tracing::info!("sign-in rate limit hit");
         return Err(ApiError::rate_limited(wait.as_secs().saturating_add(1)));
     }

@@ -414,7 +414,8 @@ async fn unavailable_signing_keys_fail_closed_with_503() {
         .assert_error(StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable");
 }
 
-#[tokio::test]
+// The limiter reads tokio's clock: paused, no token refills however slow the machine is.
+#[tokio::test(start_paused = true)]
 async fn the_rate_limit_answers_429_before_any_google_call() {
     let mut mocks = Mocks::bare();
     // Rate 1/s, burst 2: exactly two attempts reach Google.
@@ -440,7 +441,8 @@ async fn the_rate_limit_answers_429_before_any_google_call() {
     assert!(limited.headers.get("retry-after").is_some());
 }
 
-#[tokio::test]
+// The limiter reads tokio's clock: paused, no token refills however slow the machine is.
+#[tokio::test(start_paused = true)]
 async fn the_rate_limit_is_per_client_address() {
     let mut mocks = Mocks::bare();
     mocks
@@ -471,7 +473,8 @@ async fn the_rate_limit_is_per_client_address() {
         .assert_error(StatusCode::BAD_REQUEST, "invalid_grant");
 }
 
-#[tokio::test]
+// The limiter reads tokio's clock: paused, no token refills however slow the machine is.
+#[tokio::test(start_paused = true)]
 async fn x_forwarded_for_cannot_dodge_the_limit_from_an_untrusted_peer() {
     let mut mocks = Mocks::bare();
     mocks
@@ -495,7 +498,8 @@ async fn x_forwarded_for_cannot_dodge_the_limit_from_an_untrusted_peer() {
     assert_eq!(statuses[2], StatusCode::TOO_MANY_REQUESTS);
 }
 
-#[tokio::test]
+// The limiter reads tokio's clock: paused, no token refills however slow the machine is.
+#[tokio::test(start_paused = true)]
 async fn x_forwarded_for_from_a_trusted_proxy_names_the_client() {
     let mut mocks = Mocks::bare();
     mocks

@@ -290,14 +290,23 @@ async fn a_cancelled_lock_wait_leaves_no_open_transaction_behind() {
         .unwrap();
     lock.release().await.unwrap();
     assert!(waiter_store.get(&sub).await.unwrap().is_none());
+    // The cancelled waiter's backend may still be on its way out (its lock freed, its row not yet gone): a
+    // connection left inside a transaction stays there, so poll for a while before concluding.
     let admin = raw_client(&db.url).await;
-    let open = admin
-        .query(
-            "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND state LIKE 'idle in transaction%'",
-            &[&name],
-        )
-        .await
-        .unwrap();
+    let mut open = Vec::new();
+    for _ in 0..50 {
+        open = admin
+            .query(
+                "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND state LIKE 'idle in transaction%'",
+                &[&name],
+            )
+            .await
+            .unwrap();
+        if open.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(
         open.is_empty(),
         "a connection was left inside a transaction"
