@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::body::Body;
 use http::{Method, Request, StatusCode};
+use offline_access_http::HttpConfig;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -122,7 +123,12 @@ fn fuzz_authcode_requests_through_the_router_are_never_5xx_and_reach_google_only
     });
     mocks.accept_id_tokens();
     mocks.tokens.expect_revoke().returning(|_| Ok(()));
-    let app = TestApp::new(mocks);
+    // No rate limit: every case must reach the parser, not a 429 after the first burst from this one peer.
+    let config = HttpConfig {
+        authcode_rate_limit: 0,
+        ..HttpConfig::default()
+    };
+    let app = TestApp::with_config(mocks, config);
     let mut runner = TestRunner::new(Config {
         failure_persistence: None,
         ..Config::default()
