@@ -293,21 +293,18 @@ impl GoogleDrive {
         if call.expect == Expect::Content {
             return self.download(builder).await;
         }
-        let answer = match http::send(builder, MAX_JSON_BODY).await {
-            Ok(answer) => answer,
-            Err(Failure::Timeout | Failure::Unreachable) => return Err(DriveError::Unavailable),
-            Err(Failure::TooLarge) => return Err(DriveError::Protocol("answer too large".into())),
-        };
+        let answer = http::send(builder, MAX_JSON_BODY)
+            .await
+            .map_err(unanswered)?;
         if !answer.status.is_success() {
             return Err(map_error(&answer));
         }
-        match call.expect {
-            Expect::Empty => Ok(DriveResponse::Empty),
-            Expect::Json => match serde_json::from_slice::<serde_json::Value>(&answer.body) {
-                Ok(value @ serde_json::Value::Object(_)) => Ok(DriveResponse::Json(value)),
-                _ => Err(DriveError::Protocol("answer is not a JSON object".into())),
-            },
-            Expect::Content => Err(DriveError::Protocol("content read as JSON".into())),
+        if call.expect == Expect::Empty {
+            return Ok(DriveResponse::Empty);
+        }
+        match serde_json::from_slice::<serde_json::Value>(&answer.body) {
+            Ok(value @ serde_json::Value::Object(_)) => Ok(DriveResponse::Json(value)),
+            _ => Err(DriveError::Protocol("answer is not a JSON object".into())),
         }
     }
 
@@ -324,15 +321,11 @@ impl GoogleDrive {
             Ok(Err(_)) | Err(_) => return Err(DriveError::Unavailable),
         };
         if !response.status().is_success() {
-            return match tokio::time::timeout(self.timeout, http::read(response, MAX_JSON_BODY))
+            let answer = tokio::time::timeout(self.timeout, http::read(response, MAX_JSON_BODY))
                 .await
-            {
-                Ok(Ok(answer)) => Err(map_error(&answer)),
-                Ok(Err(Failure::TooLarge)) => Err(DriveError::Protocol("answer too large".into())),
-                Ok(Err(Failure::Timeout | Failure::Unreachable)) | Err(_) => {
-                    Err(DriveError::Unavailable)
-                }
-            };
+                .unwrap_or(Err(Failure::Timeout))
+                .map_err(unanswered)?;
+            return Err(map_error(&answer));
         }
         let content_type = response
             .headers()
@@ -345,6 +338,14 @@ impl GoogleDrive {
             content_type,
             content: FileContent::streaming(length, chunks(response, self.timeout)),
         })
+    }
+}
+
+/// A Drive call that got no complete answer.
+fn unanswered(failure: Failure) -> DriveError {
+    match failure {
+        Failure::Timeout | Failure::Unreachable => DriveError::Unavailable,
+        Failure::TooLarge => DriveError::Protocol("answer too large".into()),
     }
 }
 
