@@ -140,7 +140,7 @@ impl Ctx {
     async fn mint_codes(&self, prefix: &str, n: usize) -> Res<Vec<String>> {
         let fake = &self.fake;
         let results: Vec<Result<(String, String), String>> = futures::stream::iter(0..n)
-            .map(|i| async move { fake.mint_code(&format!("{prefix}-{i}@bench.example")).await })
+            .map(|i| async move { fake.mint_code(&user_email(prefix, i)).await })
             .buffered(32)
             .collect()
             .await;
@@ -159,13 +159,18 @@ impl Ctx {
     ) -> Res<Vec<(String, String)>> {
         let mut users = Vec::with_capacity(n);
         for i in 0..n {
-            let email = format!("{prefix}-{i}@bench.example");
+            let email = user_email(prefix, i);
             let (code, sub) = self.fake.mint_code(&email).await?;
             post_authcode(&self.http, &server.url, &code).await?;
             users.push((self.fake.id_token(&email).await?, sub));
         }
         Ok(users)
     }
+}
+
+/// The e-mail address of the `i`-th user a run named `prefix` creates.
+fn user_email(prefix: &str, i: usize) -> String {
+    format!("{prefix}-{i}@bench.example")
 }
 
 /// `POST /authcode` as the Android app does.
@@ -677,8 +682,8 @@ pub(crate) async fn downloads(ctx: &mut Ctx, store: &StoreSpec) -> Res<Downloads
     let total = if ctx.plan.smoke { 8 } else { 160 };
     let server = ctx.server(store).await?;
     let run = ctx.next();
-    let email = format!("dl{run}-0@bench.example");
-    let users = ctx.sign_in_users(&server, &format!("dl{run}"), 1).await?;
+    let prefix = format!("dl{run}");
+    let users = ctx.sign_in_users(&server, &prefix, 1).await?;
     let (id_token, _) = users.first().ok_or("no user")?.clone();
     let content: Vec<u8> = (0..file_bytes).map(|i| (i % 251) as u8).collect();
     let created = ctx
@@ -695,7 +700,8 @@ pub(crate) async fn downloads(ctx: &mut Ctx, store: &StoreSpec) -> Res<Downloads
     }
     let created: serde_json::Value = created.json().await?;
     let id = created["id"].as_str().ok_or("no file id")?.to_owned();
-    let (code, _) = ctx.fake.mint_code(&email).await?;
+    // A second grant for the same user gives the load generator its own access token for the direct downloads.
+    let (code, _) = ctx.fake.mint_code(&user_email(&prefix, 0)).await?;
     let access = ctx.fake.exchange(&code).await?;
     // One download each way first (connections, the access token), then let the upload's memory settle.
     drain(
