@@ -12,17 +12,18 @@ use crate::secret::{AccessToken, RefreshToken};
 pub enum ConsentState {
     /// The refresh token is believed to work.
     Active,
-    /// Google answered `invalid_grant`: the user revoked access (or the token expired). The app must ask again.
+    /// Google answered `invalid_grant`: the user revoked access (or the token expired). The app must ask again
+    /// with forced consent; an access token from a later sign-in is still used until it expires.
     Revoked,
-    /// The user asked to be forgotten but Google could not confirm the revocation yet (revoke answered 5xx or was
-    /// unreachable). The credential is unusable at once — every use case treats it as absent — and is kept only
-    /// so that [`crate::OfflineAccess::retry_pending_revocations`] can revoke the grant later; it is deleted when
-    /// Google confirms. Profile, scopes and access token are dropped; only the refresh token is kept.
+    /// The storage encoding of a **pending revocation**: the user asked to be forgotten but Google could not
+    /// confirm the revocation yet. Such a record keeps only the refresh token (to revoke it later); the domain's
+    /// update primitive reads it as a pending revocation, never as a credential, and a new sign-in replaces it
+    /// in one conditional write (cancelling the revocation).
     Forgotten,
 }
 
 impl ConsentState {
-    /// `"active"` or `"revoked"`, as stored and as the API shows it.
+    /// `"active"`, `"revoked"` or `"forgotten"`, as stored and as the API shows it.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -44,13 +45,15 @@ impl ConsentState {
     }
 }
 
-/// A cached access token and when it expires.
+/// A cached access token, when it expires, and the scopes it carries.
 #[derive(Debug, Clone)]
 pub struct CachedAccess {
     /// The token.
     pub token: AccessToken,
     /// When Google says it stops working.
     pub expires_at: OffsetDateTime,
+    /// The scopes this access token carries (may be fewer than the grant's: a sign-in that asked for fewer).
+    pub scopes: Scopes,
 }
 
 impl CachedAccess {
@@ -68,15 +71,18 @@ pub struct Credential {
     pub subject: Subject,
     /// Profile from the last verified ID token.
     pub profile: Profile,
-    /// Scopes Google last reported as granted.
+    /// The scopes of the grant: what the stored refresh token can obtain. Only a refresh (Google reporting the
+    /// grant) or a new grant replaces them; a sign-in without a new refresh token can only widen them
+    /// (incremental authorization), never narrow them.
     pub scopes: Scopes,
     /// The long-lived refresh token, if Google ever returned one. Never replaced by absence.
     pub refresh_token: Option<RefreshToken>,
-    /// The last access token and its expiry.
+    /// The last access token, its expiry and its own scopes.
     pub access: Option<CachedAccess>,
     /// Whether the grant still stands.
     pub consent: ConsentState,
-    /// Optimistic-concurrency version: 0 before the first store, then incremented by the store on each write.
+    /// Optimistic-concurrency version: 0 before the first store, then set by the store on each write (never
+    /// repeating for a subject, also across deletes).
     pub version: u64,
     /// When the credential was first stored.
     pub created_at: OffsetDateTime,
@@ -87,13 +93,13 @@ pub struct Credential {
 /// What a code exchange (or a refresh) gave us, already verified.
 #[derive(Debug, Clone)]
 pub struct Grant {
-    /// Profile from the verified ID token (`None` on a refresh without an ID token).
+    /// Profile from the verified ID token (`None` without one, or when it could not be verified on a refresh).
     pub profile: Option<Profile>,
     /// Scopes Google reported (`None` when the response omitted `scope`).
     pub scopes: Option<Scopes>,
     /// The refresh token, when Google returned one (first consent, forced consent, or rotation).
     pub refresh_token: Option<RefreshToken>,
-    /// The new access token.
+    /// The new access token (its scopes: those reported, else the grant's as far as known).
     pub access: CachedAccess,
 }
 
@@ -104,9 +110,42 @@ impl Credential {
         self.refresh_token.is_some() && self.consent == ConsentState::Active
     }
 
-    /// Merges a verified grant into the stored credential (or starts one), applying the refresh-token rule:
-    /// **a stored refresh token is never replaced by absence; a returned one replaces it.** A returned refresh
-    /// token also makes the consent active again; otherwise the consent state is kept.
+    /// A new credential from a first grant (or one replacing a pending revocation, see
+    /// [`Credential::cancelling`]).
+    #[must_use]
+    pub fn first(subject: Subject, grant: Grant, now: OffsetDateTime) -> Credential {
+        Credential {
+            consent: ConsentState::Active,
+            subject,
+            profile: grant.profile.unwrap_or_default(),
+            scopes: grant.scopes.unwrap_or_else(|| grant.access.scopes.clone()),
+            refresh_token: grant.refresh_token,
+            access: Some(grant.access),
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// A sign-in that finds a pending revocation: the user's latest intent wins and the revocation is cancelled.
+    /// The old refresh token still works at Google (it was never revoked), so it is kept unless the grant brings a
+    /// new one. The result takes the pending record's version (one conditional write replaces it).
+    #[must_use]
+    pub fn cancelling(pending: Credential, grant: Grant, now: OffsetDateTime) -> Credential {
+        let kept = pending.refresh_token;
+        let mut credential = Credential::first(pending.subject, grant, now);
+        if credential.refresh_token.is_none() {
+            credential.refresh_token = kept;
+        }
+        credential.version = pending.version;
+        credential
+    }
+
+    /// Merges a sign-in's verified grant into the stored credential (or starts one), applying the rules:
+    /// - **a stored refresh token is never replaced by absence; a returned one replaces it** and makes the consent
+    ///   active again;
+    /// - the grant's scopes are only widened by a sign-in (incremental authorization); a new refresh token after a
+    ///   revocation starts a new grant with the reported scopes.
     #[must_use]
     pub fn merge(
         existing: Option<Credential>,
@@ -115,39 +154,26 @@ impl Credential {
         now: OffsetDateTime,
     ) -> Credential {
         match existing {
-            None => Credential {
-                consent: ConsentState::Active,
-                subject,
-                profile: grant.profile.unwrap_or_default(),
-                scopes: grant.scopes.unwrap_or_default(),
-                refresh_token: grant.refresh_token,
-                access: Some(grant.access),
-                version: 0,
-                created_at: now,
-                updated_at: now,
-            },
+            None => Credential::first(subject, grant, now),
+            Some(pending) if pending.is_forgotten() => Credential::cancelling(pending, grant, now),
             Some(mut cred) => {
-                if cred.consent == ConsentState::Forgotten {
-                    // The user signs in again before the pending revocation went through: their latest intent
-                    // wins. The old refresh token still works at Google (it was never revoked), so it stays
-                    // unless the grant brings a new one; the revocation is cancelled.
-                    cred.consent = ConsentState::Active;
-                    cred.profile = Profile::default();
-                    cred.created_at = now;
-                }
-                cred.apply(grant, now);
+                cred.apply_sign_in(grant, now);
                 cred
             }
         }
     }
 
-    /// Applies a grant to this credential in place (see [`Credential::merge`] for the rule).
-    pub fn apply(&mut self, grant: Grant, now: OffsetDateTime) {
+    /// Applies a sign-in's grant in place (see [`Credential::merge`] for the rules).
+    pub fn apply_sign_in(&mut self, grant: Grant, now: OffsetDateTime) {
+        let reported = grant.scopes.unwrap_or_else(|| grant.access.scopes.clone());
+        let new_grant = grant.refresh_token.is_some() && self.consent == ConsentState::Revoked;
+        self.scopes = if new_grant {
+            reported
+        } else {
+            self.scopes.union(&reported)
+        };
         if let Some(profile) = grant.profile {
             self.profile = profile;
-        }
-        if let Some(scopes) = grant.scopes {
-            self.scopes = scopes;
         }
         if let Some(refresh) = grant.refresh_token {
             self.refresh_token = Some(refresh);
@@ -157,14 +183,30 @@ impl Credential {
         self.updated_at = now;
     }
 
-    /// Whether the user asked to be forgotten and the revocation at Google is still pending.
+    /// Applies a refresh's answer in place: Google reports the grant's scopes on a refresh, so they replace the
+    /// stored ones when sent; a rotated refresh token replaces the stored one.
+    pub fn apply_refresh(&mut self, grant: Grant, now: OffsetDateTime) {
+        if let Some(scopes) = grant.scopes {
+            self.scopes = scopes;
+        }
+        if let Some(profile) = grant.profile {
+            self.profile = profile;
+        }
+        if let Some(refresh) = grant.refresh_token {
+            self.refresh_token = Some(refresh);
+        }
+        self.access = Some(grant.access);
+        self.updated_at = now;
+    }
+
+    /// Whether this record is a pending revocation (see [`ConsentState::Forgotten`]).
     #[must_use]
     pub fn is_forgotten(&self) -> bool {
         self.consent == ConsentState::Forgotten
     }
 
-    /// Marks the credential forgotten with the revocation pending: unusable at once, keeping only the refresh
-    /// token (to revoke it later) and dropping the access token, profile and scopes.
+    /// Turns the credential into a pending revocation: unusable at once, keeping only the refresh token (to
+    /// revoke it later) and dropping the access token, profile and scopes.
     pub fn mark_forgotten(&mut self, now: OffsetDateTime) {
         self.consent = ConsentState::Forgotten;
         self.access = None;
@@ -197,6 +239,7 @@ mod tests {
             access: CachedAccess {
                 token: AccessToken::parse(access).unwrap(),
                 expires_at: NOW + Duration::hours(1),
+                scopes: Scopes::default(),
             },
         }
     }
@@ -219,7 +262,7 @@ mod tests {
         cred.mark_revoked(NOW);
         assert!(!cred.offline_access());
         assert!(cred.access.is_none());
-        cred.apply(grant(Some("1//new"), "ya29.b"), NOW);
+        cred.apply_sign_in(grant(Some("1//new"), "ya29.b"), NOW);
         assert_eq!(cred.consent, ConsentState::Active);
         assert_eq!(
             cred.refresh_token.as_ref().unwrap().expose_secret(),
@@ -250,6 +293,7 @@ mod tests {
         let access = CachedAccess {
             token: AccessToken::parse("ya29.x").unwrap(),
             expires_at: NOW + Duration::seconds(60),
+            scopes: Scopes::default(),
         };
         assert!(access.is_fresh(NOW, Duration::seconds(60)));
         assert!(!access.is_fresh(NOW + Duration::seconds(1), Duration::seconds(60)));

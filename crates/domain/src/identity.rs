@@ -186,6 +186,24 @@ impl Scopes {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Every scope of `self` and of `other`.
+    #[must_use]
+    pub fn union(&self, other: &Scopes) -> Scopes {
+        Scopes(self.0.union(&other.0).cloned().collect())
+    }
+
+    /// The scopes of `self` that are not in `other`.
+    #[must_use]
+    pub fn difference(&self, other: &Scopes) -> Scopes {
+        Scopes(self.0.difference(&other.0).cloned().collect())
+    }
+
+    /// Whether every scope of `other` is in `self`.
+    #[must_use]
+    pub fn is_superset(&self, other: &Scopes) -> bool {
+        self.0.is_superset(&other.0)
+    }
 }
 
 fn normalise(scope: &str) -> &str {

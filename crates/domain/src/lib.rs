@@ -5,18 +5,24 @@
 //! - [`credential`]: the stored credential and the refresh-token merge rule.
 //! - [`ports`]: what the use cases need from outside (token endpoint, ID-token verifier, credential store, Drive,
 //!   clock), implemented by adapter crates.
-//! - [`service`]: the use cases, in [`service::OfflineAccess`].
+//! - [`service`]: the use cases, in [`service::OfflineAccess`]; each one that changes a credential goes through the
+//!   update primitive (`grants`: read, decide, write conditionally, retry on conflict) from its own module
+//!   (`signin`, `refresh`, `forget`).
 //! - `testkit` (feature `testkit`): the storage contract suite every [`CredentialStore`] adapter runs, an
 //!   in-memory store ([`memory`]) and test credentials.
 
 pub mod credential;
+mod forget;
+mod grants;
 pub mod identity;
 #[cfg(any(test, feature = "testkit"))]
 pub mod memory;
 pub mod ports;
 mod recent;
+mod refresh;
 pub mod secret;
 pub mod service;
+mod signin;
 #[cfg(test)]
 mod service_tests;
 #[cfg(feature = "testkit")]

@@ -12,8 +12,8 @@ use crate::credential::Credential;
 use crate::identity::Subject;
 use crate::ports::{Clock, CredentialPage, CredentialStore, StoreError, UserLock};
 
-/// A [`CredentialStore`] in process memory, honouring the whole port contract (versions, the refresh-token rule,
-/// user locks).
+/// A [`CredentialStore`] in process memory, honouring the whole port contract (versions that never repeat, the
+/// refresh-token rule, user locks).
 #[derive(Default, Clone)]
 pub struct MemoryStore {
     inner: Arc<MemoryInner>,
@@ -21,8 +21,15 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct MemoryInner {
-    records: Mutex<BTreeMap<Subject, Credential>>,
+    records: Mutex<Records>,
     locks: Mutex<HashMap<Subject, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+#[derive(Default)]
+struct Records {
+    live: BTreeMap<Subject, Credential>,
+    /// The last version of each deleted record (a tombstone), so that versions never repeat.
+    deleted: HashMap<Subject, u64>,
 }
 
 impl MemoryStore {
@@ -32,7 +39,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn records(&self) -> std::sync::MutexGuard<'_, BTreeMap<Subject, Credential>> {
+    fn records(&self) -> std::sync::MutexGuard<'_, Records> {
         self.inner
             .records
             .lock()
@@ -41,7 +48,7 @@ impl MemoryStore {
 
     fn put_sync(&self, credential: &Credential) -> Result<Credential, StoreError> {
         let mut records = self.records();
-        let stored = records.get(&credential.subject);
+        let stored = records.live.get(&credential.subject);
         if stored.map_or(0, |c| c.version) != credential.version {
             return Err(StoreError::Conflict);
         }
@@ -49,54 +56,82 @@ impl MemoryStore {
         if next.refresh_token.is_none() {
             next.refresh_token = stored.and_then(|c| c.refresh_token.clone());
         }
-        next.version = credential.version + 1;
-        records.insert(next.subject.clone(), next.clone());
+        let floor = match stored {
+            Some(c) => c.version,
+            None => records
+                .deleted
+                .get(&credential.subject)
+                .copied()
+                .unwrap_or(0),
+        };
+        next.version = floor.checked_add(1).ok_or(StoreError::Conflict)?;
+        records.live.insert(next.subject.clone(), next.clone());
         Ok(next)
+    }
+
+    fn page(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+        keep: impl Fn(&Credential) -> bool,
+    ) -> CredentialPage {
+        let records = self.records();
+        let mut items: Vec<Credential> = records
+            .live
+            .values()
+            .filter(|c| cursor.as_deref().is_none_or(|after| c.subject.as_str() > after))
+            .filter(|c| keep(c))
+            .take(limit.saturating_add(1))
+            .cloned()
+            .collect();
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|c| c.subject.as_str().to_owned())
+        } else {
+            None
+        };
+        CredentialPage {
+            items,
+            next_cursor,
+            unreadable: Vec::new(),
+        }
     }
 }
 
 #[async_trait]
 impl CredentialStore for MemoryStore {
     async fn get(&self, subject: &Subject) -> Result<Option<Credential>, StoreError> {
-        Ok(self.records().get(subject).cloned())
+        Ok(self.records().live.get(subject).cloned())
     }
 
     async fn put(&self, credential: &Credential) -> Result<Credential, StoreError> {
         self.put_sync(credential)
     }
 
-    async fn delete(&self, subject: &Subject) -> Result<bool, StoreError> {
-        Ok(self.records().remove(subject).is_some())
+    async fn delete(&self, subject: &Subject, version: u64) -> Result<(), StoreError> {
+        let mut records = self.records();
+        if records.live.get(subject).map(|c| c.version) != Some(version) {
+            return Err(StoreError::Conflict);
+        }
+        records.live.remove(subject);
+        records.deleted.insert(subject.clone(), version);
+        Ok(())
     }
 
     async fn list(
         &self,
-        after: Option<Subject>,
+        cursor: Option<String>,
         limit: usize,
     ) -> Result<CredentialPage, StoreError> {
-        let records = self.records();
-        let mut items: Vec<Credential> = match after {
-            Some(after) => records
-                .range((
-                    std::ops::Bound::Excluded(after.clone()),
-                    std::ops::Bound::Unbounded,
-                ))
-                .take(limit.saturating_add(1))
-                .map(|(_, c)| c.clone())
-                .collect(),
-            None => records
-                .values()
-                .take(limit.saturating_add(1))
-                .cloned()
-                .collect(),
-        };
-        let next_after = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|c| c.subject.clone())
-        } else {
-            None
-        };
-        Ok(CredentialPage { items, next_after })
+        Ok(self.page(cursor, limit, |_| true))
+    }
+
+    async fn pending_revocations(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<CredentialPage, StoreError> {
+        Ok(self.page(cursor, limit, Credential::is_forgotten))
     }
 
     async fn lock_user(&self, subject: &Subject) -> Result<Box<dyn UserLock>, StoreError> {

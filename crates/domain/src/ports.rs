@@ -220,6 +220,22 @@ pub trait IdTokenVerifier: Send + Sync {
         now: OffsetDateTime,
     ) -> Result<VerifiedIdToken, VerifyError>;
 
+    /// Verifies an ID token this server received directly from Google's token endpoint (a code exchange or a
+    /// refresh), at time `now`, with the checks OpenID Connect Core §3.1.3.7 requires there: `iss`, `aud`, `azp`
+    /// when configured, `exp` with leeway, `sub`, lifetime. The signature is checked when its key is one Google
+    /// publishes; when the key is not (yet) known or the keys cannot be fetched, the TLS connection to the token
+    /// endpoint vouches for the issuer instead (§3.1.3.7 step 6), and `iat` in the future is tolerated (step 10
+    /// makes it optional), so clock skew, a key rotation in progress or a JWKS outage never throws away a grant
+    /// Google just gave.
+    ///
+    /// # Errors
+    /// A [`VerifyError`] naming the first rule that failed.
+    async fn verify_exchanged(
+        &self,
+        token: &IdToken,
+        now: OffsetDateTime,
+    ) -> Result<VerifiedIdToken, VerifyError>;
+
     /// Whether signing keys are loaded (for readiness).
     fn keys_loaded(&self) -> bool;
 }
@@ -251,50 +267,75 @@ pub enum StoreError {
     Other(String),
 }
 
-/// One page of stored credentials, ordered by subject.
+/// One page of stored records, in the store's own order (see [`CredentialStore::list`]).
 #[derive(Debug, Clone, Default)]
 pub struct CredentialPage {
-    /// The credentials on this page.
+    /// The records on this page (a pending revocation has [`crate::ConsentState::Forgotten`]).
     pub items: Vec<Credential>,
-    /// The subject to pass as `after` for the next page, if there is one.
-    pub next_after: Option<Subject>,
+    /// The opaque cursor to pass for the next page, if there is one.
+    pub next_cursor: Option<String>,
+    /// Records on this page that could not be read (corrupt, or sealed under a key that is not configured): what is
+    /// wrong with each, never secret material. They are skipped, not dropped: the listing goes on past them.
+    pub unreadable: Vec<String>,
 }
 
 /// Where credentials are kept. Implementations MUST encrypt every token at rest, bound to the subject.
 ///
+/// A subject has at most one record: a [`Credential`], or a pending revocation — a credential with
+/// [`crate::ConsentState::Forgotten`] that keeps only the refresh token of a user who asked to be forgotten while
+/// Google could not confirm the revocation. Use cases never read these raw: they go through the domain's update
+/// primitive, which tells the two apart.
+///
 /// # Contract
-/// - `put` MUST write only if the stored version equals `credential.version` (0 = no record yet), then store and
-///   return the credential with `version + 1`; otherwise [`StoreError::Conflict`]. A write MUST be atomic: after a
+/// - `put` MUST write only if the stored version equals `credential.version` (0 = no record), then store and
+///   return the credential with a new version; otherwise [`StoreError::Conflict`]. A write MUST be atomic: after a
 ///   crash the old or the new record is there, never neither and never a torn one.
+/// - Versions MUST never repeat for a subject: every version a write returns is greater than every version that
+///   subject's record ever had, **also across deletes** (a tombstone, a sequence, ...). So a writer that read a
+///   record before it was deleted can never overwrite the record of a later sign-in.
 /// - `put` MUST NOT replace a stored refresh token with none (defence in depth for the domain's merge rule).
+/// - `delete` is conditional like `put`: it removes the record only if its version is the one given.
+/// - `pending_revocations` MUST NOT read every record: it is an index (a partial index, a marker per record).
+/// - `list` and `pending_revocations` MUST NOT stop at an unreadable record: they report it and go on.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait CredentialStore: Send + Sync {
-    /// Reads a user's credential.
+    /// Reads a subject's record (a credential, or a pending revocation).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`], [`StoreError::Corrupt`], [`StoreError::Other`].
     async fn get(&self, subject: &Subject) -> Result<Option<Credential>, StoreError>;
 
-    /// Writes a credential with optimistic concurrency (see the trait's contract) and returns the stored copy.
+    /// Writes a record with optimistic concurrency (see the trait's contract) and returns the stored copy.
     ///
     /// # Errors
     /// [`StoreError::Conflict`] when the version moved; the others as for `get`.
     async fn put(&self, credential: &Credential) -> Result<Credential, StoreError>;
 
-    /// Deletes a user's credential; `true` if there was one.
+    /// Deletes a subject's record if its version is `version`. A later first write for the subject gets a version
+    /// greater than `version`.
     ///
     /// # Errors
-    /// As for `get`.
-    async fn delete(&self, subject: &Subject) -> Result<bool, StoreError>;
+    /// [`StoreError::Conflict`] when there is no record or its version moved; the others as for `get`.
+    async fn delete(&self, subject: &Subject, version: u64) -> Result<(), StoreError>;
 
-    /// Lists credentials ordered by subject, starting after `after`, at most `limit`.
+    /// Lists records (credentials and pending revocations) in the store's own stable order, starting after
+    /// `cursor` (a [`CredentialPage::next_cursor`]), at most `limit`.
     ///
     /// # Errors
-    /// As for `get`.
-    async fn list(
+    /// As for `get`, and [`StoreError::Other`] for a cursor this store did not make. An unreadable record is not
+    /// an error (see [`CredentialPage::unreadable`]).
+    async fn list(&self, cursor: Option<String>, limit: usize)
+    -> Result<CredentialPage, StoreError>;
+
+    /// Lists only the pending revocations (records with [`crate::ConsentState::Forgotten`]), like `list`, without
+    /// reading the other records.
+    ///
+    /// # Errors
+    /// As for `list`.
+    async fn pending_revocations(
         &self,
-        after: Option<Subject>,
+        cursor: Option<String>,
         limit: usize,
     ) -> Result<CredentialPage, StoreError>;
 
@@ -306,10 +347,11 @@ pub trait CredentialStore: Send + Sync {
     /// As for `get`.
     async fn lock_user(&self, subject: &Subject) -> Result<Box<dyn UserLock>, StoreError>;
 
-    /// Checks that the store is reachable (for readiness).
+    /// Checks that the store can serve reads and writes now (for readiness, and before a sign-in spends a code):
+    /// reachable, its schema at the version this build expects, writable.
     ///
     /// # Errors
-    /// [`StoreError::Unavailable`] when it is not.
+    /// [`StoreError::Unavailable`] when it cannot, naming why.
     async fn ping(&self) -> Result<(), StoreError>;
 }
 

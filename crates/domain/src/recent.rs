@@ -1,7 +1,7 @@
 //! Recently read or written credentials, kept in memory for a short time so that a burst of Drive calls for one
 //! user reads the store once, not once per call.
 //!
-//! What is kept is only what a Drive call needs: the consent state, whether `drive.appdata` was granted, and the
+//! What is kept is only what a Drive call needs: the consent state, the grant's scopes, and the
 //! cached access token (never the refresh token or the profile). Every entry carries the instant the store state
 //! it reflects was known (`as_of`): a read is stamped when it started, a write when it started (so both err on the
 //! old side), and an invalidation — a forget, a revocation — when it finished. An entry never replaces one with a
@@ -16,15 +16,15 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::credential::{CachedAccess, ConsentState, Credential};
-use crate::identity::Subject;
+use crate::identity::{Scopes, Subject};
 
 /// What a Drive call needs of a stored credential.
 #[derive(Debug, Clone)]
 pub(crate) struct Usable {
     /// The consent state (never `Forgotten`: a forgotten credential is kept as absent).
     pub(crate) consent: ConsentState,
-    /// Whether `drive.appdata` was granted.
-    pub(crate) drive_scope: bool,
+    /// The grant's scopes.
+    pub(crate) scopes: Scopes,
     /// The cached access token, if any.
     pub(crate) access: Option<CachedAccess>,
 }
@@ -34,7 +34,7 @@ impl Usable {
     pub(crate) fn of(credential: &Credential) -> Option<Self> {
         (!credential.is_forgotten()).then(|| Self {
             consent: credential.consent,
-            drive_scope: credential.scopes.has_drive_appdata(),
+            scopes: credential.scopes.clone(),
             access: credential.access.clone(),
         })
     }
@@ -158,10 +158,11 @@ mod tests {
     fn usable(token: &str) -> Usable {
         Usable {
             consent: ConsentState::Active,
-            drive_scope: true,
+            scopes: Scopes::parse(crate::identity::DRIVE_APPDATA_SCOPE).unwrap(),
             access: Some(CachedAccess {
                 token: AccessToken::parse(token).unwrap(),
                 expires_at: OffsetDateTime::UNIX_EPOCH,
+                scopes: Scopes::default(),
             }),
         }
     }

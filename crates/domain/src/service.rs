@@ -1,23 +1,28 @@
 //! The use cases: sign in with a code, get a fresh access token, call Drive, forget a user.
+//!
+//! This module holds the service, its settings and errors, and the use cases that only read (access tokens,
+//! Drive). Each use case that changes a credential lives in its own module and goes through the update primitive
+//! in [`crate::grants`]: sign-in (`signin`), refresh (`refresh`), forget and the pending-revocation sweep
+//! (`forget`).
 
+use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use time::OffsetDateTime;
-use tokio::sync::OnceCell;
-
-use crate::credential::{CachedAccess, ConsentState, Credential, Grant};
-use crate::identity::Subject;
+use crate::credential::{CachedAccess, ConsentState, Credential};
+use crate::grants;
+use crate::identity::{DRIVE_APPDATA_SCOPE, Profile, Scopes, Subject};
 use crate::ports::{
     Clock, CredentialStore, Drive, DriveError, DriveRequest, DriveResponse, IdTokenVerifier,
-    RevokeError, StoreError, TokenEndpoint, TokenError, TokenResponse, VerifiedIdToken,
-    VerifyError,
+    StoreError, TokenEndpoint, VerifiedIdToken, VerifyError,
 };
 use crate::recent::{RecentCredentials, Usable};
-use crate::secret::{AccessToken, AuthCode, IdToken, RefreshToken};
+use crate::secret::{AccessToken, IdToken};
+use crate::signin::{CodeCache, StoreHealth};
+
+pub use crate::forget::PendingRevocations;
 
 /// Tunables of the use cases. `Default` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -30,7 +35,8 @@ pub struct Settings {
     pub backoff_base: Duration,
     /// Longest single wait, including one asked for by `Retry-After` (default 5 s).
     pub backoff_max: Duration,
-    /// How long a re-POSTed code gets the first answer again (default 10 min).
+    /// How long a re-POSTed code gets the first answer again (default 10 min). A grant Google gave for a code
+    /// whose store write failed is kept in memory for this long too, so that the same code POSTed again stores it.
     pub code_dedupe_ttl: Duration,
     /// How many recent codes are remembered for that (default 10,000).
     pub code_dedupe_capacity: usize,
@@ -40,6 +46,9 @@ pub struct Settings {
     pub credential_cache_ttl: Duration,
     /// How many users' credentials are kept for that (default 10,000).
     pub credential_cache_capacity: usize,
+    /// How long a successful check that the store can take writes is trusted before a sign-in spends a code at
+    /// Google (default 1 s; a failed write forgets it at once).
+    pub store_check_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -53,6 +62,7 @@ impl Default for Settings {
             code_dedupe_capacity: 10_000,
             credential_cache_ttl: Duration::from_secs(1),
             credential_cache_capacity: 10_000,
+            store_check_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -72,20 +82,40 @@ pub struct Ports {
     pub clock: Arc<dyn Clock>,
 }
 
-/// The result of a successful sign-in.
+/// The result of a successful sign-in: what the app is told. It holds no token (the answer is remembered for
+/// re-POSTs of the same code, and a remembered answer must not keep secrets in memory).
 #[derive(Debug, Clone)]
 pub struct SignIn {
-    /// The stored credential after the merge.
-    pub credential: Credential,
+    /// Who signed in.
+    pub subject: Subject,
+    /// Their profile from the verified ID token.
+    pub profile: Profile,
+    /// The scopes of the stored grant (what the server can use while the user is offline).
+    pub scopes: Scopes,
+    /// The consent state after the sign-in.
+    pub consent: ConsentState,
+    /// Whether a refresh token is stored and the grant active: the server can act while the user is offline.
+    pub offline_access: bool,
     /// Whether this user was not stored before.
     pub new_user: bool,
 }
 
 impl SignIn {
-    /// Whether a refresh token is stored and the grant active: the server can act while the user is offline.
+    pub(crate) fn of(credential: &Credential, new_user: bool) -> SignIn {
+        SignIn {
+            subject: credential.subject.clone(),
+            profile: credential.profile.clone(),
+            scopes: credential.scopes.clone(),
+            consent: credential.consent,
+            offline_access: credential.offline_access(),
+            new_user,
+        }
+    }
+
+    /// Whether a refresh token is stored and the grant active.
     #[must_use]
     pub fn offline_access(&self) -> bool {
-        self.credential.offline_access()
+        self.offline_access
     }
 }
 
@@ -95,16 +125,20 @@ pub enum SignInError {
     /// Google rejected the code (used, expired, unknown): `invalid_grant`.
     #[error("the authorization code was rejected by Google")]
     InvalidCode,
+    /// Google says the code was issued for another redirect URI than the one this server sends (for example a
+    /// web sign-in code sent to a server configured for Android codes): the app's code is of the wrong kind.
+    #[error("the code was issued for another redirect URI than this server's google.redirect_uri")]
+    RedirectUriMismatch,
     /// The code belongs to another user than the signed-in one (code injection).
     #[error("the code belongs to another user than the signed-in one")]
     SubjectMismatch,
-    /// The ID token from the exchange failed verification.
+    /// The ID token from the exchange failed the checks that apply to a token from the token endpoint.
     #[error("the ID token from Google failed verification: {0}")]
     InvalidIdToken(VerifyError),
     /// Google returned no ID token: the app must request the `openid` scope.
     #[error("Google returned no ID token; the app must request the openid scope")]
     MissingIdToken,
-    /// Our client credentials or redirect URI are wrong: an operator must fix the configuration.
+    /// Our client credentials are wrong: an operator must fix the configuration.
     #[error("Google refused this server's client configuration: {0}")]
     Misconfigured(String),
     /// Google is unreachable or failing; the code may still be unused.
@@ -113,7 +147,8 @@ pub enum SignInError {
     /// Google answered something unexpected.
     #[error("unexpected answer from Google: {0}")]
     Upstream(String),
-    /// The store failed.
+    /// The store failed. When it failed before the exchange, the code was not spent; when it failed after, the
+    /// grant is kept in memory and the same code POSTed again (within the dedupe window) stores it.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -130,9 +165,9 @@ pub enum AccessError {
     /// No refresh token was ever stored and the access token expired.
     #[error("no refresh token is stored; the app must request offline access again")]
     NoOfflineAccess,
-    /// A refreshed ID token names another identity than the stored one; nothing was changed.
-    #[error("the refreshed ID token does not match the stored identity")]
-    IdentityMismatch,
+    /// The grant does not include these scopes; the app must ask the user for them.
+    #[error("the user did not grant every scope needed")]
+    ScopeMissing(Scopes),
     /// Our client credentials are wrong (`invalid_client`); no credential was touched.
     #[error("Google refused this server's client credentials: {0}")]
     Misconfigured(String),
@@ -182,7 +217,8 @@ pub enum DriveUseError {
 /// What forgetting a user did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Forgotten {
-    /// Whether Google confirmed the grant is revoked (or already was).
+    /// Whether Google confirmed the grant is revoked (or already was); if not, the credential was made unusable
+    /// and kept as a pending revocation, retried by the sweep.
     pub revoked_at_google: bool,
 }
 
@@ -199,11 +235,12 @@ pub enum ForgetError {
 
 /// The offline-access use cases, over injected ports.
 pub struct OfflineAccess {
-    ports: Ports,
-    settings: Settings,
-    flights: Flights,
-    codes: CodeCache,
-    recent: RecentCredentials,
+    pub(crate) ports: Ports,
+    pub(crate) settings: Settings,
+    pub(crate) flights: Flights,
+    pub(crate) codes: CodeCache,
+    pub(crate) recent: RecentCredentials,
+    pub(crate) store_health: StoreHealth,
 }
 
 impl OfflineAccess {
@@ -215,12 +252,14 @@ impl OfflineAccess {
             settings.credential_cache_ttl,
             settings.credential_cache_capacity,
         );
+        let store_health = StoreHealth::new(settings.store_check_ttl);
         Self {
             ports,
             settings,
             flights: Flights::default(),
             codes,
             recent,
+            store_health,
         }
     }
 
@@ -241,109 +280,14 @@ impl OfflineAccess {
             .await
     }
 
-    /// Signs a user in with a one-time server auth code: exchange → verify → merge → store.
-    ///
-    /// `signed_in` is the subject of the app's signed-in user when the request proved one; the code must
-    /// belong to that user. The same code presented again within the dedupe window gets the first answer
-    /// without a second call to Google.
-    ///
-    /// # Errors
-    /// See [`SignInError`]; in every error case nothing is stored.
-    pub async fn sign_in(
-        &self,
-        code: &AuthCode,
-        signed_in: Option<&Subject>,
-    ) -> Result<SignIn, SignInError> {
-        let cell = self.codes.cell_for(code);
-        let outcome = cell
-            .get_or_try_init(|| async {
-                match self.sign_in_uncached(code, signed_in).await {
-                    Err(e @ (SignInError::UpstreamUnavailable | SignInError::Store(_))) => Err(e),
-                    final_outcome => Ok(final_outcome),
-                }
-            })
-            .await?
-            .clone();
-        // A cached answer is only for the same signed-in user (or for a caller that proved none).
-        if let (Ok(sign_in), Some(expected)) = (&outcome, signed_in)
-            && sign_in.credential.subject != *expected
-        {
-            return Err(SignInError::SubjectMismatch);
-        }
-        outcome
-    }
-
-    async fn sign_in_uncached(
-        &self,
-        code: &AuthCode,
-        signed_in: Option<&Subject>,
-    ) -> Result<SignIn, SignInError> {
-        let response = self
-            .ports
-            .tokens
-            .exchange_code(code)
-            .await
-            .map_err(|e| match e {
-                TokenError::InvalidGrant => SignInError::InvalidCode,
-                TokenError::InvalidClient(m) | TokenError::Rejected(m) => {
-                    SignInError::Misconfigured(m)
-                }
-                TokenError::Unavailable { .. } | TokenError::Timeout => {
-                    SignInError::UpstreamUnavailable
-                }
-                TokenError::Protocol(m) => SignInError::Upstream(m),
-            })?;
-        let now = self.ports.clock.now();
-        let id_token = response
-            .id_token
-            .as_ref()
-            .ok_or(SignInError::MissingIdToken)?;
-        let verified = self
-            .ports
-            .verifier
-            .verify(id_token, now)
-            .await
-            .map_err(SignInError::InvalidIdToken)?;
-        if let Some(expected) = signed_in
-            && verified.subject != *expected
-        {
-            tracing::warn!(subject = %expected, "sign-in code belongs to another user; nothing stored");
-            return Err(SignInError::SubjectMismatch);
-        }
-        let subject = verified.subject.clone();
-        let grant = grant_from(response, Some(verified), now);
-        for _ in 0..5 {
-            let existing = self.ports.store.get(&subject).await?;
-            // A credential forgotten with its revocation still pending counts as gone.
-            let new_user = existing.as_ref().is_none_or(Credential::is_forgotten);
-            let merged = Credential::merge(existing, subject.clone(), grant.clone(), now);
-            let as_of = RecentCredentials::now();
-            match self.ports.store.put(&merged).await {
-                Ok(credential) => {
-                    self.recent.record(&subject, Usable::of(&credential), as_of);
-                    tracing::info!(subject = %subject, new_user, offline_access = credential.offline_access(), "signed in");
-                    return Ok(SignIn {
-                        credential,
-                        new_user,
-                    });
-                }
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(StoreError::Conflict.into())
-    }
-
-    /// The stored credential of a user (for `/v1/me`).
+    /// The stored credential of a user (for `/v1/me`); a pending revocation counts as none.
     ///
     /// # Errors
     /// [`AccessError::NotFound`] or a store error.
     pub async fn credential(&self, subject: &Subject) -> Result<Credential, AccessError> {
-        self.ports
-            .store
-            .get(subject)
+        grants::read(&*self.ports.store, subject)
             .await?
-            .filter(|c| !c.is_forgotten())
+            .credential()
             .ok_or(AccessError::NotFound)
     }
 
@@ -354,16 +298,34 @@ impl OfflineAccess {
     /// # Errors
     /// See [`AccessError`].
     pub async fn access_token(&self, subject: &Subject) -> Result<AccessToken, AccessError> {
-        let credential = self.usable(subject).await?;
-        if credential.consent == ConsentState::Revoked {
+        self.token_for(subject, &Scopes::default())
+            .await
+            .map(|a| a.token)
+    }
+
+    /// An access token carrying at least `required`: refused without a Google call when the grant lacks a scope;
+    /// refreshed first when only the cached access token is narrower than the grant (a sign-in that asked for
+    /// fewer scopes).
+    pub(crate) async fn token_for(
+        &self,
+        subject: &Subject,
+        required: &Scopes,
+    ) -> Result<CachedAccess, AccessError> {
+        let usable = self.usable(subject).await?;
+        let missing = required.difference(&usable.scopes);
+        if !missing.is_empty() {
+            return Err(AccessError::ScopeMissing(missing));
+        }
+        if let Some(access) = &usable.access
+            && access.is_fresh(self.ports.clock.now(), self.margin())
+            && access.scopes.is_superset(required)
+        {
+            return Ok(access.clone());
+        }
+        if usable.consent == ConsentState::Revoked {
             return Err(AccessError::ReconsentRequired);
         }
-        if let Some(access) = &credential.access
-            && access.is_fresh(self.ports.clock.now(), self.margin())
-        {
-            return Ok(access.token.clone());
-        }
-        self.refresh(subject, None).await
+        self.refresh(subject, None, required).await
     }
 
     /// What a Drive call needs of the user's credential: recently read or written by this instance (see
@@ -373,171 +335,18 @@ impl OfflineAccess {
             return Ok(usable);
         }
         let as_of = RecentCredentials::now();
-        let stored = self.ports.store.get(subject).await?;
+        let stored = grants::read(&*self.ports.store, subject).await?.credential();
         let usable = stored.as_ref().and_then(Usable::of);
         self.recent.record(subject, usable.clone(), as_of);
         usable.ok_or(AccessError::NotFound)
     }
 
-    fn margin(&self) -> time::Duration {
+    pub(crate) fn margin(&self) -> time::Duration {
         time::Duration::try_from(self.settings.refresh_margin).unwrap_or(time::Duration::MINUTE)
     }
 
-    /// Refreshes under the user's locks. With `failed`, refreshes only if the stored token is still the one that
-    /// failed (so a burst of 401s causes one refresh); otherwise only if the stored token is stale.
-    async fn refresh(
-        &self,
-        subject: &Subject,
-        failed: Option<&AccessToken>,
-    ) -> Result<AccessToken, AccessError> {
-        let flight = self.flights.get(subject);
-        let _in_process = flight.lock().await;
-        let mut lock = self.ports.store.lock_user(subject).await?;
-        let as_of = RecentCredentials::now();
-        let stored = lock.get().await?;
-        self.recent
-            .record(subject, stored.as_ref().and_then(Usable::of), as_of);
-        let mut credential = stored
-            .filter(|c| !c.is_forgotten())
-            .ok_or(AccessError::NotFound)?;
-        if credential.consent == ConsentState::Revoked {
-            return Err(AccessError::ReconsentRequired);
-        }
-        let now = self.ports.clock.now();
-        if let Some(access) = &credential.access {
-            let usable = match failed {
-                None => access.is_fresh(now, self.margin()),
-                Some(failed) => {
-                    !access.token.ct_eq(failed) && access.is_fresh(now, time::Duration::ZERO)
-                }
-            };
-            if usable {
-                let token = access.token.clone();
-                lock.release().await?;
-                return Ok(token);
-            }
-        }
-        let Some(refresh_token) = credential.refresh_token.clone() else {
-            return Err(AccessError::NoOfflineAccess);
-        };
-        match self.refresh_with_retries(&refresh_token).await {
-            Ok(response) => {
-                let verified = match &response.id_token {
-                    Some(id_token) => {
-                        let verified = self
-                            .ports
-                            .verifier
-                            .verify(id_token, now)
-                            .await
-                            .map_err(|reason| {
-                                tracing::warn!(subject = %subject, reason = reason.reason(), "refreshed ID token rejected; stored identity kept");
-                                AccessError::IdentityMismatch
-                            })?;
-                        if verified.subject != *subject {
-                            tracing::warn!(subject = %subject, "refreshed ID token names another subject; stored identity kept");
-                            return Err(AccessError::IdentityMismatch);
-                        }
-                        Some(verified)
-                    }
-                    None => None,
-                };
-                let grant = grant_from(response, verified, now);
-                let token = grant.access.token.clone();
-                let mut attempts = 0;
-                loop {
-                    credential.apply(grant.clone(), now);
-                    let as_of = RecentCredentials::now();
-                    match lock.put(&credential).await {
-                        Ok(written) => {
-                            self.recent.record(subject, Usable::of(&written), as_of);
-                            break;
-                        }
-                        // Someone wrote without the lock (a sign-in): re-read and re-apply, never lose the grant.
-                        Err(StoreError::Conflict) if attempts < 5 => {
-                            attempts += 1;
-                            // Forgotten meanwhile: the fresh grant must not bring it back.
-                            credential = lock
-                                .get()
-                                .await?
-                                .filter(|c| !c.is_forgotten())
-                                .ok_or(AccessError::NotFound)?;
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                lock.release().await?;
-                tracing::info!(subject = %subject, "access token refreshed");
-                Ok(token)
-            }
-            Err(TokenError::InvalidGrant) => {
-                tracing::warn!(subject = %subject, "refresh token rejected (invalid_grant): consent marked revoked");
-                let mut attempts = 0;
-                loop {
-                    credential.mark_revoked(now);
-                    match lock.put(&credential).await {
-                        Ok(written) => {
-                            self.recent.invalidate(subject, Usable::of(&written));
-                            break;
-                        }
-                        Err(StoreError::Conflict) if attempts < 5 => {
-                            attempts += 1;
-                            credential = lock
-                                .get()
-                                .await?
-                                .filter(|c| !c.is_forgotten())
-                                .ok_or(AccessError::NotFound)?;
-                            // A sign-in brought a new refresh token meanwhile: it is not the revoked one.
-                            if credential
-                                .refresh_token
-                                .as_ref()
-                                .map(|t| t.ct_eq(&refresh_token))
-                                == Some(false)
-                            {
-                                break;
-                            }
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                lock.release().await?;
-                Err(AccessError::ReconsentRequired)
-            }
-            Err(TokenError::InvalidClient(m)) => {
-                tracing::error!(
-                    "Google rejected this server's client credentials on refresh; no credential changed"
-                );
-                Err(AccessError::Misconfigured(m))
-            }
-            Err(TokenError::Rejected(m)) => Err(AccessError::Misconfigured(m)),
-            Err(TokenError::Unavailable { .. } | TokenError::Timeout) => {
-                Err(AccessError::UpstreamUnavailable)
-            }
-            Err(TokenError::Protocol(m)) => Err(AccessError::Upstream(m)),
-        }
-    }
-
-    async fn refresh_with_retries(
-        &self,
-        refresh_token: &RefreshToken,
-    ) -> Result<TokenResponse, TokenError> {
-        let mut attempt = 0;
-        loop {
-            match self.ports.tokens.refresh(refresh_token).await {
-                Err(e) if e.is_transient() && attempt + 1 < self.settings.attempts => {
-                    let retry_after = match &e {
-                        TokenError::Unavailable { retry_after } => *retry_after,
-                        _ => None,
-                    };
-                    tokio::time::sleep(self.backoff(attempt, retry_after)).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
-    }
-
     /// Jittered exponential backoff, at least what `Retry-After` asked for, at most `backoff_max`.
-    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let exp = self
             .settings
             .backoff_base
@@ -550,9 +359,11 @@ impl OfflineAccess {
             .min(self.settings.backoff_max)
     }
 
-    /// Runs a Drive operation for the user with no user present: a fresh access token, the call, and on a 401 one
-    /// refresh (only if the token that failed is still the stored one) and one retry. Rate limits and outages are
-    /// retried with backoff for idempotent operations only (a create is never repeated).
+    /// Runs a Drive operation for the user with no user present: a fresh access token carrying `drive.appdata`,
+    /// the call, and on a 401 one refresh (only if the token that failed is still the stored one) and one retry.
+    /// Rate limits and outages are retried with backoff for idempotent operations only (a create is never
+    /// repeated); a delete retried after an outage that then finds no file counts as done (the first attempt
+    /// deleted it).
     ///
     /// # Errors
     /// See [`DriveUseError`].
@@ -561,27 +372,28 @@ impl OfflineAccess {
         subject: &Subject,
         request: &DriveRequest,
     ) -> Result<DriveResponse, DriveUseError> {
-        let credential = self.usable(subject).await?;
-        if credential.consent == ConsentState::Revoked {
-            return Err(AccessError::ReconsentRequired.into());
-        }
-        if !credential.drive_scope {
-            return Err(DriveUseError::ScopeMissing);
-        }
-        let now = self.ports.clock.now();
-        let mut token = match &credential.access {
-            Some(access) if access.is_fresh(now, self.margin()) => access.token.clone(),
-            _ => self.refresh(subject, None).await?,
+        let required = drive_scopes();
+        let mut token = match self.token_for(subject, &required).await {
+            Ok(access) => access.token,
+            Err(AccessError::ScopeMissing(_)) => return Err(DriveUseError::ScopeMissing),
+            Err(e) => return Err(e.into()),
         };
         let mut refreshed = false;
         let mut attempt = 0;
+        let mut retried_after_outage = false;
         loop {
             let result = self.ports.drive.execute(&token, request).await;
             match result {
                 Ok(response) => return Ok(response),
                 Err(DriveError::Unauthorized) if !refreshed => {
                     refreshed = true;
-                    token = self.refresh(subject, Some(&token)).await?;
+                    token = match self.refresh(subject, Some(&token), &required).await {
+                        Ok(access) => access.token,
+                        Err(AccessError::ScopeMissing(_)) => {
+                            return Err(DriveUseError::ScopeMissing);
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                 }
                 Err(DriveError::Unauthorized) => return Err(DriveUseError::Unauthorized),
                 Err(DriveError::RateLimited { retry_after })
@@ -595,6 +407,13 @@ impl OfflineAccess {
                 {
                     tokio::time::sleep(self.backoff(attempt, None)).await;
                     attempt += 1;
+                    retried_after_outage = true;
+                }
+                Err(DriveError::NotFound)
+                    if retried_after_outage && matches!(request, DriveRequest::Delete { .. }) =>
+                {
+                    // The attempt that got no answer deleted the file: the delete is done.
+                    return Ok(DriveResponse::Empty);
                 }
                 Err(e) => {
                     return Err(match e {
@@ -611,159 +430,21 @@ impl OfflineAccess {
             }
         }
     }
-
-    /// Forgets a user: revokes the grant at Google (an already revoked grant counts as done) and deletes the
-    /// stored credential.
-    ///
-    /// When Google cannot confirm the revocation (5xx, unreachable, an unexpected answer), the credential is made
-    /// unusable at once instead — marked [`ConsentState::Forgotten`], keeping only the refresh token — so that
-    /// [`OfflineAccess::retry_pending_revocations`] can revoke it later; deleting it would lose the only means to
-    /// ever revoke the grant. Every use case treats a forgotten credential as absent.
-    ///
-    /// # Errors
-    /// [`ForgetError::NotFound`] or a store error.
-    pub async fn forget(&self, subject: &Subject) -> Result<Forgotten, ForgetError> {
-        let credential = self
-            .ports
-            .store
-            .get(subject)
-            .await?
-            .ok_or(ForgetError::NotFound)?;
-        let revoked_at_google = self.revoke_and_delete(credential).await?;
-        tracing::info!(subject = %subject, revoked_at_google, "user forgotten");
-        Ok(Forgotten { revoked_at_google })
-    }
-
-    /// Revokes `credential`'s grant at Google, then deletes it; if Google cannot confirm, marks it forgotten
-    /// (pending revocation) instead. Returns whether Google confirmed.
-    async fn revoke_and_delete(&self, credential: Credential) -> Result<bool, StoreError> {
-        let subject = credential.subject.clone();
-        let revoked = match &credential.refresh_token {
-            Some(token) => match self.ports.tokens.revoke(token).await {
-                Ok(()) | Err(RevokeError::AlreadyRevoked) => true,
-                Err(e) => {
-                    tracing::warn!(subject = %subject, error = %e, "revocation at Google failed; the credential is unusable now and the revocation will be retried");
-                    false
-                }
-            },
-            None => true,
-        };
-        if revoked {
-            self.ports.store.delete(&subject).await?;
-            self.recent.invalidate(&subject, None);
-            return Ok(true);
-        }
-        if credential.is_forgotten() {
-            return Ok(false);
-        }
-        let mut credential = credential;
-        for _ in 0..5 {
-            credential.mark_forgotten(self.ports.clock.now());
-            match self.ports.store.put(&credential).await {
-                Ok(_) => {
-                    self.recent.invalidate(&subject, None);
-                    return Ok(false);
-                }
-                Err(StoreError::Conflict) => {
-                    // Written meanwhile (a refresh): re-read and forget the newest copy.
-                    match self.ports.store.get(&subject).await? {
-                        Some(newer) => credential = newer,
-                        None => return Ok(false),
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(StoreError::Conflict)
-    }
-
-    /// Retries the revocation of every credential forgotten while Google was unavailable (see
-    /// [`OfflineAccess::forget`]); each one Google confirms (or reports already revoked) is deleted. Call it
-    /// periodically from the composition root, or from an operator command.
-    ///
-    /// # Errors
-    /// A store error while listing; a failure for one user is logged and counted as still pending.
-    pub async fn retry_pending_revocations(&self) -> Result<PendingRevocations, StoreError> {
-        let mut outcome = PendingRevocations::default();
-        let mut after = None;
-        loop {
-            let page = self.ports.store.list(after, 100).await?;
-            for credential in page.items.into_iter().filter(Credential::is_forgotten) {
-                let subject = credential.subject.clone();
-                match self.revoke_and_delete(credential).await {
-                    Ok(true) => outcome.revoked += 1,
-                    Ok(false) => outcome.pending += 1,
-                    Err(e) => {
-                        tracing::warn!(subject = %subject, error = %e, "could not finish a pending revocation");
-                        outcome.pending += 1;
-                    }
-                }
-            }
-            match page.next_after {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
-        if outcome.revoked + outcome.pending > 0 {
-            tracing::info!(
-                revoked = outcome.revoked,
-                pending = outcome.pending,
-                "retried pending revocations"
-            );
-        }
-        Ok(outcome)
-    }
 }
 
-impl OfflineAccess {
-    /// Runs [`OfflineAccess::retry_pending_revocations`] every `every`, forever (the first run after one
-    /// interval). Spawn it next to the server: `tokio::spawn(service.clone().retry_pending_revocations_every(d))`.
-    pub async fn retry_pending_revocations_every(self: Arc<Self>, every: Duration) {
-        let every = every.max(Duration::from_secs(1));
-        loop {
-            tokio::time::sleep(every).await;
-            if let Err(e) = self.retry_pending_revocations().await {
-                tracing::warn!(error = %e, "could not list pending revocations; will try again");
-            }
-        }
-    }
-}
-
-/// What [`OfflineAccess::retry_pending_revocations`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PendingRevocations {
-    /// Grants Google now confirmed revoked; their credentials were deleted.
-    pub revoked: usize,
-    /// Grants still not revoked (Google still unavailable); kept forgotten for the next retry.
-    pub pending: usize,
-}
-
-fn grant_from(
-    response: TokenResponse,
-    verified: Option<VerifiedIdToken>,
-    now: OffsetDateTime,
-) -> Grant {
-    let expires_in = time::Duration::try_from(response.expires_in).unwrap_or(time::Duration::ZERO);
-    Grant {
-        profile: verified.map(|v| v.profile),
-        scopes: response.scopes,
-        refresh_token: response.refresh_token,
-        access: CachedAccess {
-            token: response.access_token,
-            // Saturating: a port answering an absurd lifetime must not panic the use case.
-            expires_at: now.saturating_add(expires_in),
-        },
-    }
+/// The scopes a Drive `appDataFolder` call needs.
+fn drive_scopes() -> Scopes {
+    Scopes::from_iter_checked([DRIVE_APPDATA_SCOPE]).unwrap_or_default()
 }
 
 /// Per-user in-process refresh flights.
 #[derive(Default)]
-struct Flights {
+pub(crate) struct Flights {
     map: Mutex<HashMap<Subject, Weak<tokio::sync::Mutex<()>>>>,
 }
 
 impl Flights {
-    fn get(&self, subject: &Subject) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn get(&self, subject: &Subject) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(flight) = map.get(subject).and_then(Weak::upgrade) {
             return flight;
@@ -774,59 +455,5 @@ impl Flights {
         let flight = Arc::new(tokio::sync::Mutex::new(()));
         map.insert(subject.clone(), Arc::downgrade(&flight));
         flight
-    }
-}
-
-type Outcome = Result<SignIn, SignInError>;
-
-/// Recently presented codes and their first answers. Keyed by a keyed hash; the code itself is compared in
-/// constant time on a hit, so a hash collision can never return another user's answer.
-struct CodeCache {
-    hasher: RandomState,
-    ttl: Duration,
-    capacity: usize,
-    inner: Mutex<CodeCacheInner>,
-}
-
-#[derive(Default)]
-struct CodeCacheInner {
-    map: HashMap<u64, (AuthCode, Instant, Arc<OnceCell<Outcome>>)>,
-    order: VecDeque<(u64, Instant)>,
-}
-
-impl CodeCache {
-    fn new(ttl: Duration, capacity: usize) -> Self {
-        Self {
-            hasher: RandomState::new(),
-            ttl,
-            capacity: capacity.max(1),
-            inner: Mutex::default(),
-        }
-    }
-
-    fn cell_for(&self, code: &AuthCode) -> Arc<OnceCell<Outcome>> {
-        let key = self.hasher.hash_one(code.expose_secret().as_bytes());
-        let now = Instant::now();
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some(&(old_key, at)) = inner.order.front() {
-            if now.duration_since(at) < self.ttl && inner.order.len() < self.capacity {
-                break;
-            }
-            inner.order.pop_front();
-            if inner.map.get(&old_key).is_some_and(|e| e.1 == at) {
-                inner.map.remove(&old_key);
-            }
-        }
-        if let Some((stored, _, cell)) = inner.map.get(&key)
-            && stored.ct_eq(code)
-        {
-            return Arc::clone(cell);
-        }
-        let cell = Arc::new(OnceCell::new());
-        inner
-            .map
-            .insert(key, (code.clone(), now, Arc::clone(&cell)));
-        inner.order.push_back((key, now));
-        cell
     }
 }

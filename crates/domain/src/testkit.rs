@@ -68,6 +68,7 @@ pub fn credential(sub: &str, refresh: Option<&str>, access: &str) -> Credential 
         access: Some(CachedAccess {
             token: AccessToken::parse(access).unwrap(),
             expires_at: NOW + time::Duration::hours(1),
+            scopes: Scopes::parse("openid email").unwrap(),
         }),
         consent: ConsentState::Active,
         version: 0,
@@ -109,6 +110,11 @@ pub fn assert_same_credential(actual: &Credential, expected: &Credential) {
         actual.access.as_ref().map(|a| a.expires_at),
         expected.access.as_ref().map(|a| a.expires_at)
     );
+    assert_eq!(
+        actual.access.as_ref().map(|a| &a.scopes),
+        expected.access.as_ref().map(|a| &a.scopes),
+        "access token scopes"
+    );
     assert_eq!(actual.consent, expected.consent);
     assert_eq!(actual.version, expected.version);
     assert_eq!(actual.created_at, expected.created_at);
@@ -123,14 +129,16 @@ where
 {
     get_of_a_missing_user_is_none(fresh().await).await;
     put_then_get_round_trips_every_field(fresh().await).await;
-    put_returns_the_next_version_and_stale_versions_conflict(fresh().await).await;
+    put_returns_a_greater_version_and_stale_versions_conflict(fresh().await).await;
+    versions_never_repeat_across_deletes(fresh().await).await;
     put_never_replaces_a_stored_refresh_token_with_none(fresh().await).await;
     a_returned_refresh_token_replaces_the_stored_one(fresh().await).await;
     consent_state_transitions_are_stored(fresh().await).await;
     a_forgotten_credential_keeps_only_its_refresh_token(fresh().await).await;
     delete_removes_the_credential_and_says_whether_there_was_one(fresh().await).await;
     users_are_independent(fresh().await).await;
-    list_pages_in_subject_order(fresh().await).await;
+    list_pages_through_every_record_once(fresh().await).await;
+    pending_revocations_lists_only_forgotten_records(fresh().await).await;
     concurrent_puts_never_lose_an_update(fresh().await).await;
     a_user_lock_excludes_other_lockers(fresh().await).await;
     writes_under_a_user_lock_follow_the_version_rule(fresh().await).await;
@@ -143,20 +151,21 @@ pub async fn get_of_a_missing_user_is_none(store: Arc<dyn CredentialStore>) {
     assert!(store.get(&subject("nobody")).await.unwrap().is_none());
 }
 
-/// What `put` stores, `get` returns, field for field, with version 1.
+/// What `put` stores, `get` returns, field for field, with a version above 0.
 pub async fn put_then_get_round_trips_every_field(store: Arc<dyn CredentialStore>) {
     let cred = canary_credential("1001");
     let stored = store.put(&cred).await.unwrap();
-    assert_eq!(stored.version, 1);
+    assert!(stored.version > 0);
     let mut expected = cred.clone();
-    expected.version = 1;
+    expected.version = stored.version;
     assert_same_credential(&stored, &expected);
     let read = store.get(&cred.subject).await.unwrap().unwrap();
     assert_same_credential(&read, &expected);
 }
 
-/// `put` increments the version; a write with a version other than the stored one conflicts and changes nothing.
-pub async fn put_returns_the_next_version_and_stale_versions_conflict(
+/// `put` returns a greater version each time; a write with a version other than the stored one conflicts and
+/// changes nothing.
+pub async fn put_returns_a_greater_version_and_stale_versions_conflict(
     store: Arc<dyn CredentialStore>,
 ) {
     let mut cred = canary_credential("1002");
@@ -167,7 +176,7 @@ pub async fn put_returns_the_next_version_and_stale_versions_conflict(
     );
     cred.version = 0;
     let v1 = store.put(&cred).await.unwrap();
-    assert_eq!(v1.version, 1);
+    assert!(v1.version > 0);
     assert!(
         matches!(store.put(&cred).await, Err(StoreError::Conflict)),
         "second create"
@@ -175,7 +184,7 @@ pub async fn put_returns_the_next_version_and_stale_versions_conflict(
     let mut next = v1.clone();
     next.scopes = Scopes::parse("openid").unwrap();
     let v2 = store.put(&next).await.unwrap();
-    assert_eq!(v2.version, 2);
+    assert!(v2.version > v1.version);
     let mut stale = v1.clone();
     stale.consent = ConsentState::Revoked;
     assert!(
@@ -183,9 +192,54 @@ pub async fn put_returns_the_next_version_and_stale_versions_conflict(
         "stale version"
     );
     let read = store.get(&cred.subject).await.unwrap().unwrap();
-    assert_eq!(read.version, 2);
+    assert_eq!(read.version, v2.version);
     assert_eq!(read.consent, ConsentState::Active);
     assert_eq!(read.scopes, Scopes::parse("openid").unwrap());
+}
+
+/// Versions never repeat for a subject, also across deletes: a writer that read the record before a delete can
+/// neither write nor delete the record of a later first write, and every version is greater than the last.
+pub async fn versions_never_repeat_across_deletes(store: Arc<dyn CredentialStore>) {
+    let cred = canary_credential("1010");
+    let v1 = store.put(&cred).await.unwrap();
+    let v2 = store.put(&v1).await.unwrap();
+    store.delete(&cred.subject, v2.version).await.unwrap();
+    let mut fresh = canary_credential("1010");
+    fresh.refresh_token = Some(RefreshToken::parse("1//after-delete").unwrap());
+    let v3 = store.put(&fresh).await.unwrap();
+    assert!(
+        v3.version > v2.version,
+        "a record after a delete gets a version above the deleted one's ({} <= {})",
+        v3.version,
+        v2.version
+    );
+    for stale in [&v1, &v2] {
+        assert!(
+            matches!(store.put(stale).await, Err(StoreError::Conflict)),
+            "a write read before the delete must conflict"
+        );
+        assert!(
+            matches!(
+                store.delete(&cred.subject, stale.version).await,
+                Err(StoreError::Conflict)
+            ),
+            "a delete read before the delete must conflict"
+        );
+    }
+    let read = store.get(&cred.subject).await.unwrap().unwrap();
+    assert_eq!(refresh_of(&read).as_deref(), Some("1//after-delete"));
+    // Many deletes and re-creates: strictly increasing versions throughout.
+    let mut last = v3.version;
+    let mut current = v3;
+    for _ in 0..5 {
+        store
+            .delete(&cred.subject, current.version)
+            .await
+            .unwrap();
+        current = store.put(&canary_credential("1010")).await.unwrap();
+        assert!(current.version > last);
+        last = current.version;
+    }
 }
 
 /// The refresh-token rule, enforced by the store too: a write without a refresh token keeps the stored one.
@@ -196,6 +250,7 @@ pub async fn put_never_replaces_a_stored_refresh_token_with_none(store: Arc<dyn 
     without.access = Some(CachedAccess {
         token: AccessToken::parse("ya29.second").unwrap(),
         expires_at: NOW + time::Duration::hours(2),
+        scopes: Scopes::parse("openid").unwrap(),
     });
     let v2 = store.put(&without).await.unwrap();
     assert_eq!(refresh_of(&v2), refresh_of(&v1), "returned copy keeps it");
@@ -255,23 +310,32 @@ pub async fn a_forgotten_credential_keeps_only_its_refresh_token(store: Arc<dyn 
     );
 }
 
-/// `delete` removes the record (`true`), then reports there is none (`false`); a new record starts at version 0.
+/// `delete` removes the record only at the version given; at another version, or with no record, it conflicts
+/// and changes nothing.
 pub async fn delete_removes_the_credential_and_says_whether_there_was_one(
     store: Arc<dyn CredentialStore>,
 ) {
     let cred = canary_credential("1006");
-    store.put(&cred).await.unwrap();
-    assert!(store.delete(&cred.subject).await.unwrap());
+    let stored = store.put(&cred).await.unwrap();
+    assert!(matches!(
+        store.delete(&cred.subject, stored.version + 1).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(store.get(&cred.subject).await.unwrap().is_some());
+    store.delete(&cred.subject, stored.version).await.unwrap();
     assert!(store.get(&cred.subject).await.unwrap().is_none());
-    assert!(!store.delete(&cred.subject).await.unwrap());
-    assert_eq!(store.put(&cred).await.unwrap().version, 1);
+    assert!(matches!(
+        store.delete(&cred.subject, stored.version).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(store.put(&cred).await.unwrap().version > stored.version);
 }
 
 /// Writes and deletes of one user never touch another.
 pub async fn users_are_independent(store: Arc<dyn CredentialStore>) {
     let a = store.put(&canary_credential("2001")).await.unwrap();
     let b = store.put(&canary_credential("2002")).await.unwrap();
-    assert!(store.delete(&a.subject).await.unwrap());
+    store.delete(&a.subject, a.version).await.unwrap();
     let read = store.get(&b.subject).await.unwrap().unwrap();
     assert_same_credential(&read, &b);
     // A held lock on one user does not block another.
@@ -281,48 +345,81 @@ pub async fn users_are_independent(store: Arc<dyn CredentialStore>) {
     held.release().await.unwrap();
 }
 
-/// `list` returns credentials ordered by subject, `limit` at a time, with `next_after` until the last page.
-pub async fn list_pages_in_subject_order(store: Arc<dyn CredentialStore>) {
+/// Pages through `list` with `limit` and the cursor: every record once, in a stable order.
+async fn all_pages(
+    store: &dyn CredentialStore,
+    pending_only: bool,
+    limit: usize,
+) -> (Vec<String>, usize) {
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = if pending_only {
+            store.pending_revocations(cursor.clone(), limit).await
+        } else {
+            store.list(cursor.clone(), limit).await
+        }
+        .unwrap();
+        pages += 1;
+        assert!(page.items.len() <= limit);
+        assert!(page.unreadable.is_empty());
+        for item in &page.items {
+            seen.push(item.subject.as_str().to_owned());
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+        assert!(pages < 20, "paging does not end");
+    }
+    (seen, pages)
+}
+
+/// `list` returns every record exactly once, `limit` at a time, with a cursor until the last page.
+pub async fn list_pages_through_every_record_once(store: Arc<dyn CredentialStore>) {
     let empty = store.list(None, 10).await.unwrap();
-    assert!(empty.items.is_empty() && empty.next_after.is_none());
+    assert!(empty.items.is_empty() && empty.next_cursor.is_none());
     let subs = ["305", "101", "204", "102", "303"];
     for s in subs {
         store.put(&canary_credential(s)).await.unwrap();
     }
+    let (mut seen, pages) = all_pages(&*store, false, 2).await;
+    assert_eq!(pages, 3);
+    let page = store.list(None, 10).await.unwrap();
+    for item in &page.items {
+        assert_eq!(
+            refresh_of(item),
+            Some(format!("{CANARY_REFRESH}{}", item.subject))
+        );
+    }
+    seen.sort_unstable();
     let mut sorted: Vec<&str> = subs.to_vec();
     sorted.sort_unstable();
-    let mut seen = Vec::new();
-    let mut after: Option<Subject> = None;
-    let mut pages = 0;
-    loop {
-        let page = store.list(after.clone(), 2).await.unwrap();
-        pages += 1;
-        assert!(page.items.len() <= 2);
-        for item in &page.items {
-            assert_eq!(
-                refresh_of(item),
-                Some(format!("{CANARY_REFRESH}{}", item.subject))
-            );
-            seen.push(item.subject.as_str().to_owned());
-        }
-        match page.next_after {
-            Some(next) => {
-                assert_eq!(Some(&next), page.items.last().map(|c| &c.subject));
-                after = Some(next);
-            }
-            None => break,
-        }
-        assert!(pages < 10, "paging does not end");
-    }
     assert_eq!(seen, sorted);
-    assert_eq!(pages, 3);
-    let tail = store.list(Some(subject("204")), 10).await.unwrap();
-    let tail: Vec<_> = tail
-        .items
-        .iter()
-        .map(|c| c.subject.as_str().to_owned())
-        .collect();
-    assert_eq!(tail, ["303", "305"]);
+}
+
+/// `pending_revocations` lists exactly the forgotten records, paged like `list`.
+pub async fn pending_revocations_lists_only_forgotten_records(store: Arc<dyn CredentialStore>) {
+    for s in ["401", "402", "403", "404", "405"] {
+        let mut c = store.put(&canary_credential(s)).await.unwrap();
+        if s != "402" && s != "404" {
+            c.mark_forgotten(NOW);
+            store.put(&c).await.unwrap();
+        }
+    }
+    let (mut seen, pages) = all_pages(&*store, true, 1).await;
+    seen.sort_unstable();
+    assert_eq!(seen, ["401", "403", "405"]);
+    assert!(pages >= 3);
+    // A sign-in that replaces a pending revocation takes it off the list; a delete too.
+    let mut back = store.get(&subject("401")).await.unwrap().unwrap();
+    back.consent = ConsentState::Active;
+    store.put(&back).await.unwrap();
+    let gone = store.get(&subject("403")).await.unwrap().unwrap();
+    store.delete(&gone.subject, gone.version).await.unwrap();
+    let (seen, _) = all_pages(&*store, true, 10).await;
+    assert_eq!(seen, ["405"]);
 }
 
 /// Many tasks doing read-modify-write on one user, retrying on conflict: every change lands, versions count them.
@@ -474,23 +571,27 @@ pub async fn a_record_under_an_unknown_key_is_a_loud_error(
     reader: Arc<dyn CredentialStore>,
 ) {
     let cred = canary_credential("5002");
-    writer.put(&cred).await.unwrap();
+    let written = writer.put(&cred).await.unwrap();
     assert!(matches!(
         reader.get(&cred.subject).await,
         Err(StoreError::Corrupt { .. })
     ));
-    assert!(matches!(
-        reader.list(None, 10).await,
-        Err(StoreError::Corrupt { .. })
-    ));
+    // A listing reports it and goes on (it does not stop every later listing).
+    let page = reader.list(None, 10).await.unwrap();
+    assert!(page.items.is_empty());
+    assert_eq!(page.unreadable.len(), 1, "{:?}", page.unreadable);
     let mut overwrite = cred.clone();
-    overwrite.version = 1;
+    overwrite.version = written.version;
     assert!(matches!(
         reader.put(&overwrite).await,
         Err(StoreError::Corrupt { .. })
     ));
     // The writer still reads its record unchanged.
-    assert_eq!(writer.get(&cred.subject).await.unwrap().unwrap().version, 1);
-    assert!(reader.delete(&cred.subject).await.unwrap());
+    assert_eq!(
+        writer.get(&cred.subject).await.unwrap().unwrap().version,
+        written.version
+    );
+    // Only a delete at its version removes it (an operator's way out when a key is lost).
+    reader.delete(&cred.subject, written.version).await.unwrap();
     assert!(writer.get(&cred.subject).await.unwrap().is_none());
 }

@@ -1,0 +1,333 @@
+//! Sign-in with a one-time server auth code: check the store can take the grant, exchange, verify, write.
+//!
+//! A code is spent at Google only when the store has just shown it can take writes (so a store that is down
+//! never burns a code). Once Google has answered, the grant is never thrown away: the ID token from the token
+//! endpoint is checked with the rules that apply there ([`crate::IdTokenVerifier::verify_exchanged`]), and if the
+//! store fails after the exchange the grant stays in memory, with the code, for the dedupe window: the same code
+//! POSTed again writes it without a second call to Google. Once written, only the answer (no token) is remembered.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+
+use crate::credential::{CachedAccess, Credential, Grant};
+use crate::grants::{self, Change, Outcome, Stored};
+use crate::identity::{Profile, Scopes, Subject};
+use crate::ports::{CredentialStore, StoreError, TokenError, TokenResponse};
+use crate::recent::{RecentCredentials, Usable};
+use crate::secret::AuthCode;
+use crate::service::{OfflineAccess, SignIn, SignInError};
+
+impl OfflineAccess {
+    /// Signs a user in with a one-time server auth code: store check → exchange → verify → merge → store.
+    ///
+    /// `signed_in` is the subject of the app's signed-in user when the request proved one; the code must
+    /// belong to that user. The same code presented again within the dedupe window gets the first answer
+    /// without a second call to Google (or, if the store failed after the exchange, stores the grant now).
+    ///
+    /// # Errors
+    /// See [`SignInError`]; in every error case nothing is stored.
+    pub async fn sign_in(
+        &self,
+        code: &AuthCode,
+        signed_in: Option<&Subject>,
+    ) -> Result<SignIn, SignInError> {
+        let slot = self.codes.slot_for(code);
+        let mut state = slot.lock().await;
+        loop {
+            // The state is taken out while it is worked on and always put back (a sign-in runs to completion: the
+            // HTTP adapter does not cancel it when the app goes away).
+            match std::mem::replace(&mut *state, CodeState::Fresh) {
+                CodeState::Done(answer) => {
+                    *state = CodeState::Done(answer.clone());
+                    // A remembered answer is only for the same signed-in user (or for a caller that proved none).
+                    if let (Ok(sign_in), Some(expected)) = (&answer, signed_in)
+                        && sign_in.subject != *expected
+                    {
+                        return Err(SignInError::SubjectMismatch);
+                    }
+                    return answer;
+                }
+                CodeState::Exchanged(exchanged) => {
+                    if let Some(expected) = signed_in
+                        && exchanged.subject != *expected
+                    {
+                        *state = CodeState::Exchanged(exchanged);
+                        return Err(SignInError::SubjectMismatch);
+                    }
+                    match self.store_sign_in(&exchanged).await {
+                        Ok(sign_in) => *state = CodeState::Done(Ok(sign_in)),
+                        Err(e) => {
+                            self.store_health.failed();
+                            tracing::warn!(subject = %exchanged.subject, error = %e, "could not store a sign-in; the grant is kept in memory for a retry of the same code");
+                            *state = CodeState::Exchanged(exchanged);
+                            return Err(e.into());
+                        }
+                    }
+                }
+                CodeState::Fresh => {
+                    // The code is spent only if the store can take the grant now.
+                    self.store_health.check(&*self.ports.store).await?;
+                    match self.exchange(code, signed_in).await {
+                        Ok(exchanged) => *state = CodeState::Exchanged(Box::new(exchanged)),
+                        Err(e) if is_final(&e) => *state = CodeState::Done(Err(e)),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Exchanges the code and checks the ID token that came with the tokens.
+    async fn exchange(
+        &self,
+        code: &AuthCode,
+        signed_in: Option<&Subject>,
+    ) -> Result<Exchanged, SignInError> {
+        let response = self
+            .ports
+            .tokens
+            .exchange_code(code)
+            .await
+            .map_err(|e| match e {
+                TokenError::InvalidGrant => SignInError::InvalidCode,
+                TokenError::Rejected(m) if m == "redirect_uri_mismatch" => {
+                    SignInError::RedirectUriMismatch
+                }
+                TokenError::InvalidClient(m) | TokenError::Rejected(m) => {
+                    SignInError::Misconfigured(m)
+                }
+                TokenError::Unavailable { .. } | TokenError::Timeout => {
+                    SignInError::UpstreamUnavailable
+                }
+                TokenError::Protocol(m) => SignInError::Upstream(m),
+            })?;
+        let now = self.ports.clock.now();
+        let id_token = response
+            .id_token
+            .as_ref()
+            .ok_or(SignInError::MissingIdToken)?;
+        let verified = self
+            .ports
+            .verifier
+            .verify_exchanged(id_token, now)
+            .await
+            .map_err(|reason| {
+                tracing::warn!(reason = reason.reason(), "the ID token from the code exchange failed the token endpoint's checks; nothing stored");
+                SignInError::InvalidIdToken(reason)
+            })?;
+        if let Some(expected) = signed_in
+            && verified.subject != *expected
+        {
+            tracing::warn!(subject = %expected, "sign-in code belongs to another user; nothing stored");
+            return Err(SignInError::SubjectMismatch);
+        }
+        Ok(Exchanged {
+            subject: verified.subject,
+            grant: grant_from(response, Some(verified.profile), now, &Scopes::default()),
+            now,
+        })
+    }
+
+    /// Writes an exchanged grant through the update primitive. A pending revocation is cancelled by the write;
+    /// since the sweep may be revoking it at Google right now, the write then waits for the user's lock (the
+    /// sweep holds it across its revocation) and decides on what the sweep left.
+    async fn store_sign_in(&self, exchanged: &Exchanged) -> Result<SignIn, StoreError> {
+        let store = &*self.ports.store;
+        let subject = &exchanged.subject;
+        let as_of = RecentCredentials::now();
+        let (new_user, outcome) = grants::update(store, subject, |stored| match stored {
+            Stored::PendingRevocation(_) => Change::Keep(None),
+            other => sign_in_change(other, exchanged).map(Some),
+        })
+        .await?;
+        let (new_user, outcome) = match new_user {
+            Some(new_user) => (new_user, outcome),
+            None => {
+                let lock = store.lock_user(subject).await?;
+                let written =
+                    grants::update(store, subject, |stored| sign_in_change(stored, exchanged))
+                        .await;
+                lock.release().await?;
+                written?
+            }
+        };
+        let Outcome::Written(credential) = outcome else {
+            return Err(StoreError::Conflict);
+        };
+        self.recent
+            .record(subject, Usable::of(&credential), as_of);
+        tracing::info!(subject = %subject, new_user, offline_access = credential.offline_access(), "signed in");
+        Ok(SignIn::of(&credential, new_user))
+    }
+}
+
+/// The sign-in's decision on what is stored: a first credential, a cancelled pending revocation (both count as a
+/// new user), or the merge into the stored credential.
+fn sign_in_change(stored: Stored, exchanged: &Exchanged) -> Change<bool> {
+    let grant = exchanged.grant.clone();
+    match stored {
+        Stored::Absent => Change::Put(
+            Credential::first(exchanged.subject.clone(), grant, exchanged.now),
+            true,
+        ),
+        Stored::PendingRevocation(pending) => Change::Put(
+            Credential::cancelling(pending, grant, exchanged.now),
+            true,
+        ),
+        Stored::Credential(mut credential) => {
+            credential.apply_sign_in(grant, exchanged.now);
+            Change::Put(credential, false)
+        }
+    }
+}
+
+impl<T> Change<T> {
+    /// The same change with its value mapped.
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Change<U> {
+        match self {
+            Change::Keep(v) => Change::Keep(f(v)),
+            Change::Put(c, v) => Change::Put(c, f(v)),
+            Change::Delete(v) => Change::Delete(f(v)),
+        }
+    }
+}
+
+/// Whether a failed sign-in's answer is final for its code (remembered for re-POSTs). Not final: Google
+/// unavailable (the code may be unused), a store failure (the code was not spent, or its grant waits in memory),
+/// and an ID token that failed verification (not remembered, so nothing about it is cached).
+fn is_final(error: &SignInError) -> bool {
+    !matches!(
+        error,
+        SignInError::UpstreamUnavailable | SignInError::Store(_) | SignInError::InvalidIdToken(_)
+    )
+}
+
+/// Builds a [`Grant`] from a token response. The access token's scopes are those reported, else `fallback`.
+pub(crate) fn grant_from(
+    response: TokenResponse,
+    profile: Option<Profile>,
+    now: OffsetDateTime,
+    fallback: &Scopes,
+) -> Grant {
+    let expires_in = time::Duration::try_from(response.expires_in).unwrap_or(time::Duration::ZERO);
+    let access_scopes = response.scopes.clone().unwrap_or_else(|| fallback.clone());
+    Grant {
+        profile,
+        scopes: response.scopes,
+        refresh_token: response.refresh_token,
+        access: CachedAccess {
+            token: response.access_token,
+            // Saturating: a port answering an absurd lifetime must not panic the use case.
+            expires_at: now.saturating_add(expires_in),
+            scopes: access_scopes,
+        },
+    }
+}
+
+/// A grant Google gave for a code, verified, not yet written.
+struct Exchanged {
+    subject: Subject,
+    grant: Grant,
+    now: OffsetDateTime,
+}
+
+/// Where a presented code stands.
+enum CodeState {
+    /// Not exchanged yet (or the last try failed in a way that left the code unspent).
+    Fresh,
+    /// Exchanged and verified, but the store write failed: kept until written or evicted.
+    Exchanged(Box<Exchanged>),
+    /// The final answer, without any token.
+    Done(Result<SignIn, SignInError>),
+}
+
+type Slot = Arc<tokio::sync::Mutex<CodeState>>;
+
+/// Recently presented codes and where they stand. Keyed by a keyed hash; the code itself is compared in constant
+/// time on a hit, so a hash collision can never return another user's answer. Concurrent POSTs of one code wait
+/// for each other on its slot.
+pub(crate) struct CodeCache {
+    hasher: RandomState,
+    ttl: Duration,
+    capacity: usize,
+    inner: Mutex<CodeCacheInner>,
+}
+
+#[derive(Default)]
+struct CodeCacheInner {
+    map: HashMap<u64, (AuthCode, Instant, Slot)>,
+    order: VecDeque<(u64, Instant)>,
+}
+
+impl CodeCache {
+    pub(crate) fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            hasher: RandomState::new(),
+            ttl,
+            capacity: capacity.max(1),
+            inner: Mutex::default(),
+        }
+    }
+
+    fn slot_for(&self, code: &AuthCode) -> Slot {
+        let key = self.hasher.hash_one(code.expose_secret().as_bytes());
+        let now = Instant::now();
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(&(old_key, at)) = inner.order.front() {
+            if now.duration_since(at) < self.ttl && inner.order.len() < self.capacity {
+                break;
+            }
+            inner.order.pop_front();
+            if inner.map.get(&old_key).is_some_and(|e| e.1 == at) {
+                inner.map.remove(&old_key);
+            }
+        }
+        if let Some((stored, _, slot)) = inner.map.get(&key)
+            && stored.ct_eq(code)
+        {
+            return Arc::clone(slot);
+        }
+        let slot = Arc::new(tokio::sync::Mutex::new(CodeState::Fresh));
+        inner
+            .map
+            .insert(key, (code.clone(), now, Arc::clone(&slot)));
+        inner.order.push_back((key, now));
+        slot
+    }
+}
+
+/// Whether the store showed recently that it can take writes (see [`crate::Settings::store_check_ttl`]).
+pub(crate) struct StoreHealth {
+    ttl: Duration,
+    last_ok: Mutex<Option<Instant>>,
+}
+
+impl StoreHealth {
+    pub(crate) fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            last_ok: Mutex::new(None),
+        }
+    }
+
+    /// Succeeds at once if the store answered a check within the ttl, else checks it now.
+    pub(crate) async fn check(&self, store: &dyn CredentialStore) -> Result<(), StoreError> {
+        let recent = *self.last_ok.lock().unwrap_or_else(PoisonError::into_inner);
+        if recent.is_some_and(|at| at.elapsed() < self.ttl) {
+            return Ok(());
+        }
+        store.ping().await?;
+        *self.last_ok.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Forgets the last success (a write just failed).
+    pub(crate) fn failed(&self) {
+        *self.last_ok.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
