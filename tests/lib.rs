@@ -389,7 +389,7 @@ impl TestApp {
         loop {
             let page = self.service.ports().store.list(after, 100).await.unwrap();
             count += page.items.len();
-            match page.next_after {
+            match page.next_cursor {
                 Some(next) => after = Some(next),
                 None => return count,
             }

@@ -518,6 +518,9 @@ fn seed_credential(i: usize) -> Res<Credential> {
         access: Some(CachedAccess {
             token: AccessToken::parse(&format!("ya29.seed-access-token-{i:012}"))?,
             expires_at: now + time::Duration::hours(1),
+            scopes: Scopes::parse(
+                "openid email profile https://www.googleapis.com/auth/drive.appdata",
+            )?,
         }),
         consent: ConsentState::Active,
         version: 0,

@@ -15,6 +15,8 @@ pub mod credential;
 mod forget;
 mod grants;
 pub mod identity;
+#[cfg(test)]
+mod lifecycle_tests;
 #[cfg(any(test, feature = "testkit"))]
 pub mod memory;
 pub mod ports;

@@ -34,7 +34,17 @@ fn id_token_for(subject: &str) -> IdToken {
 
 fn verifier() -> MockIdTokenVerifier {
     let mut verifier = MockIdTokenVerifier::new();
-    verifier.expect_verify().returning(|token, now| {
+    verifier.expect_verify().returning(mock_verify);
+    verifier
+        .expect_verify_exchanged()
+        .returning(mock_verify);
+    verifier.expect_keys_loaded().return_const(true);
+    verifier
+}
+
+/// The mock verifier's rule: the subject is the token's middle segment; `bad` fails.
+fn mock_verify(token: &IdToken, now: time::OffsetDateTime) -> Result<VerifiedIdToken, VerifyError> {
+    {
         let subject = token.expose_secret().split('.').nth(1).unwrap_or_default();
         if subject == "bad" {
             return Err(VerifyError::BadSignature);
@@ -52,9 +62,7 @@ fn verifier() -> MockIdTokenVerifier {
             issued_at: now,
             expires_at: now + time::Duration::hours(1),
         })
-    });
-    verifier.expect_keys_loaded().return_const(true);
-    verifier
+    }
 }
 
 fn token_response(access: &str, refresh: Option<&str>, subject: Option<&str>) -> TokenResponse {
@@ -360,7 +368,7 @@ async fn re_consent_after_revocation_restores_offline_access() {
     let again = h.service.sign_in(&code("4/0again"), None).await.unwrap();
 
     assert!(again.offline_access());
-    assert_eq!(again.credential.consent, ConsentState::Active);
+    assert_eq!(again.consent, ConsentState::Active);
 }
 
 #[tokio::test]
@@ -422,20 +430,47 @@ async fn a_transient_refresh_failure_followed_by_success_recovers() {
 }
 
 #[tokio::test]
-async fn a_refreshed_id_token_for_another_subject_is_rejected_and_the_identity_kept() {
+async fn a_refreshed_id_token_for_another_subject_keeps_the_tokens_and_the_stored_identity() {
     let (tokens, _) = refreshing(token_response("ya29.a", Some("1//r1"), Some(ALICE)), |_| {
-        Ok(token_response("ya29.evil", None, Some(BOB)))
+        Ok(token_response("ya29.next", Some("1//rotated"), Some(BOB)))
     });
     let h = harness(tokens, MockDrive::new());
     signed_in(&h).await;
     h.clock.advance(time::Duration::hours(2));
     let before = h.store.get(&sub(ALICE)).await.unwrap().unwrap();
 
-    let result = h.service.access_token(&sub(ALICE)).await;
+    let token = h.service.access_token(&sub(ALICE)).await.unwrap();
 
-    assert!(matches!(result, Err(AccessError::IdentityMismatch)));
+    // The answer belongs to the grant this server used: its tokens are kept (a rotated refresh token above all),
+    // the identity it names is not taken.
+    assert_eq!(token.expose_secret(), "ya29.next");
     let after = h.store.get(&sub(ALICE)).await.unwrap().unwrap();
-    assert_eq!(after.version, before.version);
+    assert_eq!(after.subject, sub(ALICE));
+    assert_eq!(after.profile, before.profile);
+    assert_eq!(
+        after.refresh_token.as_ref().unwrap().expose_secret(),
+        "1//rotated"
+    );
+}
+
+#[tokio::test]
+async fn a_refreshed_id_token_that_fails_verification_keeps_a_rotated_refresh_token() {
+    let (tokens, _) = refreshing(token_response("ya29.a", Some("1//r1"), Some(ALICE)), |_| {
+        Ok(token_response("ya29.next", Some("1//rotated"), Some("bad")))
+    });
+    let h = harness(tokens, MockDrive::new());
+    signed_in(&h).await;
+    h.clock.advance(time::Duration::hours(2));
+
+    let token = h.service.access_token(&sub(ALICE)).await.unwrap();
+
+    assert_eq!(token.expose_secret(), "ya29.next");
+    let after = h.store.get(&sub(ALICE)).await.unwrap().unwrap();
+    assert_eq!(
+        after.refresh_token.as_ref().unwrap().expose_secret(),
+        "1//rotated"
+    );
+    assert_eq!(after.consent, ConsentState::Active);
 }
 
 #[tokio::test]
@@ -739,13 +774,9 @@ async fn a_sign_in_after_a_pending_forget_cancels_the_revocation_and_is_a_new_us
 
     assert!(again.new_user);
     assert!(again.offline_access());
+    let stored = h.store.get(&sub(ALICE)).await.unwrap().unwrap();
     assert_eq!(
-        again
-            .credential
-            .refresh_token
-            .as_ref()
-            .unwrap()
-            .expose_secret(),
+        stored.refresh_token.as_ref().unwrap().expose_secret(),
         "1//r1"
     );
     let retry = h.service.retry_pending_revocations().await.unwrap();
@@ -849,6 +880,7 @@ async fn a_burst_of_drive_calls_reads_the_store_once_per_cache_ttl() {
             access: crate::credential::CachedAccess {
                 token: AccessToken::parse("ya29.a").unwrap(),
                 expires_at: START + time::Duration::hours(1),
+                scopes: Scopes::parse(FULL_SCOPES).unwrap(),
             },
         },
         START,

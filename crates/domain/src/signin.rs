@@ -149,11 +149,11 @@ impl OfflineAccess {
             Some(new_user) => (new_user, outcome),
             None => {
                 let lock = store.lock_user(subject).await?;
-                let written =
-                    grants::update(store, subject, |stored| sign_in_change(stored, exchanged))
-                        .await;
-                lock.release().await?;
-                written?
+                let result = self.store_cancelling(exchanged).await;
+                if let Err(e) = lock.release().await {
+                    tracing::warn!(subject = %subject, error = %e, "could not release a user lock cleanly");
+                }
+                result?
             }
         };
         let Outcome::Written(credential) = outcome else {
@@ -163,6 +163,55 @@ impl OfflineAccess {
             .record(subject, Usable::of(&credential), as_of);
         tracing::info!(subject = %subject, new_user, offline_access = credential.offline_access(), "signed in");
         Ok(SignIn::of(&credential, new_user))
+    }
+}
+
+impl OfflineAccess {
+    /// The write of a sign-in that found a pending revocation, under the user's lock. If the sweep revoked that
+    /// grant while this sign-in was exchanging its code, the tokens Google just gave may belong to the revoked
+    /// grant (revoking any token revokes the whole grant): a refresh token is then tried once before it is
+    /// trusted, and kept as revoked if Google refuses it, so the answer never claims offline access it lacks.
+    async fn store_cancelling(&self, exchanged: &Exchanged) -> Result<(bool, Outcome), StoreError> {
+        let store = &*self.ports.store;
+        let subject = &exchanged.subject;
+        let revoked_meanwhile = matches!(grants::read(store, subject).await?, Stored::Absent);
+        let mut exchanged_now = None;
+        if revoked_meanwhile && let Some(token) = &exchanged.grant.refresh_token {
+            let mut checked = Exchanged {
+                subject: subject.clone(),
+                grant: exchanged.grant.clone(),
+                now: exchanged.now,
+            };
+            match self.ports.tokens.refresh(token).await {
+                Ok(response) => {
+                    let mut grant =
+                        grant_from(response, None, self.ports.clock.now(), &checked.grant.access.scopes);
+                    grant.profile = checked.grant.profile.take();
+                    grant.refresh_token = grant.refresh_token.or_else(|| Some(token.clone()));
+                    checked.grant = grant;
+                }
+                Err(TokenError::InvalidGrant) => {
+                    tracing::warn!(subject = %subject, "the grant of this sign-in was revoked by a pending revocation finishing meanwhile; stored as revoked");
+                    let now = self.ports.clock.now();
+                    let ((), outcome) = grants::update(store, subject, |stored| match stored {
+                        Stored::Absent => {
+                            let mut credential =
+                                Credential::first(subject.clone(), checked.grant.clone(), now);
+                            credential.mark_revoked(now);
+                            Change::Put(credential, ())
+                        }
+                        other => sign_in_change(other, &checked).map(|_| ()),
+                    })
+                    .await?;
+                    return Ok((true, outcome));
+                }
+                // Google cannot tell now: keep the grant as given; the next refresh will tell.
+                Err(_) => {}
+            }
+            exchanged_now = Some(checked);
+        }
+        let exchanged = exchanged_now.as_ref().unwrap_or(exchanged);
+        grants::update(store, subject, |stored| sign_in_change(stored, exchanged)).await
     }
 }
 

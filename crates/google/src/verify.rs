@@ -88,14 +88,21 @@ struct Times {
     nbf: Option<i64>,
 }
 
+/// Where an ID token came from, which decides the checks that apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// A Bearer from the app: every check.
+    Bearer,
+    /// The token endpoint's answer to this server (OpenID Connect Core §3.1.3.7).
+    TokenEndpoint,
+}
+
 impl Times {
     /// `exp` (exclusive, after the leeway), then `iat` and `nbf` (not after now plus the leeway).
     fn check(self, leeway: Duration, now: OffsetDateTime) -> Result<(), VerifyError> {
+        self.check_expiry(leeway, now)?;
         let now_secs = i128::from(now.unix_timestamp());
         let leeway = i128::from(leeway.as_secs());
-        if now_secs >= i128::from(self.exp) + leeway {
-            return Err(VerifyError::Expired);
-        }
         if i128::from(self.iat) > now_secs + leeway {
             return Err(VerifyError::IssuedInFuture);
         }
@@ -104,6 +111,15 @@ impl Times {
             .is_some_and(|nbf| i128::from(nbf) > now_secs + leeway)
         {
             return Err(VerifyError::IssuedInFuture);
+        }
+        Ok(())
+    }
+
+    /// `exp` only (exclusive, after the leeway): what §3.1.3.7 requires of a token from the token endpoint.
+    fn check_expiry(self, leeway: Duration, now: OffsetDateTime) -> Result<(), VerifyError> {
+        let now_secs = i128::from(now.unix_timestamp());
+        if now_secs >= i128::from(self.exp) + i128::from(leeway.as_secs()) {
+            return Err(VerifyError::Expired);
         }
         Ok(())
     }
@@ -173,6 +189,22 @@ impl JwksVerifier {
         token: &str,
         now: OffsetDateTime,
     ) -> Result<(VerifiedIdToken, String, Arc<SigningKey>, Times), VerifyError> {
+        let (verified, kid, key, times) = self.verify_with(token, now, Source::Bearer).await?;
+        let key = key.ok_or(VerifyError::UnknownKey)?;
+        Ok((verified, kid, key, times))
+    }
+
+    /// The checks for `source`: from a Bearer, all of them; from the token endpoint, those OpenID Connect Core
+    /// §3.1.3.7 requires there (the signature when its key is known, `iat` in the future tolerated).
+    async fn verify_with(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+        source: Source,
+    ) -> Result<(VerifiedIdToken, String, Option<Arc<SigningKey>>, Times), VerifyError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(VerifyError::Malformed("token too large"));
+        }
         let mut parts = token.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -192,20 +224,31 @@ impl JwksVerifier {
             return Err(VerifyError::Malformed("crit header"));
         }
         // `jku`, `x5u`, `jwk` and `x5c` are ignored: keys come only from Google's configured JWKS URL.
-        let kid = text_of(header.kid.as_ref()).ok_or(VerifyError::UnknownKey)?;
-        let key = self.cache.key(kid, kid_is_plausible(kid)).await?;
-        let (signature, signature_len) =
-            decode_signature(signature_b64).ok_or(VerifyError::BadSignature)?;
-        let message_len = header_b64.len() + 1 + payload_b64.len();
-        let message = &token.as_bytes()[..message_len];
-        if !key.verifies(message, &signature[..signature_len]) {
-            return Err(VerifyError::BadSignature);
+        let kid = text_of(header.kid.as_ref()).unwrap_or_default();
+        let key = match (self.cache.key(kid, kid_is_plausible(kid)).await, source) {
+            (Ok(key), _) => Some(key),
+            // From the token endpoint, over the TLS connection this server opened: Google vouches for the token
+            // even when its key is not published yet or the keys cannot be fetched (§3.1.3.7 step 6).
+            (Err(VerifyError::UnknownKey | VerifyError::KeysUnavailable), Source::TokenEndpoint) => {
+                tracing::info!("ID token from the token endpoint accepted without its key (unknown or unavailable): the TLS connection vouches for it");
+                None
+            }
+            (Err(e), _) => return Err(e),
+        };
+        if let Some(key) = &key {
+            let (signature, signature_len) =
+                decode_signature(signature_b64).ok_or(VerifyError::BadSignature)?;
+            let message_len = header_b64.len() + 1 + payload_b64.len();
+            let message = &token.as_bytes()[..message_len];
+            if !key.verifies(message, &signature[..signature_len]) {
+                return Err(VerifyError::BadSignature);
+            }
         }
         let claims_json = decode_segment(payload_b64)
             .ok_or(VerifyError::Malformed("payload is not base64url"))?;
         let claims: Claims<'_> = parse_object(&claims_json)
             .ok_or(VerifyError::Malformed("payload is not a JSON object"))?;
-        let (verified, times) = check_claims_and_times(&claims, &self.rules, now)?;
+        let (verified, times) = check_claims_and_times(&claims, &self.rules, now, source)?;
         Ok((verified, kid.to_owned(), key, times))
     }
 }
@@ -245,6 +288,30 @@ impl IdTokenVerifier for JwksVerifier {
         metrics::counter!(
             "offline_access_id_token_verifications_total",
             "outcome" => match &result { Ok(_) => "ok", Err(e) => e.reason() }
+        )
+        .increment(1);
+        result
+    }
+
+    async fn verify_exchanged(
+        &self,
+        token: &IdToken,
+        now: OffsetDateTime,
+    ) -> Result<VerifiedIdToken, VerifyError> {
+        let result = self
+            .verify_with(token.expose_secret(), now, Source::TokenEndpoint)
+            .instrument(tracing::debug_span!("google.verify_exchanged"))
+            .await
+            .map(|(verified, ..)| verified);
+        if let Err(e) = &result {
+            tracing::warn!(
+                reason = e.reason(),
+                "ID token from the token endpoint refused"
+            );
+        }
+        metrics::counter!(
+            "offline_access_id_token_verifications_total",
+            "outcome" => match &result { Ok(_) => "ok_exchanged", Err(e) => e.reason() }
         )
         .increment(1);
         result
@@ -431,6 +498,7 @@ fn check_claims_and_times(
     claims: &Claims<'_>,
     rules: &Rules,
     now: OffsetDateTime,
+    source: Source,
 ) -> Result<(VerifiedIdToken, Times), VerifyError> {
     // iss
     let issuer = optional_string(&claims.iss, "iss")?.ok_or(VerifyError::BadClaim("iss"))?;
@@ -474,7 +542,10 @@ fn check_claims_and_times(
         return Err(VerifyError::LifetimeTooLong);
     }
     let times = Times { exp, iat, nbf };
-    times.check(rules.leeway, now)?;
+    match source {
+        Source::Bearer => times.check(rules.leeway, now)?,
+        Source::TokenEndpoint => times.check_expiry(rules.leeway, now)?,
+    }
     // sub
     let subject = optional_string(&claims.sub, "sub")?
         .and_then(|s| Subject::parse(s).ok())
@@ -535,7 +606,7 @@ mod tests {
         now: OffsetDateTime,
     ) -> Result<VerifiedIdToken, VerifyError> {
         let claims: Claims<'_> = parse_object(json).unwrap();
-        check_claims_and_times(&claims, rules, now).map(|(verified, _)| verified)
+        check_claims_and_times(&claims, rules, now, Source::Bearer).map(|(verified, _)| verified)
     }
 
     fn rules() -> Rules {

@@ -241,7 +241,29 @@ impl From<SignInError> for ApiError {
                 "subject_mismatch",
                 "The authorization code belongs to another user than the signed-in one.",
             ),
-            SignInError::InvalidIdToken(reason) => Self::from_verify(&reason, "exchanged"),
+            // Not a Bearer error: the request may have sent no Bearer at all. The ID token at fault is Google's.
+            SignInError::InvalidIdToken(VerifyError::KeysUnavailable) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream_unavailable",
+                "Google's signing keys are unavailable; try again later.",
+            ),
+            SignInError::InvalidIdToken(reason) => {
+                tracing::warn!(reason = reason.reason(), "the ID token Google returned for a code failed verification");
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_invalid_id_token",
+                    "The ID token Google returned for this code failed verification; nothing was stored.",
+                )
+            }
+            SignInError::RedirectUriMismatch => {
+                tracing::info!("Google refused a code for its redirect URI (redirect_uri_mismatch)");
+                Self::new(
+                    StatusCode::BAD_REQUEST,
+                    "redirect_uri_mismatch",
+                    "The code was issued for another redirect URI than this server uses (an Android code needs \
+                     google.redirect_uri \"\", a Google Identity Services popup code \"postmessage\"); get a code of the right kind.",
+                )
+            }
             SignInError::MissingIdToken => Self::new(
                 StatusCode::BAD_REQUEST,
                 "openid_scope_missing",
@@ -275,10 +297,11 @@ impl From<AccessError> for ApiError {
                 "reconsent_required",
                 "No refresh token is stored for this user; the app must request offline access again with consent.",
             ),
-            AccessError::IdentityMismatch => {
-                tracing::warn!("a refreshed ID token did not match the stored identity");
-                Self::upstream_error()
-            }
+            AccessError::ScopeMissing(_) => Self::new(
+                StatusCode::FORBIDDEN,
+                "scope_missing",
+                "The user did not grant every scope this request needs; the app must ask for them.",
+            ),
             AccessError::Misconfigured(detail) => {
                 tracing::error!(detail = %detail, "Google refused this server's client credentials on a refresh");
                 Self::misconfigured()

@@ -21,20 +21,25 @@ const SCOPE_PREFIX: &str = "https://www.googleapis.com/auth/";
 pub(crate) async fn users_list(config: &Config) -> Outcome {
     let keys = compose::key_ring(config)?;
     let store = compose::open_store(config, keys).await?;
-    let mut rows = Vec::new();
-    let mut after: Option<Subject> = None;
+    let mut credentials = Vec::new();
+    let mut cursor: Option<String> = None;
     loop {
         let page = store
             .port()
-            .list(after.take(), PAGE)
+            .list(cursor.take(), PAGE)
             .await
             .map_err(store_failure)?;
-        rows.extend(page.items.iter().map(row));
-        after = page.next_after;
-        if after.is_none() {
+        for reason in &page.unreadable {
+            tracing::warn!(reason = %reason, "a stored record cannot be read; skipped (fix it, or delete it)");
+        }
+        credentials.extend(page.items);
+        cursor = page.next_cursor;
+        if cursor.is_none() {
             break;
         }
     }
+    credentials.sort_by(|a, b| a.subject.cmp(&b.subject));
+    let rows: Vec<_> = credentials.iter().map(row).collect();
     if rows.is_empty() {
         out!("no users stored in the {}", store.describe());
         return Ok(());
@@ -50,7 +55,9 @@ fn row(c: &Credential) -> Vec<String> {
         .iter()
         .map(|s| s.strip_prefix(SCOPE_PREFIX).unwrap_or(s))
         .collect();
-    let consent = if c.refresh_token.is_none() {
+    let consent = if c.is_forgotten() {
+        "forgotten (revocation at Google pending)".to_owned()
+    } else if c.refresh_token.is_none() {
         format!("{} (no refresh token)", c.consent.as_str())
     } else {
         c.consent.as_str().to_owned()

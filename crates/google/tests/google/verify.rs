@@ -547,3 +547,115 @@ async fn refusals_never_carry_the_token_or_its_claims() {
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains("canary") && !shown.contains(&token[..20]) && !shown.contains(SUB));
 }
+
+async fn verify_exchanged_with(
+    config: GoogleConfig,
+    token: &str,
+) -> Result<VerifiedIdToken, VerifyError> {
+    Google::new(config)
+        .unwrap()
+        .verifier()
+        .verify_exchanged(&id_token(token), now())
+        .await
+}
+
+async fn verify_exchanged(token: &str) -> Result<VerifiedIdToken, VerifyError> {
+    let server = jwks_server().await;
+    verify_exchanged_with(config(&server), token).await
+}
+
+#[tokio::test]
+async fn a_token_endpoint_id_token_is_accepted_with_a_key_not_yet_published_or_keys_unavailable() {
+    // Signed by a key the JWKS does not list (a rotation in progress): a Bearer is refused, Google's own answer
+    // over TLS is not.
+    let unpublished = sign(&claims(), KID2, &KEY2);
+    assert_eq!(
+        verify(&unpublished).await.unwrap_err(),
+        VerifyError::UnknownKey
+    );
+    let verified = verify_exchanged(&unpublished).await.unwrap();
+    assert_eq!(verified.subject.as_str(), SUB);
+    // The JWKS endpoint is down (500): the same.
+    let down = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path(CERTS))
+        .respond_with(wiremock::ResponseTemplate::new(500))
+        .mount(&down)
+        .await;
+    assert!(
+        verify_exchanged_with(config(&down), &signed(&claims()))
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        verify_with(config(&down), &signed(&claims()))
+            .await
+            .unwrap_err(),
+        VerifyError::KeysUnavailable
+    );
+}
+
+#[tokio::test]
+async fn a_token_endpoint_id_token_tolerates_iat_in_the_future_but_not_expiry() {
+    let at = |iat: i64, exp: i64| {
+        let mut c = claims();
+        c["iat"] = json!(iat);
+        c["exp"] = json!(exp);
+        signed(&c)
+    };
+    // Google's clock 300 s ahead of ours (the fake's clock_offset_secs = 300): fine from the token endpoint.
+    assert!(verify_exchanged(&at(NOW + 300, NOW + 3900)).await.is_ok());
+    assert_eq!(
+        verify(&at(NOW + 300, NOW + 3900)).await.unwrap_err(),
+        VerifyError::IssuedInFuture
+    );
+    // exp is still required (OIDC Core §3.1.3.7 step 9), with the same leeway.
+    assert_eq!(
+        verify_exchanged(&at(NOW - 3600, NOW - 60))
+            .await
+            .unwrap_err(),
+        VerifyError::Expired
+    );
+    // And the lifetime bound.
+    assert_eq!(
+        verify_exchanged(&at(NOW, NOW + 2 * 86_400))
+            .await
+            .unwrap_err(),
+        VerifyError::LifetimeTooLong
+    );
+}
+
+#[tokio::test]
+async fn a_token_endpoint_id_token_still_needs_a_good_signature_when_its_key_is_known_and_the_right_claims() {
+    assert_eq!(
+        verify_exchanged(&sign(&claims(), KID1, &KEY2))
+            .await
+            .unwrap_err(),
+        VerifyError::BadSignature
+    );
+    assert_eq!(
+        verify_exchanged(&signed(&with("aud", json!("another-client"))))
+            .await
+            .unwrap_err(),
+        VerifyError::WrongAudience
+    );
+    assert_eq!(
+        verify_exchanged(&signed(&with("iss", json!("https://evil.example"))))
+            .await
+            .unwrap_err(),
+        VerifyError::WrongIssuer
+    );
+    assert_eq!(
+        verify_exchanged(&signed(&with("sub", Value::Null)))
+            .await
+            .unwrap_err(),
+        VerifyError::BadClaim("sub")
+    );
+    // Another algorithm in the header: refused before anything else, as for a Bearer.
+    let token = signed(&claims());
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    parts[0] = b64(&serde_json::to_vec(&json!({"alg": "none", "kid": KID1})).unwrap());
+    assert_eq!(
+        verify_exchanged(&parts.join(".")).await.unwrap_err(),
+        VerifyError::UnsupportedAlgorithm
+    );
+}

@@ -13,12 +13,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{ConnectInfo, Request, State};
 use http::HeaderMap;
-use offline_access_domain::{AuthCode, SignIn};
+use offline_access_domain::{AuthCode, DRIVE_APPDATA_SCOPE, SignIn};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
-    HINT_REQUEST_OFFLINE_ACCESS_AGAIN, UserView, drive_available, run_to_completion, scopes_of,
+    HINT_REQUEST_OFFLINE_ACCESS_AGAIN, UserView, run_to_completion,
 };
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
@@ -40,7 +40,8 @@ pub(crate) struct AuthCodeRequest {
 pub(crate) struct SignInView {
     /// Who signed in.
     pub(crate) user: UserView,
-    /// The scopes Google reports as granted (short scopes in Google's URL form).
+    /// The scopes of the stored grant (short scopes in Google's URL form): a sign-in that asked for fewer keeps
+    /// the earlier ones; incremental authorization adds to them.
     pub(crate) scopes: Vec<String>,
     /// Whether the server holds a refresh token and can act while the user is offline.
     pub(crate) offline_access: bool,
@@ -48,6 +49,10 @@ pub(crate) struct SignInView {
     pub(crate) new_user: bool,
     /// Whether `drive.appdata` was granted, so the Drive routes can work.
     pub(crate) drive_available: bool,
+    /// The grant's state after this sign-in: `active`, or `revoked` when an earlier grant was revoked and Google
+    /// gave no new refresh token (the app must ask again with forced consent; see `hint`).
+    #[schema(example = "active")]
+    pub(crate) consent: &'static str,
     /// `request_offline_access_again` when `offline_access` is false: the app should ask again with forced
     /// consent to get a refresh token.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -57,14 +62,14 @@ pub(crate) struct SignInView {
 
 impl SignInView {
     fn new(sign_in: &SignIn) -> Self {
-        let credential = &sign_in.credential;
         let offline_access = sign_in.offline_access();
         Self {
-            user: UserView::new(&credential.subject, &credential.profile),
-            scopes: scopes_of(credential),
+            user: UserView::new(&sign_in.subject, &sign_in.profile),
+            scopes: sign_in.scopes.iter().map(str::to_owned).collect(),
             offline_access,
             new_user: sign_in.new_user,
-            drive_available: drive_available(credential),
+            drive_available: sign_in.scopes.contains(DRIVE_APPDATA_SCOPE),
+            consent: sign_in.consent.as_str(),
             hint: (!offline_access).then_some(HINT_REQUEST_OFFLINE_ACCESS_AGAIN),
         }
     }

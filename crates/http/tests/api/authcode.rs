@@ -1,8 +1,12 @@
 //! `POST /authcode`: the sign-in contract, every refusal, and that refusals never reach Google.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use http::{Request, StatusCode};
-use offline_access_domain::{TokenError, VerifyError};
+use offline_access_domain::memory::MemoryStore;
+use offline_access_domain::ports::MockCredentialStore;
+use offline_access_domain::{StoreError, TokenError, VerifyError};
 use offline_access_http::HttpConfig;
 
 use crate::helpers::*;
@@ -322,6 +326,11 @@ async fn every_exchange_failure_maps_to_its_status_and_code() {
         ),
         (
             TokenError::Rejected("redirect_uri_mismatch".into()),
+            StatusCode::BAD_REQUEST,
+            "redirect_uri_mismatch",
+        ),
+        (
+            TokenError::Rejected("invalid_request".into()),
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_misconfigured",
         ),
@@ -373,7 +382,7 @@ async fn an_exchange_without_an_id_token_asks_for_the_openid_scope() {
 }
 
 #[tokio::test]
-async fn an_exchanged_id_token_that_fails_verification_is_401_and_nothing_is_stored() {
+async fn an_exchanged_id_token_that_fails_verification_is_502_never_a_bearer_error_and_nothing_is_stored() {
     let mut mocks = Mocks::bare();
     mocks.tokens.expect_exchange_code().returning(|_| {
         Ok(token_response(
@@ -386,10 +395,11 @@ async fn an_exchanged_id_token_that_fails_verification_is_401_and_nothing_is_sto
     mocks.accept_id_tokens();
     let app = TestApp::new(mocks);
 
-    app.sign_in(CODE_ALICE)
-        .await
-        .assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
+    let answer = app.sign_in(CODE_ALICE).await;
 
+    // The app sent no Bearer: the fault is Google's token, so no 401 and no WWW-Authenticate challenge.
+    answer.assert_error(StatusCode::BAD_GATEWAY, "upstream_invalid_id_token");
+    assert!(answer.headers.get("www-authenticate").is_none());
     assert!(app.stored(SUB_ALICE).await.is_none());
 }
 
@@ -403,6 +413,10 @@ async fn unavailable_signing_keys_fail_closed_with_503() {
     mocks
         .verifier
         .expect_verify()
+        .returning(|_, _| Err(VerifyError::KeysUnavailable));
+    mocks
+        .verifier
+        .expect_verify_exchanged()
         .returning(|_, _| Err(VerifyError::KeysUnavailable));
     let app = TestApp::new(mocks);
 
@@ -556,4 +570,28 @@ async fn cors_never_approves_a_foreign_origin_for_authcode() {
             .get("access-control-allow-credentials")
             .is_none()
     );
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_take_writes_is_503_before_the_code_is_spent_at_google() {
+    let mut mocks = Mocks::bare();
+    mocks.tokens.expect_exchange_code().never();
+    mocks.accept_id_tokens();
+    let mut store = MockCredentialStore::new();
+    store.expect_ping().returning(|| {
+        Err(StoreError::Unavailable(
+            "schema not migrated: run `offline-access migrate`".into(),
+        ))
+    });
+    let app = TestApp::with_store(
+        mocks,
+        HttpConfig::default(),
+        Arc::new(store),
+        MemoryStore::new(),
+    );
+
+    let answer = app.sign_in(CODE_ALICE).await;
+
+    answer.assert_error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
+    assert!(!answer.text().contains("migrate"), "no store detail leaks");
 }

@@ -254,6 +254,9 @@ impl Mocks {
         self.verifier
             .expect_verify()
             .returning(|token, _now| verify_token(token));
+        self.verifier
+            .expect_verify_exchanged()
+            .returning(|token, _now| verify_token(token));
     }
 
     pub(crate) fn record_drive(&mut self) {
