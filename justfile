@@ -34,8 +34,11 @@ compat:
     fake-google/compat/run.sh
 
 # Fuzz /authcode request parsing and ID-token (JWT) parsing: the proptest `fuzz_*` targets in release with large
-# case counts (about 4 minutes after the build; `cargo test` runs them with 256 cases). A failure prints the input.
+# case counts (about 4 minutes after the build; `cargo test` runs them with 256 cases), and the model-based test of
+# the credential lifecycle (random interleavings of sign-ins, refreshes, forgets, sweeps, restarts; 256 cases in
+# `cargo test`). A failure prints the (shrunk) input.
 fuzz:
+    PROPTEST_CASES=200000 cargo test --release -p offline-access-domain --lib lifecycle_tests::model
     PROPTEST_CASES=2000000 cargo test --release -p offline-access-http --lib fuzz_
     PROPTEST_CASES=1000000 cargo test --release -p offline-access-http --test api fuzz_
     PROPTEST_CASES=700000 cargo test --release -p offline-access-google --test google fuzz_

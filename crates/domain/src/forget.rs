@@ -36,20 +36,19 @@ impl OfflineAccess {
         let token = stored.refresh_token().cloned();
         let revoked_at_google = self.revoke(subject, token.as_ref()).await;
         let now = self.ports.clock.now();
-        let ((), outcome) =
-            grants::update(&*self.ports.store, subject, |stored| match stored {
-                Stored::Absent => Change::Keep(()),
-                // Google revoked the grant, and with it every token of it (also one rotated meanwhile).
-                Stored::Credential(_) | Stored::PendingRevocation(_) if revoked_at_google => {
-                    Change::Delete(())
-                }
-                Stored::PendingRevocation(_) => Change::Keep(()),
-                Stored::Credential(mut credential) => {
-                    credential.mark_forgotten(now);
-                    Change::Put(credential, ())
-                }
-            })
-            .await?;
+        let ((), outcome) = grants::update(&*self.ports.store, subject, |stored| match stored {
+            Stored::Absent => Change::Keep(()),
+            // Google revoked the grant, and with it every token of it (also one rotated meanwhile).
+            Stored::Credential(_) | Stored::PendingRevocation(_) if revoked_at_google => {
+                Change::Delete(())
+            }
+            Stored::PendingRevocation(_) => Change::Keep(()),
+            Stored::Credential(mut credential) => {
+                credential.mark_forgotten(now);
+                Change::Put(credential, ())
+            }
+        })
+        .await?;
         self.recent.invalidate(subject, None);
         if matches!(outcome, Outcome::Written(_)) {
             tracing::warn!(subject = %subject, "revocation at Google failed; the credential is unusable now and the revocation will be retried");
@@ -83,11 +82,7 @@ impl OfflineAccess {
         let mut outcome = PendingRevocations::default();
         let mut cursor = None;
         loop {
-            let page = self
-                .ports
-                .store
-                .pending_revocations(cursor, PAGE)
-                .await?;
+            let page = self.ports.store.pending_revocations(cursor, PAGE).await?;
             for reason in &page.unreadable {
                 tracing::warn!(reason = %reason, "a pending revocation cannot be read; skipped");
                 outcome.unreadable += 1;

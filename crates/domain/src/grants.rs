@@ -20,6 +20,8 @@ use crate::secret::RefreshToken;
 const ATTEMPTS: usize = 8;
 
 /// What the store holds for a subject, as the use cases see it.
+// Short-lived (one decision); boxing the credential would cost an allocation per read for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub(crate) enum Stored {
     /// Nothing.
@@ -64,6 +66,7 @@ impl Stored {
 }
 
 /// What a decision does to the record.
+#[allow(clippy::large_enum_variant)] // as `Stored`: one per decision
 #[derive(Debug)]
 pub(crate) enum Change<T> {
     /// Leave it as it is.
@@ -75,6 +78,7 @@ pub(crate) enum Change<T> {
 }
 
 /// What [`update`] did.
+#[allow(clippy::large_enum_variant)] // as `Stored`: one per decision
 #[derive(Debug)]
 pub(crate) enum Outcome {
     /// Nothing was written.

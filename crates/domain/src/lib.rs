@@ -24,9 +24,9 @@ mod recent;
 mod refresh;
 pub mod secret;
 pub mod service;
-mod signin;
 #[cfg(test)]
 mod service_tests;
+mod signin;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 

@@ -79,7 +79,11 @@ impl MemoryStore {
         let mut items: Vec<Credential> = records
             .live
             .values()
-            .filter(|c| cursor.as_deref().is_none_or(|after| c.subject.as_str() > after))
+            .filter(|c| {
+                cursor
+                    .as_deref()
+                    .is_none_or(|after| c.subject.as_str() > after)
+            })
             .filter(|c| keep(c))
             .take(limit.saturating_add(1))
             .cloned()

@@ -325,8 +325,11 @@ pub trait CredentialStore: Send + Sync {
     /// # Errors
     /// As for `get`, and [`StoreError::Other`] for a cursor this store did not make. An unreadable record is not
     /// an error (see [`CredentialPage::unreadable`]).
-    async fn list(&self, cursor: Option<String>, limit: usize)
-    -> Result<CredentialPage, StoreError>;
+    async fn list(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<CredentialPage, StoreError>;
 
     /// Lists only the pending revocations (records with [`crate::ConsentState::Forgotten`]), like `list`, without
     /// reading the other records.

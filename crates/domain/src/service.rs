@@ -335,7 +335,9 @@ impl OfflineAccess {
             return Ok(usable);
         }
         let as_of = RecentCredentials::now();
-        let stored = grants::read(&*self.ports.store, subject).await?.credential();
+        let stored = grants::read(&*self.ports.store, subject)
+            .await?
+            .credential();
         let usable = stored.as_ref().and_then(Usable::of);
         self.recent.record(subject, usable.clone(), as_of);
         usable.ok_or(AccessError::NotFound)

@@ -35,9 +35,7 @@ fn id_token_for(subject: &str) -> IdToken {
 fn verifier() -> MockIdTokenVerifier {
     let mut verifier = MockIdTokenVerifier::new();
     verifier.expect_verify().returning(mock_verify);
-    verifier
-        .expect_verify_exchanged()
-        .returning(mock_verify);
+    verifier.expect_verify_exchanged().returning(mock_verify);
     verifier.expect_keys_loaded().return_const(true);
     verifier
 }
@@ -672,6 +670,33 @@ async fn a_failed_create_is_never_repeated() {
 }
 
 #[tokio::test]
+async fn a_delete_retried_after_no_answer_that_finds_no_file_is_done_not_404() {
+    let (tokens, _) = exchanging(vec![token_response("ya29.a", Some("1//r1"), Some(ALICE))]);
+    // The first attempt deleted the file but its answer was lost; the retry finds nothing.
+    let (drive, calls) = drive_answering(|_, i| match i {
+        0 => Err(DriveError::Unavailable),
+        _ => Err(DriveError::NotFound),
+    });
+    let h = harness(tokens, drive);
+    signed_in(&h).await;
+    let delete = DriveRequest::Delete { id: "f1".into() };
+
+    let result = h.service.drive(&sub(ALICE), &delete).await;
+
+    assert!(matches!(result, Ok(DriveResponse::Empty)), "{result:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // A delete of a file that was never there is still 404.
+    let (drive, _) = drive_answering(|_, _| Err(DriveError::NotFound));
+    let (tokens, _) = exchanging(vec![token_response("ya29.a", Some("1//r1"), Some(ALICE))]);
+    let h = harness(tokens, drive);
+    signed_in(&h).await;
+    assert!(matches!(
+        h.service.drive(&sub(ALICE), &delete).await,
+        Err(DriveUseError::NotFound)
+    ));
+}
+
+#[tokio::test]
 async fn forget_revokes_at_google_and_deletes() {
     let (mut tokens, _) = exchanging(vec![token_response("ya29.a", Some("1//r1"), Some(ALICE))]);
     tokens
@@ -766,6 +791,14 @@ async fn a_sign_in_after_a_pending_forget_cancels_the_revocation_and_is_a_new_us
         .expect_revoke()
         .times(1)
         .returning(|_| Err(RevokeError::Unavailable));
+    // The kept refresh token is tried once before the sign-in trusts it.
+    tokens
+        .expect_refresh()
+        .times(1)
+        .returning(|rt| {
+            assert_eq!(rt.expose_secret(), "1//r1");
+            Ok(token_response("ya29.c", None, None))
+        });
     let h = harness(tokens, MockDrive::new());
     signed_in(&h).await;
     h.service.forget(&sub(ALICE)).await.unwrap();

@@ -59,13 +59,16 @@ impl OfflineAccess {
                         *state = CodeState::Exchanged(exchanged);
                         return Err(SignInError::SubjectMismatch);
                     }
-                    match self.store_sign_in(&exchanged).await {
+                    let mut exchanged = exchanged;
+                    match self.store_sign_in(&mut exchanged).await {
                         Ok(sign_in) => *state = CodeState::Done(Ok(sign_in)),
                         Err(e) => {
-                            self.store_health.failed();
+                            if matches!(e, SignInError::Store(_)) {
+                                self.store_health.failed();
+                            }
                             tracing::warn!(subject = %exchanged.subject, error = %e, "could not store a sign-in; the grant is kept in memory for a retry of the same code");
                             *state = CodeState::Exchanged(exchanged);
-                            return Err(e.into());
+                            return Err(e);
                         }
                     }
                 }
@@ -130,88 +133,169 @@ impl OfflineAccess {
             subject: verified.subject,
             grant: grant_from(response, Some(verified.profile), now, &Scopes::default()),
             now,
+            suspect: false,
         })
     }
 
     /// Writes an exchanged grant through the update primitive. A pending revocation is cancelled by the write;
     /// since the sweep may be revoking it at Google right now, the write then waits for the user's lock (the
-    /// sweep holds it across its revocation) and decides on what the sweep left.
-    async fn store_sign_in(&self, exchanged: &Exchanged) -> Result<SignIn, StoreError> {
+    /// sweep holds it across its revocation) and decides on what the sweep left (`store_after_pending`).
+    async fn store_sign_in(&self, exchanged: &mut Exchanged) -> Result<SignIn, SignInError> {
         let store = &*self.ports.store;
-        let subject = &exchanged.subject;
+        let subject = exchanged.subject.clone();
         let as_of = RecentCredentials::now();
-        let (new_user, outcome) = grants::update(store, subject, |stored| match stored {
-            Stored::PendingRevocation(_) => Change::Keep(None),
-            other => sign_in_change(other, exchanged).map(Some),
-        })
-        .await?;
-        let (new_user, outcome) = match new_user {
-            Some(new_user) => (new_user, outcome),
+        let first = if exchanged.suspect {
+            None
+        } else {
+            let (new_user, outcome) = grants::update(store, &subject, |stored| match stored {
+                Stored::PendingRevocation(_) => Change::Keep(None),
+                other => sign_in_change(other, exchanged).map(Some),
+            })
+            .await?;
+            new_user.map(|new_user| (new_user, outcome))
+        };
+        let (new_user, outcome) = match first {
+            Some(done) => done,
             None => {
-                let lock = store.lock_user(subject).await?;
-                let result = self.store_cancelling(exchanged).await;
+                // From now on this grant is suspect until checked, also for a retry of the same code.
+                exchanged.suspect = true;
+                let lock = store.lock_user(&subject).await?;
+                let result = self.store_after_pending(exchanged).await;
                 if let Err(e) = lock.release().await {
                     tracing::warn!(subject = %subject, error = %e, "could not release a user lock cleanly");
                 }
                 result?
             }
         };
-        let Outcome::Written(credential) = outcome else {
-            return Err(StoreError::Conflict);
+        let credential = match outcome {
+            Outcome::Written(credential) => credential,
+            // Nothing written (see `store_after_pending`): the answer is what is stored now.
+            Outcome::Kept | Outcome::Deleted => grants::read(store, &subject)
+                .await?
+                .credential()
+                .ok_or(StoreError::Conflict)?,
         };
-        self.recent
-            .record(subject, Usable::of(&credential), as_of);
+        self.recent.record(&subject, Usable::of(&credential), as_of);
         tracing::info!(subject = %subject, new_user, offline_access = credential.offline_access(), "signed in");
         Ok(SignIn::of(&credential, new_user))
     }
 }
 
 impl OfflineAccess {
-    /// The write of a sign-in that found a pending revocation, under the user's lock. If the sweep revoked that
-    /// grant while this sign-in was exchanging its code, the tokens Google just gave may belong to the revoked
-    /// grant (revoking any token revokes the whole grant): a refresh token is then tried once before it is
-    /// trusted, and kept as revoked if Google refuses it, so the answer never claims offline access it lacks.
-    async fn store_cancelling(&self, exchanged: &Exchanged) -> Result<(bool, Outcome), StoreError> {
+    /// The write of a sign-in that found a pending revocation, under the user's lock. If the revocation is still
+    /// pending, the write cancels it. If it is gone, the sweep may have revoked the grant at Google while this
+    /// sign-in exchanged its code — and revoking any token revokes the whole grant — so the tokens Google just
+    /// gave may be dead: a refresh token is tried before it is trusted (and stored as revoked if Google refuses
+    /// it); without one, the code joined that grant when nothing else is stored (after a revocation Google shows
+    /// the consent screen and gives a refresh token). Tokens not known to work never replace a credential stored
+    /// meanwhile. When Google cannot tell, the sign-in fails as unavailable and the grant waits in memory for a
+    /// retry of the same code; the answer never claims offline access the server lacks.
+    async fn store_after_pending(
+        &self,
+        exchanged: &Exchanged,
+    ) -> Result<(bool, Outcome), SignInError> {
         let store = &*self.ports.store;
         let subject = &exchanged.subject;
-        let revoked_meanwhile = matches!(grants::read(store, subject).await?, Stored::Absent);
-        let mut exchanged_now = None;
-        if revoked_meanwhile && let Some(token) = &exchanged.grant.refresh_token {
-            let mut checked = Exchanged {
-                subject: subject.clone(),
-                grant: exchanged.grant.clone(),
-                now: exchanged.now,
-            };
-            match self.ports.tokens.refresh(token).await {
+        let now_stored = grants::read(store, subject).await?;
+        if let Stored::PendingRevocation(pending) = &now_stored {
+            return self.cancel_pending(exchanged, pending).await;
+        }
+        let mut checked = Exchanged {
+            subject: subject.clone(),
+            grant: exchanged.grant.clone(),
+            now: exchanged.now,
+            suspect: false,
+        };
+        let works = match &exchanged.grant.refresh_token {
+            None => None,
+            Some(token) => match self.ports.tokens.refresh(token).await {
                 Ok(response) => {
-                    let mut grant =
-                        grant_from(response, None, self.ports.clock.now(), &checked.grant.access.scopes);
+                    let mut grant = grant_from(
+                        response,
+                        None,
+                        self.ports.clock.now(),
+                        &checked.grant.access.scopes,
+                    );
                     grant.profile = checked.grant.profile.take();
                     grant.refresh_token = grant.refresh_token.or_else(|| Some(token.clone()));
                     checked.grant = grant;
+                    Some(true)
                 }
-                Err(TokenError::InvalidGrant) => {
-                    tracing::warn!(subject = %subject, "the grant of this sign-in was revoked by a pending revocation finishing meanwhile; stored as revoked");
-                    let now = self.ports.clock.now();
-                    let ((), outcome) = grants::update(store, subject, |stored| match stored {
-                        Stored::Absent => {
-                            let mut credential =
-                                Credential::first(subject.clone(), checked.grant.clone(), now);
-                            credential.mark_revoked(now);
-                            Change::Put(credential, ())
-                        }
-                        other => sign_in_change(other, &checked).map(|_| ()),
-                    })
-                    .await?;
-                    return Ok((true, outcome));
-                }
-                // Google cannot tell now: keep the grant as given; the next refresh will tell.
-                Err(_) => {}
+                Err(TokenError::InvalidGrant) => Some(false),
+                Err(_) => return Err(SignInError::UpstreamUnavailable),
+            },
+        };
+        let now = self.ports.clock.now();
+        let decided = grants::update(store, subject, |stored| match (stored, works) {
+            (stored, Some(true)) => sign_in_change(stored, &checked),
+            (Stored::Absent, _) => {
+                let mut credential = Credential::first(subject.clone(), checked.grant.clone(), now);
+                credential.mark_revoked(now);
+                Change::Put(credential, true)
             }
-            exchanged_now = Some(checked);
+            // Another sign-in or a forget came first: tokens not known to work add nothing; the answer is what is
+            // stored.
+            (Stored::Credential(_) | Stored::PendingRevocation(_), _) => Change::Keep(false),
+        })
+        .await?;
+        if works != Some(true) {
+            tracing::warn!(subject = %subject, "the grant of this sign-in was revoked by a pending revocation finishing meanwhile");
         }
-        let exchanged = exchanged_now.as_ref().unwrap_or(exchanged);
-        grants::update(store, subject, |stored| sign_in_change(stored, exchanged)).await
+        Ok(decided)
+    }
+}
+
+impl OfflineAccess {
+    /// Cancels a pending revocation with a sign-in. Without a new refresh token the sign-in keeps the pending
+    /// one — which may be dead (a sweep that died after Google took its revocation): it is tried once first, and
+    /// the credential is stored as revoked if Google refuses it.
+    async fn cancel_pending(
+        &self,
+        exchanged: &Exchanged,
+        pending: &Credential,
+    ) -> Result<(bool, Outcome), SignInError> {
+        let store = &*self.ports.store;
+        let subject = &exchanged.subject;
+        let mut checked = Exchanged {
+            subject: subject.clone(),
+            grant: exchanged.grant.clone(),
+            now: exchanged.now,
+            suspect: false,
+        };
+        let mut dead = false;
+        if checked.grant.refresh_token.is_none()
+            && let Some(kept) = &pending.refresh_token
+        {
+            match self.ports.tokens.refresh(kept).await {
+                Ok(response) => {
+                    let mut grant = grant_from(
+                        response,
+                        None,
+                        self.ports.clock.now(),
+                        &checked.grant.access.scopes,
+                    );
+                    grant.profile = checked.grant.profile.take();
+                    checked.grant = grant;
+                }
+                Err(TokenError::InvalidGrant) => dead = true,
+                Err(_) => return Err(SignInError::UpstreamUnavailable),
+            }
+        }
+        let version = pending.version;
+        let now = self.ports.clock.now();
+        Ok(grants::update(store, subject, |stored| match stored {
+            Stored::PendingRevocation(p) if p.version == version => {
+                let mut credential = Credential::cancelling(p, checked.grant.clone(), now);
+                if dead {
+                    credential.mark_revoked(now);
+                }
+                Change::Put(credential, true)
+            }
+            // Changed meanwhile (under the lock only a lock-free writer can: a sign-in): merge as usual.
+            other if !dead => sign_in_change(other, &checked),
+            _ => Change::Keep(false),
+        })
+        .await?)
     }
 }
 
@@ -224,10 +308,9 @@ fn sign_in_change(stored: Stored, exchanged: &Exchanged) -> Change<bool> {
             Credential::first(exchanged.subject.clone(), grant, exchanged.now),
             true,
         ),
-        Stored::PendingRevocation(pending) => Change::Put(
-            Credential::cancelling(pending, grant, exchanged.now),
-            true,
-        ),
+        Stored::PendingRevocation(pending) => {
+            Change::Put(Credential::cancelling(pending, grant, exchanged.now), true)
+        }
         Stored::Credential(mut credential) => {
             credential.apply_sign_in(grant, exchanged.now);
             Change::Put(credential, false)
@@ -283,9 +366,13 @@ struct Exchanged {
     subject: Subject,
     grant: Grant,
     now: OffsetDateTime,
+    /// A pending revocation was seen when this grant was first written: it is checked before it is trusted.
+    suspect: bool,
 }
 
 /// Where a presented code stands.
+// One per recent code; `Exchanged` is boxed already, the answer is the common case and stays inline.
+#[allow(clippy::large_enum_variant)]
 enum CodeState {
     /// Not exchanged yet (or the last try failed in a way that left the code unspent).
     Fresh,

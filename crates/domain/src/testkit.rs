@@ -232,10 +232,7 @@ pub async fn versions_never_repeat_across_deletes(store: Arc<dyn CredentialStore
     let mut last = v3.version;
     let mut current = v3;
     for _ in 0..5 {
-        store
-            .delete(&cred.subject, current.version)
-            .await
-            .unwrap();
+        store.delete(&cred.subject, current.version).await.unwrap();
         current = store.put(&canary_credential("1010")).await.unwrap();
         assert!(current.version > last);
         last = current.version;

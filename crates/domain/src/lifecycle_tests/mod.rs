@@ -2,5 +2,6 @@
 //! and a model-based test of random sequences against Google's truth (`model`), both in a small world of a
 //! scheduled fake Google, two instances and one store (`world`).
 
+mod model;
 mod races;
 mod world;

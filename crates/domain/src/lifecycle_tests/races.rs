@@ -62,7 +62,14 @@ async fn the_sweep_never_revokes_a_pending_revocation_a_new_sign_in_cancelled_af
     sign_in(&world, code(true, &[OPENID, EMAIL, DRIVE])).await;
     // Google cannot confirm the revocation: the user is forgotten with the revocation pending.
     world.google.unavailable.store(1, Ordering::SeqCst);
-    assert!(!world.a().forget(&subject()).await.unwrap().revoked_at_google);
+    assert!(
+        !world
+            .a()
+            .forget(&subject())
+            .await
+            .unwrap()
+            .revoked_at_google
+    );
     assert!(world.stored().await.unwrap().is_forgotten());
     // Between the sweep's listing and its lock, the user signs in again (which cancels the revocation).
     let b = world.instances[1].clone();
@@ -71,14 +78,18 @@ async fn the_sweep_never_revokes_a_pending_revocation_a_new_sign_in_cancelled_af
         let signed_in = futures::executor::block_on(b.sign_in(&code_again, None)).unwrap();
         assert!(signed_in.offline_access);
     }));
-    let calls_before = world.google.calls.load(Ordering::SeqCst);
+    let calls_before = world.google.history.lock().unwrap().len();
 
     let outcome = world.a().retry_pending_revocations().await.unwrap();
 
     assert_eq!(outcome.cancelled, 1);
     assert_eq!(outcome.revoked, 0);
-    // The sign-in's exchange was the only Google call: nothing was revoked.
-    assert_eq!(world.google.calls.load(Ordering::SeqCst), calls_before + 1);
+    // The sign-in exchanged its code and tried the refresh token it kept; nothing was revoked.
+    let calls = world.google.history.lock().unwrap()[calls_before..].to_vec();
+    assert!(
+        matches!(calls[..], [Call::Exchange(_), Call::Refresh(_)]),
+        "{calls:?}"
+    );
     let stored = world.stored().await.unwrap();
     assert_eq!(stored.consent, ConsentState::Active);
     let token = world.stored_refresh().await.unwrap();
@@ -124,7 +135,10 @@ async fn a_sign_in_racing_the_sweeps_revocation_never_claims_a_grant_google_revo
     }
     let signed_in = sign_in.await.unwrap().unwrap();
 
-    assert!(!signed_in.offline_access, "its grant was revoked by the sweep");
+    assert!(
+        !signed_in.offline_access,
+        "its grant was revoked by the sweep"
+    );
     assert_eq!(signed_in.consent, ConsentState::Revoked);
     assert_eq!(world.stored().await.unwrap().consent, ConsentState::Revoked);
 }
@@ -136,7 +150,10 @@ async fn a_later_sign_in_with_fewer_scopes_never_takes_drive_away() {
     sign_in(&world, code(false, &[OPENID, EMAIL])).await;
 
     let stored = world.stored().await.unwrap();
-    assert!(stored.scopes.has_drive_appdata(), "the grant keeps drive.appdata");
+    assert!(
+        stored.scopes.has_drive_appdata(),
+        "the grant keeps drive.appdata"
+    );
     assert!(!stored.access.as_ref().unwrap().scopes.has_drive_appdata());
     let calls = world.google.calls.load(Ordering::SeqCst);
     // Drive refreshes first (the access token is narrower than the grant), then works.
@@ -179,7 +196,8 @@ async fn incremental_authorization_widens_the_grant_and_a_refresh_keeps_it_wide(
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_revoked_user_who_signs_in_again_is_active_with_a_new_refresh_token_and_uses_drive_without_one() {
+async fn a_revoked_user_who_signs_in_again_is_active_with_a_new_refresh_token_and_uses_drive_without_one()
+ {
     let world = World::new();
     sign_in(&world, code(true, &[OPENID, EMAIL, DRIVE])).await;
     // The refresh token stops working while Google keeps the grant (e.g. it expired): marked revoked.
@@ -226,7 +244,8 @@ async fn a_revoked_user_who_signs_in_again_is_active_with_a_new_refresh_token_an
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_store_that_cannot_take_writes_spends_no_code_and_a_write_failing_after_the_exchange_keeps_the_grant() {
+async fn a_store_that_cannot_take_writes_spends_no_code_and_a_write_failing_after_the_exchange_keeps_the_grant()
+ {
     let world = World::new();
     let code_1 = world.google.mint(code(true, &[OPENID, EMAIL, DRIVE]));
     world.store.down.store(true, Ordering::SeqCst);
@@ -236,7 +255,11 @@ async fn a_store_that_cannot_take_writes_spends_no_code_and_a_write_failing_afte
         refused,
         Err(SignInError::Store(StoreError::Unavailable(_)))
     ));
-    assert_eq!(world.google.calls.load(Ordering::SeqCst), 0, "code not spent");
+    assert_eq!(
+        world.google.calls.load(Ordering::SeqCst),
+        0,
+        "code not spent"
+    );
 
     // The store passes its check, then fails the write after Google answered.
     world.store.down.store(false, Ordering::SeqCst);
@@ -258,7 +281,10 @@ async fn a_store_that_cannot_take_writes_spends_no_code_and_a_write_failing_afte
     // What is remembered for the code now holds no token.
     let again = world.a().sign_in(&code_1, None).await.unwrap();
     let shown = format!("{again:?}");
-    assert!(!shown.contains(&token) && !shown.contains("ya29."), "{shown}");
+    assert!(
+        !shown.contains(&token) && !shown.contains("ya29."),
+        "{shown}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

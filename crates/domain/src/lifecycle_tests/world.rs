@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
+use crate::credential::Credential;
 use crate::identity::{Profile, Scopes, Subject};
 use crate::memory::{ManualClock, MemoryStore};
 use crate::ports::{
@@ -20,7 +21,6 @@ use crate::ports::{
 };
 use crate::secret::{AccessToken, AuthCode, IdToken, RefreshToken};
 use crate::service::{OfflineAccess, Ports, Settings};
-use crate::credential::Credential;
 
 pub(super) const SUB: &str = "110169484474386276334";
 pub(super) const START: OffsetDateTime = time::macros::datetime!(2026-11-24 12:00 UTC);
@@ -93,7 +93,11 @@ impl Truth {
 
     /// Whether `token` refreshes now.
     pub(super) fn refresh_alive(&self, token: &str) -> bool {
-        self.alive && self.refresh.get(token).is_some_and(|(g, _)| *g == self.generation)
+        self.alive
+            && self
+                .refresh
+                .get(token)
+                .is_some_and(|(g, _)| *g == self.generation)
     }
 
     /// The issue number of a refresh token.
@@ -184,7 +188,9 @@ impl Truth {
                 Err(DriveError::Unauthorized)
             }
             Some((_, _, scopes)) if !scopes.contains(DRIVE) => Err(DriveError::InsufficientScope),
-            Some(_) => Ok(DriveResponse::Json(serde_json::json!({"id": "appDataFolder"}))),
+            Some(_) => Ok(DriveResponse::Json(
+                serde_json::json!({"id": "appDataFolder"}),
+            )),
             None => Err(DriveError::Unauthorized),
         }
     }
@@ -210,6 +216,8 @@ pub(super) struct Google {
     pub(super) unavailable: AtomicUsize,
     /// How many token-endpoint calls were made.
     pub(super) calls: AtomicUsize,
+    /// Every call made, in order.
+    pub(super) history: Mutex<Vec<Call>>,
     clock: Mutex<Option<Arc<ManualClock>>>,
 }
 
@@ -276,6 +284,10 @@ impl Google {
 
     async fn call(&self, call: Call) -> Reply {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        self.history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(call.clone());
         if !self.hold.load(Ordering::SeqCst) {
             let fail = self
                 .unavailable
@@ -290,7 +302,9 @@ impl Google {
             .push(Pending { call, reply });
         answer
             .await
-            .unwrap_or(Reply::Token(Err(TokenError::Unavailable { retry_after: None })))
+            .unwrap_or(Reply::Token(Err(TokenError::Unavailable {
+                retry_after: None,
+            })))
     }
 }
 
@@ -304,7 +318,10 @@ fn token_reply(reply: Reply) -> Result<TokenResponse, TokenError> {
 #[async_trait]
 impl TokenEndpoint for Google {
     async fn exchange_code(&self, code: &AuthCode) -> Result<TokenResponse, TokenError> {
-        token_reply(self.call(Call::Exchange(code.expose_secret().to_owned())).await)
+        token_reply(
+            self.call(Call::Exchange(code.expose_secret().to_owned()))
+                .await,
+        )
     }
 
     async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenResponse, TokenError> {
@@ -315,7 +332,10 @@ impl TokenEndpoint for Google {
     }
 
     async fn revoke(&self, token: &RefreshToken) -> Result<(), RevokeError> {
-        match self.call(Call::Revoke(token.expose_secret().to_owned())).await {
+        match self
+            .call(Call::Revoke(token.expose_secret().to_owned()))
+            .await
+        {
             Reply::Revoke(result) => result,
             Reply::Token(_) => Err(RevokeError::Unavailable),
         }
