@@ -23,6 +23,7 @@ pub(crate) fn routes() -> Router<Control> {
         .route("/_fake/id_tokens", post(mint_id_token))
         .route("/_fake/users/{sub}/revoke", post(revoke_user))
         .route("/_fake/users/{sub}/expire", post(expire_user))
+        .route("/_fake/users/{sub}/grants", get(user_grants))
         .route("/_fake/settings", get(get_settings).post(patch_settings))
         .route("/_fake/keys", get(keys))
         .route("/_fake/keys/rotate", post(rotate))
@@ -149,6 +150,20 @@ async fn expire_user(
         json_response(StatusCode::OK, &json!({"sub": sub, "expired": true}))
     } else {
         not_found(format!("no user with sub {sub:?}"))
+    }
+}
+
+async fn user_grants(
+    State(c): State<Control>,
+    sub: Result<Path<String>, PathRejection>,
+) -> Response {
+    let sub = match sub {
+        Ok(Path(s)) => s,
+        Err(e) => return bad_request(format!("bad user path: {e}")),
+    };
+    match c.inner.grants(&sub) {
+        Some(grants) => json_response(StatusCode::OK, &json!({ "grants": grants })),
+        None => not_found(format!("no user with sub {sub:?}")),
     }
 }
 

@@ -16,8 +16,9 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::{Map, Value, json};
 
 use crate::Control;
+use crate::grants::{SCOPE_EMAIL, SCOPE_PROFILE};
 use crate::model::{Endpoint, Fault, JournalEntry};
-use crate::state::{Note, OAuthError, SCOPE_EMAIL, SCOPE_PROFILE};
+use crate::state::{Note, OAuthError};
 
 /// Largest request body read by the OAuth endpoints.
 const MAX_FORM: usize = 1 << 20;
@@ -87,15 +88,26 @@ async fn observe(State(control): State<Control>, req: Request, next: Next) -> Re
     let endpoint = classify(&path);
     let method = req.method().to_string();
     let bearer_sub = match endpoint {
-        Endpoint::Drive | Endpoint::Upload | Endpoint::Userinfo => bearer(req.headers())
-            .and_then(|t| control.inner.access_token(t))
-            .map(|r| r.sub),
+        Endpoint::Drive | Endpoint::Upload | Endpoint::Userinfo | Endpoint::Tokeninfo => {
+            bearer(req.headers())
+                .and_then(|t| control.inner.access_token(t))
+                .map(|r| r.sub)
+        }
         _ => None,
     };
     let fault = control.inner.take_fault(endpoint);
+    // What the journal learns from a request the real endpoint never sees.
+    let mut peeked = Note::default();
     let response = match &fault {
         None => next.run(req).await,
+        Some(f) if !f.replaces_answer() => {
+            if let Some(ms) = f.delay_ms {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            next.run(req).await
+        }
         Some(f) => {
+            peeked = peek(&control, endpoint, req).await;
             if let Some(ms) = f.delay_ms {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
@@ -103,10 +115,8 @@ async fn observe(State(control): State<Control>, req: Request, next: Next) -> Re
                 let mut r = StatusCode::BAD_GATEWAY.into_response();
                 r.extensions_mut().insert(DropConnection);
                 r
-            } else if f.status.is_some() || f.body.is_some() || f.malformed_json {
-                fault_response(endpoint, f)
             } else {
-                next.run(req).await
+                fault_response(endpoint, f)
             }
         }
     };
@@ -114,7 +124,7 @@ async fn observe(State(control): State<Control>, req: Request, next: Next) -> Re
         .extensions()
         .get::<Note>()
         .cloned()
-        .unwrap_or_default();
+        .unwrap_or(peeked);
     let dropped = response.extensions().get::<DropConnection>().is_some();
     control.inner.record(JournalEntry {
         endpoint: endpoint.as_str().to_owned(),
@@ -131,6 +141,35 @@ async fn observe(State(control): State<Control>, req: Request, next: Next) -> Re
         fault: fault.map(|f| f.kind().to_owned()),
     });
     response
+}
+
+/// The journal's note for a request a fault answers instead of the endpoint: a token request's
+/// `grant_type` and the user of its code or refresh token, a revocation's user. Looks tokens up
+/// without consuming or checking them.
+async fn peek(control: &Control, endpoint: Endpoint, req: Request) -> Note {
+    let param = match endpoint {
+        Endpoint::Token | Endpoint::Revoke => match params(req).await {
+            Ok((_, p)) => p,
+            Err(_) => return Note::default(),
+        },
+        _ => return Note::default(),
+    };
+    let grant_type = param.get("grant_type").filter(|g| !g.is_empty()).cloned();
+    let token = match (endpoint, grant_type.as_deref()) {
+        (Endpoint::Revoke, _) => param.get("token"),
+        (_, Some("authorization_code")) => param.get("code"),
+        (_, Some("refresh_token")) => param.get("refresh_token"),
+        _ => None,
+    };
+    Note {
+        grant_type: (endpoint == Endpoint::Token)
+            .then_some(grant_type)
+            .flatten(),
+        sub: token
+            .filter(|t| !t.is_empty())
+            .and_then(|t| control.inner.sub_of_token(t)),
+        client_id: None,
+    }
 }
 
 /// The answer a status/body/malformed fault replaces the real one with.

@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 
 mod control;
 mod drive;
+mod grants;
 mod http;
 mod keys;
 mod model;
@@ -36,8 +37,8 @@ mod state;
 
 pub use model::{
     ANDROID_CLIENT_ID, CodeRequest, ControlError, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
-    DEFAULT_SCOPES, Endpoint, Fault, IdTokenRequest, JournalEntry, MintedCode, OAuthClient,
-    Settings, SettingsPatch,
+    DEFAULT_SCOPES, Endpoint, Fault, GrantInfo, IdTokenRequest, JournalEntry, MintedCode,
+    OAuthClient, Settings, SettingsPatch,
 };
 
 use state::Inner;
@@ -183,6 +184,13 @@ impl Control {
         self.inner.revoke_user(sub)
     }
 
+    /// The user's grants, one per client they ever consented to, by client ID: the scopes granted
+    /// since the last revocation (empty once revoked) and whether a refresh token was handed out
+    /// (`GET /_fake/users/{sub}/grants`). `None` for an unknown user.
+    pub async fn grants(&self, sub: &str) -> Option<Vec<GrantInfo>> {
+        self.inner.grants(sub)
+    }
+
     /// Every access token of the user expires now (`POST /_fake/users/{sub}/expire`). Returns
     /// whether the user was known.
     pub async fn expire_user(&self, sub: &str) -> bool {
@@ -324,7 +332,7 @@ impl drive::DriveAuth for Control {
             .access_token(token)
             .ok_or(drive::DriveAuthError::Invalid)?;
         Ok(drive::DriveUser {
-            has_appdata_scope: state::has_appdata(&rec.scopes),
+            has_appdata_scope: grants::has_appdata(&rec.scopes),
             sub: rec.sub,
         })
     }

@@ -18,19 +18,37 @@ pub const DEFAULT_SCOPES: [&str; 4] = [
     "https://www.googleapis.com/auth/drive.appdata",
 ];
 
-/// Scopes as a JSON array of strings or one space-separated string.
-fn scopes_de<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+/// Scopes as a JSON array of strings or one space-separated string; errors name `field`.
+fn scope_list<'de, D: Deserializer<'de>>(
+    d: D,
+    field: &str,
+) -> Result<Option<Vec<String>>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Scopes {
         List(Vec<String>),
         Spaced(String),
     }
-    Ok(match Option::<Scopes>::deserialize(d)? {
+    let parsed = Option::<Scopes>::deserialize(d).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{field} must be an array of strings or one space-separated string"
+        ))
+    })?;
+    Ok(match parsed {
         None => None,
         Some(Scopes::List(list)) => Some(list),
         Some(Scopes::Spaced(s)) => Some(s.split_whitespace().map(str::to_owned).collect()),
     })
+}
+
+/// `scopes`, see [`scope_list`].
+fn scopes_de<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    scope_list(d, "scopes")
+}
+
+/// `granted_scopes`, see [`scope_list`].
+fn granted_scopes_de<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    scope_list(d, "granted_scopes")
 }
 
 /// What the user's consent on the phone would produce: the input of [`crate::Control::mint_code`]
@@ -87,6 +105,20 @@ pub struct CodeRequest {
     /// Copied into the ID token's `nonce` claim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    /// The token response's `scope` (and the access token) also covers the scopes the user granted
+    /// this client earlier (Google Identity Services defaults this to true on the web; here the
+    /// default is false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_granted_scopes: bool,
+    /// Granular consent: the user left only these of the requested `scopes` ticked (array or
+    /// space-separated; a subset of them after expansion). `openid`, `email` and `profile` are
+    /// granted whenever requested. Default: everything requested is granted.
+    #[serde(
+        default,
+        deserialize_with = "granted_scopes_de",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub granted_scopes: Option<Vec<String>>,
 }
 
 impl CodeRequest {
@@ -127,6 +159,24 @@ impl CodeRequest {
     #[must_use]
     pub fn redirect_uri(mut self, uri: impl Into<String>) -> Self {
         self.redirect_uri = Some(uri.into());
+        self
+    }
+
+    /// Answers the scopes granted to this client earlier too (`include_granted_scopes=true`).
+    #[must_use]
+    pub fn include_granted_scopes(mut self) -> Self {
+        self.include_granted_scopes = true;
+        self
+    }
+
+    /// Granular consent: only these of the requested scopes (plus the sign-in ones) are granted.
+    #[must_use]
+    pub fn granted_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.granted_scopes = Some(scopes.into_iter().map(Into::into).collect());
         self
     }
 }
@@ -400,6 +450,12 @@ impl Fault {
         }
     }
 
+    /// Whether the fault replaces the real answer (or drops the connection) rather than only
+    /// delaying it.
+    pub(crate) fn replaces_answer(&self) -> bool {
+        self.drop_connection || self.malformed_json || self.status.is_some() || self.body.is_some()
+    }
+
     /// What kind of fault this is, as recorded in the journal.
     pub(crate) fn kind(&self) -> &'static str {
         if self.drop_connection {
@@ -439,6 +495,19 @@ pub struct JournalEntry {
     /// The kind of fault that fired (`status`, `delay`, `drop_connection`, `malformed_json`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
+}
+
+/// One user's grant to one client: `GET /_fake/users/{sub}/grants` and [`crate::Control::grants`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantInfo {
+    /// The web client the user granted.
+    pub client_id: String,
+    /// Every scope granted since the last revocation (expanded, first granted first); empty once
+    /// revoked.
+    pub scopes: Vec<String>,
+    /// Whether a refresh token was handed out since the last revocation (if not, the next
+    /// exchanged code yields one).
+    pub has_refresh_token: bool,
 }
 
 /// An OAuth client registered with the fake.
@@ -490,6 +559,25 @@ mod tests {
             serde_json::from_str(r#"{"email":"a@b.c","scopes":["openid","email"]}"#).unwrap();
         assert_eq!(a.scopes, b.scopes);
         assert_eq!(a.scopes.unwrap(), vec!["openid", "email"]);
+    }
+
+    #[test]
+    fn granted_scopes_parse_like_scopes_and_bad_shapes_name_the_field() {
+        let a: CodeRequest = serde_json::from_str(
+            r#"{"email":"a@b.c","granted_scopes":"x y","include_granted_scopes":true}"#,
+        )
+        .unwrap();
+        assert_eq!(a.granted_scopes.unwrap(), vec!["x", "y"]);
+        assert!(a.include_granted_scopes);
+        let e = serde_json::from_str::<CodeRequest>(r#"{"email":"a@b.c","granted_scopes":7}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("granted_scopes must be"), "{e}");
+        let e =
+            serde_json::from_str::<CodeRequest>(r#"{"email":"a@b.c","scopes":[1]}"#).unwrap_err();
+        assert!(e.to_string().contains("scopes must be"), "{e}");
+        // Defaults leave the fields out when serialized.
+        let json = serde_json::to_value(CodeRequest::new("a@b.c")).unwrap();
+        assert_eq!(json, serde_json::json!({"email": "a@b.c"}));
     }
 
     #[test]

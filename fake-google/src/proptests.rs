@@ -1,29 +1,74 @@
 //! Property tests over random sequences of mint / exchange / refresh / revoke / expire, run
 //! in-process against the state machine and (for Drive isolation) the router.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use proptest::prelude::*;
 
 use crate::Control;
+use crate::grants::{SCOPE_APPDATA, SCOPE_EMAIL, SCOPE_PROFILE};
 use crate::model::{CodeRequest, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, OAuthClient};
 use crate::state::{Note, TokenResponse};
 
 const USERS: usize = 3;
 
+/// The scopes codes request: a non-empty subset, picked by a bit mask.
+const POOL: [&str; 5] = [
+    "openid",
+    SCOPE_EMAIL,
+    SCOPE_PROFILE,
+    SCOPE_APPDATA,
+    "https://www.googleapis.com/auth/drive.file",
+];
+
+fn pick(mask: u8) -> Vec<String> {
+    POOL.iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, s)| (*s).to_owned())
+        .collect()
+}
+
+type Scopes = BTreeSet<String>;
+
+fn set(scopes: &str) -> Scopes {
+    scopes.split(' ').map(str::to_owned).collect()
+}
+
 #[derive(Clone, Debug)]
 enum Op {
-    Mint { user: usize, consent: bool },
-    Exchange { code: usize },
-    Refresh { token: usize },
-    Revoke { token: usize },
-    RevokeUser { user: usize },
-    ExpireUser { user: usize },
+    Mint {
+        user: usize,
+        consent: bool,
+        /// Requested scopes (mask over [`POOL`]).
+        requested: u8,
+        /// Granular consent (mask over [`POOL`], only requested ones count), if any.
+        ticked: Option<u8>,
+        include: bool,
+    },
+    Exchange {
+        code: usize,
+    },
+    Refresh {
+        token: usize,
+    },
+    Revoke {
+        token: usize,
+    },
+    RevokeUser {
+        user: usize,
+    },
+    ExpireUser {
+        user: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => (0..USERS, any::<bool>()).prop_map(|(user, consent)| Op::Mint { user, consent }),
+        3 => (0..USERS, any::<bool>(), 1..32u8, proptest::option::of(0..32u8), any::<bool>())
+            .prop_map(|(user, consent, requested, ticked, include)| Op::Mint {
+                user, consent, requested, ticked, include,
+            }),
         3 => (0..16usize).prop_map(|code| Op::Exchange { code }),
         2 => (0..16usize).prop_map(|token| Op::Refresh { token }),
         1 => (0..32usize).prop_map(|token| Op::Revoke { token }),
@@ -62,14 +107,29 @@ struct ModelToken {
     refresh: bool,
     generation: u64,
     expired: bool,
+    /// An access token's scopes.
+    scopes: Scopes,
+}
+
+/// A minted code as the model sees it.
+#[derive(Clone, Debug)]
+struct ModelCode {
+    value: String,
+    user: usize,
+    consent: bool,
+    used: bool,
+    /// The scopes the user granted with it.
+    granted: Scopes,
+    include: bool,
 }
 
 #[derive(Default)]
 struct Model {
-    /// (code, user, consent, used)
-    codes: Vec<(String, usize, bool, bool)>,
+    codes: Vec<ModelCode>,
     generation: [u64; USERS],
     has_refresh: [bool; USERS],
+    /// Every scope granted (exchanged) since the user's last revocation.
+    granted: [Scopes; USERS],
     tokens: Vec<ModelToken>,
 }
 
@@ -81,6 +141,7 @@ impl Model {
     fn revoke_user(&mut self, user: usize) {
         self.generation[user] += 1;
         self.has_refresh[user] = false;
+        self.granted[user].clear();
     }
 
     fn record(&mut self, user: usize, resp: &TokenResponse) {
@@ -90,6 +151,7 @@ impl Model {
             refresh: false,
             generation: self.generation[user],
             expired: false,
+            scopes: set(&resp.scope),
         });
         if let Some(rt) = &resp.refresh_token {
             self.tokens.push(ModelToken {
@@ -98,6 +160,7 @@ impl Model {
                 refresh: true,
                 generation: self.generation[user],
                 expired: false,
+                scopes: Scopes::new(),
             });
         }
     }
@@ -118,27 +181,45 @@ proptest! {
         let mut m = Model::default();
         for op in ops {
             match op {
-                Op::Mint { user, consent } => {
-                    let mut req = CodeRequest::new(email(user));
+                Op::Mint { user, consent, requested, ticked, include } => {
+                    let mut req = CodeRequest::new(email(user)).scopes(pick(requested));
                     if consent { req = req.consent(); }
-                    let minted = inner.mint_code(&req).unwrap();
-                    m.codes.push((minted.code, user, consent, false));
+                    if include { req = req.include_granted_scopes(); }
+                    if let Some(t) = ticked { req = req.granted_scopes(pick(t & requested)); }
+                    // Sign-in scopes (the first three) cannot be unticked.
+                    let granted: Scopes = pick(ticked.map_or(requested, |t| requested & (t | 0b111)))
+                        .into_iter().collect();
+                    let result = inner.mint_code(&req);
+                    prop_assert_eq!(result.is_ok(), !granted.is_empty());
+                    if let Ok(minted) = result {
+                        m.codes.push(ModelCode {
+                            value: minted.code, user, consent, used: false, granted, include,
+                        });
+                    }
                 }
                 Op::Exchange { code } => {
-                    let Some((value, user, consent, used)) = m.codes.get(code).cloned() else { continue };
+                    let Some(c) = m.codes.get(code).cloned() else { continue };
                     let result = inner.token(
-                        &form(&[("grant_type", "authorization_code"), ("code", &value)]),
+                        &form(&[("grant_type", "authorization_code"), ("code", &c.value)]),
                         None,
                         &mut Note::default(),
                     );
                     // A code is accepted at most once.
-                    prop_assert_eq!(result.is_ok(), !used);
-                    m.codes[code].3 = true;
+                    prop_assert_eq!(result.is_ok(), !c.used);
+                    m.codes[code].used = true;
                     if let Ok(resp) = result {
+                        let user = c.user;
                         // A refresh token only on the first grant, unless revoked since or forced.
-                        let expect_refresh = !m.has_refresh[user] || consent;
+                        let expect_refresh = !m.has_refresh[user] || c.consent;
                         prop_assert_eq!(resp.refresh_token.is_some(), expect_refresh);
                         m.has_refresh[user] = true;
+                        // The code's scopes, joined with the earlier ones when asked to.
+                        let mut expect = c.granted.clone();
+                        if c.include {
+                            expect.extend(m.granted[user].iter().cloned());
+                        }
+                        prop_assert_eq!(set(&resp.scope), expect);
+                        m.granted[user].extend(c.granted.iter().cloned());
                         m.record(user, &resp);
                     }
                 }
@@ -153,6 +234,9 @@ proptest! {
                     prop_assert_eq!(result.is_ok(), m.alive(t));
                     if let Ok(resp) = result {
                         prop_assert!(resp.refresh_token.is_none());
+                        // Everything granted since the last revocation, whatever this refresh
+                        // token was issued with.
+                        prop_assert_eq!(set(&resp.scope), m.granted[t.user].clone());
                         m.record(t.user, &resp);
                     } else {
                         prop_assert_eq!(result.err().map(|e| e.error), Some("invalid_grant"));
@@ -180,12 +264,21 @@ proptest! {
                     }
                 }
             }
+            // The control API shows the model's scope set for every known user.
+            for (user, sub) in subs.iter().enumerate() {
+                if let Some(grants) = inner.grants(sub) {
+                    let shown: Scopes = grants.iter().flat_map(|g| g.scopes.iter().cloned()).collect();
+                    prop_assert_eq!(&shown, &m.granted[user]);
+                }
+            }
             // Nothing revoked or expired ever works again; everything alive works.
             for t in m.tokens.iter().filter(|t| !t.refresh) {
                 let live = inner.access_token(&t.value);
                 prop_assert_eq!(live.is_some(), m.alive(t), "access token of user {}", t.user);
                 if let Some(rec) = live {
                     prop_assert_eq!(&rec.sub, &subs[t.user]);
+                    // An access token carries exactly the scopes its response listed.
+                    prop_assert_eq!(rec.scopes.iter().cloned().collect::<Scopes>(), t.scopes.clone());
                 }
             }
         }

@@ -1,4 +1,5 @@
-//! The fake's state: users, grants, codes and tokens behind sharded locks, and the OAuth logic.
+//! The fake's state: users, codes and tokens behind sharded locks, and the OAuth logic. Each
+//! user's grants (and the scope model) are in [`crate::grants`].
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -11,10 +12,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 
 use crate::drive::DriveStore;
+use crate::grants::{
+    CodeConsent, Grants, SCOPE_EMAIL, SCOPE_PROFILE, consented_scopes, expand_scopes,
+};
 use crate::keys::KeyStore;
 use crate::model::{
-    CodeRequest, ControlError, DEFAULT_SCOPES, Endpoint, Fault, IdTokenRequest, JournalEntry,
-    OAuthClient, Settings, SettingsPatch,
+    CodeRequest, ControlError, DEFAULT_SCOPES, Endpoint, Fault, GrantInfo, IdTokenRequest,
+    JournalEntry, OAuthClient, Settings, SettingsPatch,
 };
 
 /// How many journal entries are kept.
@@ -22,11 +26,6 @@ pub(crate) const JOURNAL_CAP: usize = 10_000;
 const SHARDS: usize = 16;
 /// How many issued codes and access tokens between two sweeps of expired ones.
 const SWEEP_EVERY: u64 = 65_536;
-
-pub(crate) const SCOPE_EMAIL: &str = "https://www.googleapis.com/auth/userinfo.email";
-pub(crate) const SCOPE_PROFILE: &str = "https://www.googleapis.com/auth/userinfo.profile";
-pub(crate) const SCOPE_APPDATA: &str = "https://www.googleapis.com/auth/drive.appdata";
-const SCOPE_DRIVE: &str = "https://www.googleapis.com/auth/drive";
 
 /// A map split over several mutexes so unrelated keys never contend.
 pub(crate) struct Sharded<V> {
@@ -74,19 +73,10 @@ pub(crate) struct Profile {
     pub(crate) hd: Option<String>,
 }
 
-/// One user's consent to one client.
-#[derive(Clone, Copy, Debug, Default)]
-struct Grant {
-    /// Bumped on revocation: tokens of older generations are dead.
-    generation: u64,
-    /// Whether a refresh token of this generation was handed out.
-    has_refresh: bool,
-}
-
 #[derive(Debug, Default)]
 struct User {
     profile: Profile,
-    grants: HashMap<String, Grant>,
+    grants: Grants,
     /// Access tokens issued with a sequence number below this are expired.
     expired_below: u64,
 }
@@ -97,7 +87,9 @@ struct CodeRecord {
     client_id: String,
     azp: String,
     redirect_uri: String,
+    /// The scopes the user granted (after granular consent).
     scopes: Arc<[String]>,
+    include_granted_scopes: bool,
     force_consent: bool,
     nonce: Option<String>,
     expires_at: i64,
@@ -119,7 +111,7 @@ struct RefreshRecord {
     sub: String,
     client_id: String,
     azp: String,
-    scopes: Arc<[String]>,
+    /// A refresh answers the grant's current scopes, not those it was issued with.
     generation: u64,
     /// Retired by rotation.
     rotated: bool,
@@ -357,7 +349,7 @@ impl Inner {
             None => DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
             Some(list) => list.clone(),
         };
-        let scopes = expand_scopes(&scopes)?;
+        let scopes = consented_scopes(expand_scopes(&scopes)?, req.granted_scopes.as_deref())?;
         let client_id = req
             .client_id
             .clone()
@@ -409,6 +401,7 @@ impl Inner {
             azp,
             redirect_uri,
             scopes: scopes.into(),
+            include_granted_scopes: req.include_granted_scopes,
             force_consent,
             nonce: req.nonce.clone(),
             expires_at: self
@@ -475,14 +468,16 @@ impl Inner {
         let mut users = self.users.shard(sub);
         match users.get_mut(sub) {
             Some(user) => {
-                for grant in user.grants.values_mut() {
-                    grant.generation += 1;
-                    grant.has_refresh = false;
-                }
+                user.grants.revoke_all();
                 true
             }
             None => false,
         }
+    }
+
+    /// The user's grants by client ID; `None` for an unknown user.
+    pub(crate) fn grants(&self, sub: &str) -> Option<Vec<GrantInfo>> {
+        self.users.shard(sub).get(sub).map(|u| u.grants.infos())
     }
 
     pub(crate) fn expire_user(&self, sub: &str) -> bool {
@@ -762,15 +757,21 @@ impl Inner {
                 .ok_or_else(|| OAuthError::invalid_grant("Bad Request"))?
         };
         note.sub = Some(record.sub.clone());
-        let (grant, issue_refresh, profile) = {
+        let (consent, profile) = {
             let mut users = self.users.shard(&record.sub);
             let user = users.entry(record.sub.clone()).or_default();
-            let grant = user.grants.entry(record.client_id.clone()).or_default();
-            let issue_refresh = !grant.has_refresh || record.force_consent;
-            grant.has_refresh = true;
-            (*grant, issue_refresh, user.profile.clone())
+            let consent = user.grants.consent(
+                &record.client_id,
+                CodeConsent {
+                    scopes: &record.scopes,
+                    include_granted_scopes: record.include_granted_scopes,
+                    force_consent: record.force_consent,
+                },
+            );
+            (consent, user.profile.clone())
         };
-        let refresh_token = issue_refresh.then(|| {
+        let scopes = consent.scopes;
+        let refresh_token = consent.issue_refresh.then(|| {
             let token = format!("1//0{}", random_token(100));
             self.refresh.shard(&token).insert(
                 token.clone(),
@@ -778,8 +779,7 @@ impl Inner {
                     sub: record.sub.clone(),
                     client_id: record.client_id.clone(),
                     azp: record.azp.clone(),
-                    scopes: Arc::clone(&record.scopes),
-                    generation: grant.generation,
+                    generation: consent.generation,
                     rotated: false,
                 },
             );
@@ -789,18 +789,18 @@ impl Inner {
             &record.sub,
             &record.client_id,
             &record.azp,
-            &record.scopes,
-            grant.generation,
+            &scopes,
+            consent.generation,
             now,
         );
-        let id_token = if record.scopes.iter().any(|s| s == "openid") {
+        let id_token = if scopes.iter().any(|s| s == "openid") {
             Some(
                 self.sign_id_token(
                     &record.sub,
                     &profile,
                     &record.client_id,
                     &record.azp,
-                    &record.scopes,
+                    &scopes,
                     Some(&access_token),
                     record.nonce.as_deref(),
                     self.settings().id_token_ttl_secs,
@@ -814,7 +814,7 @@ impl Inner {
             access_token,
             expires_in,
             refresh_token,
-            scope: record.scopes.join(" "),
+            scope: scopes.join(" "),
             token_type: "Bearer",
             id_token,
         })
@@ -838,9 +838,19 @@ impl Inner {
             .cloned()
             .ok_or_else(dead)?;
         note.sub = Some(record.sub.clone());
-        if record.rotated || !self.grant_alive(&record.sub, &record.client_id, record.generation) {
+        if record.rotated {
             return Err(dead());
         }
+        // The grant's scopes now: everything granted since the last revocation.
+        let scopes = self
+            .users
+            .shard(&record.sub)
+            .get(&record.sub)
+            .and_then(|u| {
+                u.grants
+                    .current_scopes(&record.client_id, record.generation)
+            })
+            .ok_or_else(dead)?;
         if record.client_id != client_id {
             return Err(OAuthError::new(400, "unauthorized_client", "Unauthorized"));
         }
@@ -870,11 +880,11 @@ impl Inner {
             &record.sub,
             &record.client_id,
             &record.azp,
-            &record.scopes,
+            &scopes,
             record.generation,
             now,
         );
-        let id_token = if record.scopes.iter().any(|s| s == "openid") {
+        let id_token = if scopes.iter().any(|s| s == "openid") {
             let profile = self.profile(&record.sub).unwrap_or_default();
             Some(
                 self.sign_id_token(
@@ -882,7 +892,7 @@ impl Inner {
                     &profile,
                     &record.client_id,
                     &record.azp,
-                    &record.scopes,
+                    &scopes,
                     Some(&access_token),
                     None,
                     settings.id_token_ttl_secs,
@@ -896,18 +906,10 @@ impl Inner {
             access_token,
             expires_in,
             refresh_token,
-            scope: record.scopes.join(" "),
+            scope: scopes.join(" "),
             token_type: "Bearer",
             id_token,
         })
-    }
-
-    fn grant_alive(&self, sub: &str, client_id: &str, generation: u64) -> bool {
-        self.users
-            .shard(sub)
-            .get(sub)
-            .and_then(|u| u.grants.get(client_id))
-            .is_some_and(|g| g.generation == generation)
     }
 
     fn issue_access(
@@ -946,11 +948,9 @@ impl Inner {
         if rec.seq < user.expired_below {
             return None;
         }
-        let alive = user
-            .grants
-            .get(&rec.client_id)
-            .is_some_and(|g| g.generation == rec.generation);
-        alive.then_some(rec)
+        user.grants
+            .alive(&rec.client_id, rec.generation)
+            .then_some(rec)
     }
 
     pub(crate) fn profile_of_sub(&self, sub: &str) -> Option<Profile> {
@@ -970,15 +970,24 @@ impl Inner {
         } else {
             return Err(dead());
         };
-        let mut users = self.users.shard(&sub);
-        let grant = users
+        let revoked = self
+            .users
+            .shard(&sub)
             .get_mut(&sub)
-            .and_then(|u| u.grants.get_mut(&client_id))
-            .filter(|g| g.generation == generation)
-            .ok_or_else(dead)?;
-        grant.generation += 1;
-        grant.has_refresh = false;
-        Ok(sub)
+            .is_some_and(|u| u.grants.revoke(&client_id, generation));
+        if revoked { Ok(sub) } else { Err(dead()) }
+    }
+
+    /// The user a code, refresh token or access token belongs to, if the fake knows it (for the
+    /// journal of a faulted request: nothing is consumed or checked).
+    pub(crate) fn sub_of_token(&self, token: &str) -> Option<String> {
+        if let Some(c) = self.codes.shard(token).get(token) {
+            return Some(c.sub.clone());
+        }
+        if let Some(r) = self.refresh.shard(token).get(token) {
+            return Some(r.sub.clone());
+        }
+        self.access.shard(token).get(token).map(|a| a.sub.clone())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1146,35 +1155,6 @@ fn sub_for(sub: Option<&str>, email: &str) -> Result<String, ControlError> {
     }
 }
 
-/// Expands `email`/`profile` to their URLs, checks, and removes duplicates (keeping order).
-fn expand_scopes(scopes: &[String]) -> Result<Vec<String>, ControlError> {
-    if scopes.is_empty() {
-        return Err(ControlError("scopes must not be empty".to_owned()));
-    }
-    let mut out: Vec<String> = Vec::with_capacity(scopes.len());
-    for s in scopes {
-        if s.is_empty() || s.len() > 512 || s.chars().any(char::is_whitespace) {
-            return Err(ControlError(format!("scope {s:?} is not a valid scope")));
-        }
-        let full = match s.as_str() {
-            "email" => SCOPE_EMAIL,
-            "profile" => SCOPE_PROFILE,
-            other => other,
-        };
-        if !out.iter().any(|o| o == full) {
-            out.push(full.to_owned());
-        }
-    }
-    Ok(out)
-}
-
-/// Whether a scope set allows Drive's appDataFolder.
-pub(crate) fn has_appdata(scopes: &[String]) -> bool {
-    scopes
-        .iter()
-        .any(|s| s == SCOPE_APPDATA || s == SCOPE_DRIVE)
-}
-
 /// Random bytes from the OS generator (which only fails if the OS is broken).
 fn random_bytes<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
@@ -1244,14 +1224,6 @@ mod tests {
         assert_eq!(a.len(), 21);
         assert!(a.bytes().all(|b| b.is_ascii_digit()));
         assert_ne!(a, derived_sub("bob@example.com"));
-    }
-
-    #[test]
-    fn email_and_profile_scopes_are_expanded_once() {
-        let s = expand_scopes(&["openid".into(), "email".into(), SCOPE_EMAIL.into()]).unwrap();
-        assert_eq!(s, vec!["openid".to_owned(), SCOPE_EMAIL.to_owned()]);
-        assert!(expand_scopes(&[]).is_err());
-        assert!(expand_scopes(&["a b".into()]).is_err());
     }
 
     #[test]

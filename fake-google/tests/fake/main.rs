@@ -4,6 +4,7 @@
 mod binary;
 mod control;
 mod faults;
+mod grants;
 mod helpers;
 mod info;
 mod keys;
