@@ -35,12 +35,36 @@ pub(crate) struct Record {
     pub(crate) access: Option<SealedAccess>,
 }
 
-/// The cached access token, sealed, with its expiry in clear.
+/// The cached access token, sealed, with its expiry and its own scopes in clear.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct SealedAccess {
     pub(crate) token: String,
     #[serde(with = "time::serde::rfc3339")]
     pub(crate) expires_at: OffsetDateTime,
+    /// The access token's scopes. Absent in records written before they were kept: read as the grant's scopes.
+    #[serde(default)]
+    pub(crate) scopes: Option<Scopes>,
+}
+
+/// The version of a record, readable from any parseable file whatever its format or keys: enough to delete it
+/// conditionally and to name it in a report.
+#[derive(Deserialize)]
+pub(crate) struct RecordHead {
+    pub(crate) version: u64,
+}
+
+impl RecordHead {
+    /// Parses the head of a file's bytes. The error is a reason for `StoreError::Corrupt` (never file content).
+    pub(crate) fn parse(bytes: &[u8]) -> Result<RecordHead, String> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            format!(
+                "not a valid credential file, its version cannot be read ({:?} error at line {}, column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            )
+        })
+    }
 }
 
 impl Record {
@@ -63,6 +87,7 @@ impl Record {
                         a.token.expose_secret().as_bytes(),
                     )?,
                     expires_at: a.expires_at,
+                    scopes: Some(a.scopes.clone()),
                 })
             })
             .transpose()?;
@@ -137,6 +162,7 @@ impl Record {
                 Ok::<_, String>(CachedAccess {
                     token,
                     expires_at: a.expires_at,
+                    scopes: a.scopes.clone().unwrap_or_else(|| self.scopes.clone()),
                 })
             })
             .transpose()?;
@@ -204,6 +230,7 @@ mod tests {
             access: access.map(|t| CachedAccess {
                 token: AccessToken::parse(t).unwrap(),
                 expires_at: at + time::Duration::hours(1),
+                scopes: Scopes::parse("openid").unwrap(),
             }),
             consent: if revoked {
                 ConsentState::Revoked
@@ -238,7 +265,8 @@ mod tests {
             prop_assert_eq!(back.profile, cred.profile);
             prop_assert_eq!(back.refresh_token.map(|t| t.expose_secret().to_owned()), refresh);
             prop_assert_eq!(back.access.as_ref().map(|a| a.token.expose_secret().to_owned()), access);
-            prop_assert_eq!(back.access.map(|a| a.expires_at), cred.access.map(|a| a.expires_at));
+            prop_assert_eq!(back.access.as_ref().map(|a| a.expires_at), cred.access.as_ref().map(|a| a.expires_at));
+            prop_assert_eq!(back.access.map(|a| a.scopes), cred.access.map(|a| a.scopes));
             prop_assert_eq!(back.consent, cred.consent);
             prop_assert_eq!(back.version, version);
             prop_assert_eq!(back.created_at, cred.created_at);
@@ -279,5 +307,44 @@ mod tests {
             .err()
             .unwrap();
         assert!(reason.contains("format 2"), "{reason}");
+    }
+
+    #[test]
+    fn a_record_of_the_previous_version_without_access_scopes_reads_the_grants_scopes() {
+        let keys = KeyRing::generate_ephemeral();
+        let mut json = serde_json::to_value(
+            Record::seal(
+                &credential("a", Some("1//r"), Some("ya29.a"), "A", false, 3),
+                &keys,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json["access"]["scopes"], serde_json::json!(["openid"]));
+        json["access"].as_object_mut().unwrap().remove("scopes");
+        let back = Record::parse(&serde_json::to_vec(&json).unwrap())
+            .unwrap()
+            .open(&keys)
+            .unwrap();
+        assert_eq!(
+            back.access.unwrap().scopes,
+            Scopes::parse("openid email").unwrap()
+        );
+    }
+
+    #[test]
+    fn the_head_of_a_record_reads_without_its_keys_or_format() {
+        let keys = KeyRing::generate_ephemeral();
+        let mut json = serde_json::to_value(
+            Record::seal(&credential("a", Some("1//r"), None, "A", false, 7), &keys).unwrap(),
+        )
+        .unwrap();
+        json["format"] = 99.into();
+        let bytes = serde_json::to_vec(&json).unwrap();
+        assert!(Record::parse(&bytes).is_err());
+        let head = RecordHead::parse(&bytes).unwrap();
+        assert_eq!(head.version, 7);
+        let reason = RecordHead::parse(&bytes[..bytes.len() / 2]).err().unwrap();
+        assert!(reason.contains("version cannot be read"), "{reason}");
     }
 }

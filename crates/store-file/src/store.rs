@@ -5,19 +5,24 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use aws_lc_rs::digest::{SHA256, digest};
 use offline_access_crypto::KeyRing;
 use offline_access_domain::{
-    Credential, CredentialPage, CredentialStore, StoreError, Subject, UserLock,
+    ConsentState, Credential, CredentialPage, CredentialStore, StoreError, Subject, UserLock,
 };
 
 use crate::keyed::{KeyedGuard, KeyedMutex};
-use crate::record::Record;
+use crate::record::{Record, RecordHead};
 
 /// Subdirectory holding one `<sha256(subject)>.json` per user (and short-lived temp files).
 const CREDENTIALS_DIR: &str = "credentials";
+/// Subdirectory holding one `<hash>` per deleted user without a record now: the deleted record's last version.
+const TOMBSTONES_DIR: &str = "tombstones";
+/// Subdirectory holding an empty `<hash>` marker per pending revocation (the index `pending_revocations` reads).
+const PENDING_DIR: &str = "pending";
 /// Subdirectory holding the empty per-user lock files.
 const LOCKS_DIR: &str = "locks";
 /// Prefix of temp files (`.tmp.<hash>.<random>`), written then renamed over the user's file.
@@ -26,14 +31,20 @@ const TMP_PREFIX: &str = ".tmp.";
 const PING_PREFIX: &str = ".ping.";
 /// A credential file is a few KiB; anything far larger is not ours.
 const MAX_FILE_LEN: u64 = 1024 * 1024;
+/// A tombstone holds one decimal `u64` and a newline.
+const MAX_TOMBSTONE_LEN: u64 = 32;
 
 /// A [`CredentialStore`] keeping one encrypted JSON file per user in a local directory.
 ///
-/// - Layout: `<dir>/credentials/<hex sha256(subject)>.json` (mode 0600) and `<dir>/locks/<hash>.lock`,
-///   `<dir>/locks/<hash>.refresh` (empty lock files). Directories are created with mode 0700.
+/// - Layout: `<dir>/credentials/<hex sha256(subject)>.json` (mode 0600), `<dir>/tombstones/<hash>` (the last
+///   version of a deleted record, so versions never repeat), `<dir>/pending/<hash>` (an empty marker per pending
+///   revocation), and `<dir>/locks/<hash>.lock`, `<dir>/locks/<hash>.refresh` (empty lock files). Directories are
+///   created with mode 0700.
 /// - Tokens are sealed with the [`KeyRing`] (AES-256-GCM, AAD = subject + field); the other fields are in clear.
 /// - Writes are atomic (temp file with `O_EXCL`, write, fsync, rename, fsync of the directory) and run under an
 ///   exclusive lock on the user's `.lock` file, where the version check happens: two processes cannot both win.
+/// - Listings sort the file names (user hashes) and read only the records of the page; the cursor is the last
+///   hash the page examined. `pending_revocations` lists the markers' names and reads only their records.
 /// - [`CredentialStore::lock_user`] holds an exclusive lock on the user's `.refresh` file (and an in-process mutex),
 ///   so one process on this host refreshes a user at a time; the OS frees it if the holder dies.
 ///
@@ -46,9 +57,24 @@ pub struct FileStore {
 struct Inner {
     root: PathBuf,
     credentials: PathBuf,
+    tombstones: PathBuf,
+    pending: PathBuf,
     locks: PathBuf,
     keys: Arc<KeyRing>,
     refresh_locks: Arc<KeyedMutex>,
+    /// How many times a credential file was opened for reading (for tests of the listing's cost).
+    record_reads: AtomicU64,
+}
+
+/// What a listing found for one user hash.
+enum Listed {
+    /// The record (readable, and a pending revocation when only those were asked for).
+    Item(Box<Credential>),
+    /// The record cannot be read: why, naming the file.
+    Unreadable(String),
+    /// No record (deleted since the directory was listed), or not a pending revocation when only those were
+    /// asked for.
+    Skipped,
 }
 
 impl fmt::Debug for FileStore {
@@ -91,10 +117,42 @@ fn is_user_hash(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// Checks a listing cursor: the last user hash of a page this store made.
+fn parse_cursor(cursor: Option<String>) -> Result<Option<String>, StoreError> {
+    match cursor {
+        Some(c) if !is_user_hash(&c) => Err(StoreError::Other(
+            "not a listing cursor of this file store".to_owned(),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// The user hashes named by the entries of `dir` (`<hash><suffix>`), sorted, keeping only those after `cursor`.
+fn hashes_after(dir: &Path, suffix: &str, cursor: Option<&str>) -> Result<Vec<String>, StoreError> {
+    let entries = fs::read_dir(dir).map_err(|e| io_error("listing the store directory", &e))?;
+    let mut hashes = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error("listing the store directory", &e))?;
+        let name = entry.file_name();
+        if let Some(hash) = name.to_str().and_then(|n| n.strip_suffix(suffix))
+            && is_user_hash(hash)
+            && cursor.is_none_or(|after| hash > after)
+        {
+            hashes.push(hash.to_owned());
+        }
+    }
+    hashes.sort_unstable();
+    Ok(hashes)
+}
+
 fn random_hex() -> Result<String, StoreError> {
+    random_hex_io().map_err(|_| StoreError::Other("the random number generator failed".to_owned()))
+}
+
+fn random_hex_io() -> io::Result<String> {
     let mut bytes = [0u8; 8];
     aws_lc_rs::rand::fill(&mut bytes)
-        .map_err(|_| StoreError::Other("the random number generator failed".to_owned()))?;
+        .map_err(|_| io::Error::other("the random number generator failed"))?;
     Ok(hex::encode(bytes))
 }
 
@@ -134,6 +192,14 @@ fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Removes a file; there being none is fine.
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
 /// Writes `bytes` to a new file `tmp` (`O_EXCL`, 0600), syncs it and renames it to `target`.
 fn write_then_rename(tmp: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut file = private_file_options()
@@ -144,6 +210,18 @@ fn write_then_rename(tmp: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> 
     file.sync_all()?;
     drop(file);
     fs::rename(tmp, target)
+}
+
+/// Writes `bytes` to `target` atomically: a temp file `.tmp.<hash>.<random>` in `dir` (the target's directory),
+/// fsync, rename, fsync of `dir`. On a failure before the rename the temp file is removed and `target` is
+/// untouched.
+fn write_atomic_in(dir: &Path, hash: &str, target: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!("{TMP_PREFIX}{hash}.{}", random_hex_io()?));
+    if let Err(e) = write_then_rename(&tmp, target, bytes) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(dir)
 }
 
 /// Opens (creating if needed) an empty lock file. Lock files are never deleted: removing a lock file that
@@ -199,8 +277,10 @@ impl FileStore {
 
     fn open_without_sweep(root: PathBuf, keys: Arc<KeyRing>) -> Result<FileStore, StoreError> {
         let credentials = root.join(CREDENTIALS_DIR);
+        let tombstones = root.join(TOMBSTONES_DIR);
+        let pending = root.join(PENDING_DIR);
         let locks = root.join(LOCKS_DIR);
-        for path in [&root, &credentials, &locks] {
+        for path in [&root, &credentials, &tombstones, &pending, &locks] {
             create_private_dir(path).map_err(|e| {
                 io_error(&format!("creating store directory {}", path.display()), &e)
             })?;
@@ -209,9 +289,12 @@ impl FileStore {
             inner: Arc::new(Inner {
                 root,
                 credentials,
+                tombstones,
+                pending,
                 locks,
                 keys,
                 refresh_locks: Arc::default(),
+                record_reads: AtomicU64::new(0),
             }),
         };
         Ok(store)
@@ -227,6 +310,14 @@ impl FileStore {
     #[must_use]
     pub fn credential_path(&self, subject: &Subject) -> PathBuf {
         self.inner.credential_path(&user_hash(subject.as_str()))
+    }
+
+    /// How many times this store (all its clones) opened a credential file for reading: a test hook to check that
+    /// a listing reads only the records of its page.
+    #[cfg(feature = "testkit")]
+    #[must_use]
+    pub fn record_reads(&self) -> u64 {
+        self.inner.record_reads.load(Ordering::Relaxed)
     }
 
     /// Like [`CredentialStore::lock_user`], but returns `None` at once if another task or process holds the
@@ -309,6 +400,14 @@ impl Inner {
         self.credentials.join(format!("{hash}.json"))
     }
 
+    fn tombstone_path(&self, hash: &str) -> PathBuf {
+        self.tombstones.join(hash)
+    }
+
+    fn pending_path(&self, hash: &str) -> PathBuf {
+        self.pending.join(hash)
+    }
+
     fn write_lock_path(&self, hash: &str) -> PathBuf {
         self.locks.join(format!("{hash}.lock"))
     }
@@ -327,6 +426,7 @@ impl Inner {
 
     /// Reads a user's file; `None` if there is none.
     fn read_file(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.record_reads.fetch_add(1, Ordering::Relaxed);
         let file = match File::open(self.credential_path(hash)) {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -375,6 +475,63 @@ impl Inner {
         self.open_record(&record).map(Some)
     }
 
+    /// The last version of the user's deleted record, if the user has a tombstone (the caller holds the write
+    /// lock). An unreadable tombstone is an error: guessing could repeat a version.
+    fn read_tombstone(&self, hash: &str, who: &str) -> Result<Option<u64>, StoreError> {
+        let file = match File::open(self.tombstone_path(hash)) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error("opening a tombstone", &e)),
+        };
+        let mut bytes = Vec::new();
+        file.take(MAX_TOMBSTONE_LEN + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| io_error("reading a tombstone", &e))?;
+        std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt {
+                subject: who.to_owned(),
+                reason: format!(
+                    "its tombstone ({TOMBSTONES_DIR}/{hash}) does not hold a version: restore it (the deleted \
+                     record's last version) or remove it if no writer can hold an older version"
+                ),
+            })
+    }
+
+    /// Durably records `version` as the last version of the user's deleted record (temp file, fsync, rename,
+    /// fsync of the directory; the caller holds the write lock).
+    fn write_tombstone(&self, hash: &str, version: u64) -> Result<(), StoreError> {
+        let bytes = format!("{version}\n");
+        write_atomic_in(
+            &self.tombstones,
+            hash,
+            &self.tombstone_path(hash),
+            bytes.as_bytes(),
+        )
+        .map_err(|e| io_error("writing a tombstone", &e))
+    }
+
+    /// Durably creates the user's pending-revocation marker (before a forgotten record is written).
+    fn mark_pending(&self, hash: &str) -> Result<(), StoreError> {
+        private_file_options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.pending_path(hash))
+            .map_err(|e| io_error("marking a pending revocation", &e))?;
+        sync_dir(&self.pending).map_err(|e| io_error("syncing the pending directory", &e))
+    }
+
+    /// Removes the user's pending-revocation marker, if any. A marker that cannot be removed is only logged: a
+    /// stale marker never lists a record that is not forgotten, and the next listing retries.
+    fn unmark_pending(&self, hash: &str) {
+        if let Err(e) = remove_if_present(&self.pending_path(hash)) {
+            tracing::warn!(error = %e, "could not remove a stale pending-revocation marker");
+        }
+    }
+
     fn put(&self, credential: &Credential) -> Result<Credential, StoreError> {
         let hash = user_hash(credential.subject.as_str());
         let _lock = self.write_lock(&hash)?;
@@ -383,15 +540,34 @@ impl Inner {
         if stored.as_ref().map_or(0, |c| c.version) != credential.version {
             return Err(StoreError::Conflict);
         }
+        // Versions never repeat: a first write starts above the last version of a deleted record.
+        let tombstone = match &stored {
+            Some(_) => None,
+            None => self.read_tombstone(&hash, credential.subject.as_str())?,
+        };
+        let floor = stored
+            .as_ref()
+            .map_or(tombstone.unwrap_or(0), |c| c.version);
         let mut next = credential.clone();
         if next.refresh_token.is_none() {
             next.refresh_token = stored.and_then(|c| c.refresh_token);
         }
-        next.version = credential
-            .version
-            .checked_add(1)
-            .ok_or(StoreError::Conflict)?;
+        next.version = floor.checked_add(1).ok_or(StoreError::Conflict)?;
+        // The index entry exists before the forgotten record does, so a listing never misses it.
+        if next.is_forgotten() {
+            self.mark_pending(&hash)?;
+        }
         self.write_record(&hash, &next)?;
+        if !next.is_forgotten() {
+            self.unmark_pending(&hash);
+        }
+        if tombstone.is_some() {
+            // The record now carries the highest version: the tombstone is redundant. Left by a crash here, it
+            // is harmless (a record's version is above its tombstone's).
+            if let Err(e) = remove_if_present(&self.tombstone_path(&hash)) {
+                tracing::warn!(error = %e, "could not remove a redundant tombstone");
+            }
+        }
         Ok(next)
     }
 
@@ -407,79 +583,156 @@ impl Inner {
     /// Temp file (`O_EXCL`, 0600) in the same directory, write, fsync, rename over the user's file, fsync the
     /// directory. On any failure before the rename the temp file is removed and the old file is untouched.
     fn write_atomic(&self, hash: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let tmp = self
-            .credentials
-            .join(format!("{TMP_PREFIX}{hash}.{}", random_hex()?));
-        let target = self.credential_path(hash);
-        if let Err(e) = write_then_rename(&tmp, &target, bytes) {
-            let _ = fs::remove_file(&tmp);
-            return Err(io_error("writing a credential file", &e));
-        }
-        sync_dir(&self.credentials).map_err(|e| io_error("syncing the store directory", &e))
+        write_atomic_in(&self.credentials, hash, &self.credential_path(hash), bytes)
+            .map_err(|e| io_error("writing a credential file", &e))
     }
 
-    fn delete(&self, subject: &Subject) -> Result<bool, StoreError> {
+    /// Deletes the record if its version is `version`. Reads only the version (in clear), so a record sealed
+    /// under a key that is no longer configured can be deleted too. The tombstone is durable before the record
+    /// is removed: after a crash either the record is there or the tombstone is.
+    fn delete(&self, subject: &Subject, version: u64) -> Result<(), StoreError> {
         let hash = user_hash(subject.as_str());
         let _lock = self.write_lock(&hash)?;
-        match fs::remove_file(self.credential_path(&hash)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(io_error("deleting a credential file", &e)),
-        }
-        sync_dir(&self.credentials).map_err(|e| io_error("syncing the store directory", &e))?;
-        Ok(true)
-    }
-
-    /// Every user's hash with a credential file, from a directory scan.
-    fn user_hashes(&self) -> Result<Vec<String>, StoreError> {
-        let entries = fs::read_dir(&self.credentials)
-            .map_err(|e| io_error("listing the store directory", &e))?;
-        let mut hashes = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| io_error("listing the store directory", &e))?;
-            let name = entry.file_name();
-            if let Some(hash) = name.to_str().and_then(|n| n.strip_suffix(".json"))
-                && is_user_hash(hash)
-            {
-                hashes.push(hash.to_owned());
-            }
-        }
-        Ok(hashes)
-    }
-
-    /// Reads and parses (without decrypting) every record. A record deleted meanwhile is skipped.
-    fn all_records(&self) -> Result<Vec<Record>, StoreError> {
-        let mut records = Vec::new();
-        for hash in self.user_hashes()? {
-            if let Some(bytes) = self.read_file(&hash)? {
-                records.push(self.parse_record(&hash, &bytes, &format!("file {hash}.json"))?);
-            }
-        }
-        Ok(records)
-    }
-
-    /// Cost: a scan and parse of every file per page (fine for thousands of users; decrypts only the page).
-    fn list(&self, after: Option<&Subject>, limit: usize) -> Result<CredentialPage, StoreError> {
-        let mut records = self.all_records()?;
-        records.retain(|r| after.is_none_or(|a| r.subject.as_str() > a.as_str()));
-        records.sort_by(|a, b| a.subject.cmp(&b.subject));
-        records.truncate(limit.saturating_add(1));
-        let mut items = records
-            .iter()
-            .map(|r| self.open_record(r))
-            .collect::<Result<Vec<_>, _>>()?;
-        let next_after = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|c| c.subject.clone())
-        } else {
-            None
+        let Some(bytes) = self.read_file(&hash)? else {
+            return Err(StoreError::Conflict);
         };
-        Ok(CredentialPage { items, next_after })
+        let head = RecordHead::parse(&bytes).map_err(|reason| StoreError::Corrupt {
+            subject: subject.as_str().to_owned(),
+            reason: format!("{reason}; an operator must repair or remove the file"),
+        })?;
+        if head.version != version {
+            return Err(StoreError::Conflict);
+        }
+        self.write_tombstone(&hash, version)?;
+        remove_if_present(&self.credential_path(&hash))
+            .map_err(|e| io_error("deleting a credential file", &e))?;
+        sync_dir(&self.credentials).map_err(|e| io_error("syncing the store directory", &e))?;
+        self.unmark_pending(&hash);
+        Ok(())
+    }
+
+    /// Reads one record for a listing. A record that cannot be read is reported, not an error; only an
+    /// unavailable store is.
+    fn read_listed(&self, hash: &str, only_pending: bool) -> Result<Listed, StoreError> {
+        let name = format!("{CREDENTIALS_DIR}/{hash}.json");
+        let bytes = match self.read_file(hash) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(Listed::Skipped),
+            Err(e @ StoreError::Unavailable(_)) => return Err(e),
+            Err(e) => return Ok(Listed::Unreadable(format!("{name}: {e}"))),
+        };
+        let record = match self.parse_record(hash, &bytes, &name) {
+            Ok(record) => record,
+            Err(e) => {
+                let reason = match e {
+                    StoreError::Corrupt { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                return Ok(Listed::Unreadable(match RecordHead::parse(&bytes) {
+                    Ok(head) => format!("{name} (version {}): {reason}", head.version),
+                    Err(_) => format!("{name}: {reason}"),
+                }));
+            }
+        };
+        if only_pending && !matches!(record.consent, ConsentState::Forgotten) {
+            return Ok(Listed::Skipped);
+        }
+        Ok(match self.open_record(&record) {
+            Ok(credential) => Listed::Item(Box::new(credential)),
+            Err(e) => {
+                let reason = match e {
+                    StoreError::Corrupt { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                Listed::Unreadable(format!(
+                    "{name} (subject {}, version {}): {reason}",
+                    record.subject, record.version
+                ))
+            }
+        })
+    }
+
+    /// One page of `hashes` (sorted, after the cursor): reads records in order until `limit` were found
+    /// (readable or not); a skipped hash does not count. The cursor is the last hash the page examined.
+    fn page(
+        &self,
+        hashes: &[String],
+        limit: usize,
+        only_pending: bool,
+    ) -> Result<CredentialPage, StoreError> {
+        let mut page = CredentialPage::default();
+        if limit == 0 {
+            return Ok(page);
+        }
+        let mut found = 0;
+        let mut rest = hashes.iter();
+        let mut last = None;
+        for hash in rest.by_ref() {
+            match self.read_listed(hash, only_pending)? {
+                Listed::Item(credential) => page.items.push(*credential),
+                Listed::Unreadable(reason) => page.unreadable.push(reason),
+                Listed::Skipped => {
+                    if only_pending {
+                        self.drop_stale_marker(hash);
+                    }
+                    continue;
+                }
+            }
+            found += 1;
+            if found == limit {
+                last = Some(hash);
+                break;
+            }
+        }
+        if rest.next().is_some() {
+            page.next_cursor = last.cloned();
+        }
+        Ok(page)
+    }
+
+    /// Lists records in user-hash order: the directory names only, then the page's records.
+    fn list(&self, cursor: Option<String>, limit: usize) -> Result<CredentialPage, StoreError> {
+        let cursor = parse_cursor(cursor)?;
+        let hashes = hashes_after(&self.credentials, ".json", cursor.as_deref())?;
+        self.page(&hashes, limit, false)
+    }
+
+    /// Lists pending revocations in user-hash order: the markers' names, then only the marked records.
+    fn pending_revocations(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<CredentialPage, StoreError> {
+        let cursor = parse_cursor(cursor)?;
+        let hashes = hashes_after(&self.pending, "", cursor.as_deref())?;
+        self.page(&hashes, limit, true)
+    }
+
+    /// Removes a marker whose record is gone or not forgotten, re-checked under the user's write lock (a `put`
+    /// creates the marker before it writes a forgotten record, so a marker seen before its record is kept).
+    /// Failures are only logged: the marker is checked again by the next listing.
+    fn drop_stale_marker(&self, hash: &str) {
+        let stale = || -> Result<bool, StoreError> {
+            let _lock = self.write_lock(hash)?;
+            let stale = match self.read_file(hash)? {
+                None => true,
+                Some(bytes) => Record::parse(&bytes)
+                    .is_ok_and(|r| !matches!(r.consent, ConsentState::Forgotten)),
+            };
+            if stale {
+                remove_if_present(&self.pending_path(hash))
+                    .map_err(|e| io_error("removing a stale pending-revocation marker", &e))?;
+            }
+            Ok(stale)
+        };
+        if let Err(e) = stale() {
+            tracing::warn!(error = %e, "could not check a pending-revocation marker");
+        }
     }
 
     fn hashes_needing_reencryption(&self) -> Result<Vec<String>, StoreError> {
         let mut pending = Vec::new();
-        for hash in self.user_hashes()? {
+        for hash in hashes_after(&self.credentials, ".json", None)? {
             if let Some(bytes) = self.read_file(&hash)? {
                 let record = self.parse_record(&hash, &bytes, &format!("file {hash}.json"))?;
                 if record.needs_reencryption(&self.keys) {
@@ -505,11 +758,17 @@ impl Inner {
         Ok(true)
     }
 
-    /// Removes temp files of crashed writers. A temp file whose user's write lock is held belongs to a live
-    /// writer (another process) and is left alone.
+    /// Removes temp files of crashed writers (of records and of tombstones) and `ping` probes. A temp file whose
+    /// user's write lock is held belongs to a live writer (another process) and is left alone.
     fn clean_stale_temp_files(&self) -> Result<(), StoreError> {
-        let entries = fs::read_dir(&self.credentials)
-            .map_err(|e| io_error("listing the store directory", &e))?;
+        for dir in [&self.credentials, &self.tombstones] {
+            self.clean_stale_temp_files_in(dir)?;
+        }
+        Ok(())
+    }
+
+    fn clean_stale_temp_files_in(&self, dir: &Path) -> Result<(), StoreError> {
+        let entries = fs::read_dir(dir).map_err(|e| io_error("listing the store directory", &e))?;
         for entry in entries {
             let entry = entry.map_err(|e| io_error("listing the store directory", &e))?;
             let name = entry.file_name();
@@ -539,7 +798,7 @@ impl Inner {
         Ok(())
     }
 
-    /// Writes and removes a probe file.
+    /// Writes, syncs and removes one probe file: the directory is there and writable now.
     fn ping(&self) -> Result<(), StoreError> {
         let unavailable = |e: io::Error| {
             StoreError::Unavailable(format!("the store directory is not writable: {e}"))
@@ -574,19 +833,28 @@ impl CredentialStore for FileStore {
         blocking(move || inner.put(&credential)).await
     }
 
-    async fn delete(&self, subject: &Subject) -> Result<bool, StoreError> {
+    async fn delete(&self, subject: &Subject, version: u64) -> Result<(), StoreError> {
         let inner = Arc::clone(&self.inner);
         let subject = subject.clone();
-        blocking(move || inner.delete(&subject)).await
+        blocking(move || inner.delete(&subject, version)).await
     }
 
     async fn list(
         &self,
-        after: Option<Subject>,
+        cursor: Option<String>,
         limit: usize,
     ) -> Result<CredentialPage, StoreError> {
         let inner = Arc::clone(&self.inner);
-        blocking(move || inner.list(after.as_ref(), limit)).await
+        blocking(move || inner.list(cursor, limit)).await
+    }
+
+    async fn pending_revocations(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<CredentialPage, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || inner.pending_revocations(cursor, limit)).await
     }
 
     async fn lock_user(&self, subject: &Subject) -> Result<Box<dyn UserLock>, StoreError> {

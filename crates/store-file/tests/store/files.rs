@@ -47,16 +47,29 @@ async fn files_are_mode_0600_and_directories_0700() {
         .release()
         .await
         .unwrap();
-    for dir in [root.clone(), root.join("credentials"), root.join("locks")] {
+    // A pending revocation (a marker) and a deleted record (a tombstone).
+    let mut forgotten = store.put(&canary_credential("2")).await.unwrap();
+    forgotten.mark_forgotten(offline_access_domain::testkit::NOW);
+    store.put(&forgotten).await.unwrap();
+    let deleted = store.put(&canary_credential("3")).await.unwrap();
+    store
+        .delete(&deleted.subject, deleted.version)
+        .await
+        .unwrap();
+    let dirs = ["", "credentials", "tombstones", "pending", "locks"];
+    for dir in dirs.map(|d| root.join(d)) {
         assert_eq!(mode(&dir), 0o700, "{}", dir.display());
     }
-    let files = all_files(&root);
+    let counts: Vec<usize> = dirs[1..]
+        .iter()
+        .map(|d| file_names(&root.join(d)).len())
+        .collect();
     assert_eq!(
-        files.len(),
-        3,
-        "one credential file and two lock files: {files:?}"
+        counts,
+        [2, 1, 1, 4],
+        "two credentials, a tombstone, a marker, four lock files"
     );
-    for file in files {
+    for file in all_files(&root) {
         assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
 }
@@ -65,11 +78,18 @@ async fn files_are_mode_0600_and_directories_0700() {
 async fn nothing_on_disk_holds_a_plaintext_token() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), KEY_A);
-    for sub in ["11", "12"] {
+    for sub in ["11", "12", "13"] {
         let v1 = store.put(&canary_credential(sub)).await.unwrap();
         let mut lock = store.lock_user(&v1.subject).await.unwrap();
-        lock.put(&v1).await.unwrap();
+        let mut v2 = lock.put(&v1).await.unwrap();
         lock.release().await.unwrap();
+        if sub == "12" {
+            v2.mark_forgotten(offline_access_domain::testkit::NOW);
+            store.put(&v2).await.unwrap();
+        }
+        if sub == "13" {
+            store.delete(&v2.subject, v2.version).await.unwrap();
+        }
     }
     for file in all_files(dir.path()) {
         let bytes = std::fs::read(&file).unwrap();
@@ -79,8 +99,9 @@ async fn nothing_on_disk_holds_a_plaintext_token() {
         if file
             .extension()
             .is_some_and(|e| e == "lock" || e == "refresh")
+            || file.parent().is_some_and(|d| d.ends_with("pending"))
         {
-            assert!(bytes.is_empty(), "lock files stay empty");
+            assert!(bytes.is_empty(), "lock files and markers stay empty");
         }
     }
 }
@@ -112,6 +133,31 @@ async fn a_credential_file_keeps_metadata_in_clear_and_tokens_sealed() {
             .unwrap()
             .starts_with("v1.a.")
     );
+    assert_eq!(
+        json["access"]["scopes"],
+        serde_json::json!(["https://www.googleapis.com/auth/userinfo.email", "openid"])
+    );
+}
+
+#[tokio::test]
+async fn a_record_written_without_access_scopes_reads_the_grants_scopes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let cred = store.put(&canary_credential("22")).await.unwrap();
+    let path = store.credential_path(&cred.subject);
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    // As the previous version wrote it.
+    json["access"].as_object_mut().unwrap().remove("scopes");
+    std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+    let read = store.get(&cred.subject).await.unwrap().unwrap();
+    assert_ne!(read.scopes, cred.access.as_ref().unwrap().scopes);
+    assert_eq!(read.access.as_ref().unwrap().scopes, cred.scopes);
+    // And a write stores them again.
+    store.put(&read).await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(json["format"], 1);
+    assert!(json["access"]["scopes"].is_array());
 }
 
 #[tokio::test]
@@ -165,7 +211,7 @@ async fn swapped_user_files_or_ciphertexts_fail_to_decrypt() {
 }
 
 #[tokio::test]
-async fn a_corrupt_file_is_reported_and_never_overwritten_until_deleted() {
+async fn a_corrupt_file_is_reported_and_never_overwritten() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), KEY_A);
     let cred = store.put(&canary_credential("41")).await.unwrap();
@@ -186,21 +232,53 @@ async fn a_corrupt_file_is_reported_and_never_overwritten_until_deleted() {
             store.put(&next).await,
             Err(StoreError::Corrupt { .. })
         ));
+        // Its version cannot be read: a delete cannot be conditional, so it is refused (an operator's job).
+        assert!(matches!(
+            store.delete(&cred.subject, version).await,
+            Err(StoreError::Corrupt { .. })
+        ));
     }
-    assert!(matches!(
-        store.list(None, 10).await,
-        Err(StoreError::Corrupt { .. })
-    ));
+    let page = store.list(None, 10).await.unwrap();
+    assert!(page.items.is_empty());
+    assert_eq!(page.unreadable.len(), 1, "{:?}", page.unreadable);
     assert_eq!(
         std::fs::read(&path).unwrap(),
         torn,
         "the corrupt file is left for the operator"
     );
+}
 
-    assert!(store.delete(&cred.subject).await.unwrap());
-    let mut fresh = cred.clone();
-    fresh.version = 0;
-    assert_eq!(store.put(&fresh).await.unwrap().version, 1);
+#[tokio::test]
+async fn a_record_that_does_not_decrypt_is_deleted_only_at_its_version_and_versions_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let v1 = store.put(&canary_credential("43")).await.unwrap();
+    let v2 = store.put(&v1).await.unwrap();
+    let path = store.credential_path(&v2.subject);
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    json["refresh_token"] = json["access"]["token"].clone();
+    std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+    assert!(matches!(
+        store.get(&v2.subject).await,
+        Err(StoreError::Corrupt { .. })
+    ));
+    let reported = store.list(None, 10).await.unwrap().unreadable;
+    assert_eq!(reported.len(), 1);
+    assert!(
+        reported[0].contains(&format!("version {}", v2.version)),
+        "the report names the version a delete needs: {reported:?}"
+    );
+
+    assert!(matches!(
+        store.delete(&v2.subject, v1.version).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(path.exists());
+    store.delete(&v2.subject, v2.version).await.unwrap();
+    assert!(!path.exists());
+    let fresh = store.put(&canary_credential("43")).await.unwrap();
+    assert_eq!(fresh.version, v2.version + 1);
 }
 
 #[tokio::test]
@@ -321,9 +399,21 @@ async fn puts_and_deletes_leave_no_temp_files_behind() {
     for _ in 0..3 {
         cred = store.put(&cred).await.unwrap();
     }
-    store.put(&canary_credential("62")).await.unwrap();
-    store.delete(&subject("62")).await.unwrap();
+    let deleted = store.put(&canary_credential("62")).await.unwrap();
+    store.delete(&subject("62"), deleted.version).await.unwrap();
     store.ping().await.unwrap();
+    let hash_62 = store
+        .credential_path(&deleted.subject)
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        file_names(&dir.path().join("tombstones")),
+        [hash_62],
+        "only the tombstone, no temp file"
+    );
     let names = file_names(&dir.path().join("credentials"));
     assert_eq!(
         names,

@@ -6,4 +6,6 @@ mod contract;
 mod cross_process;
 mod files;
 mod helpers;
+mod listing;
 mod rotation;
+mod versions;
