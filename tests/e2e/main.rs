@@ -3,5 +3,6 @@
 
 mod consent;
 mod drive;
+mod integrity;
 mod secrets;
 mod sign_in;
