@@ -22,14 +22,16 @@ const CONCURRENT: u64 = 16;
 
 fn credential(sub: &str, version: u64) -> Credential {
     let now = OffsetDateTime::now_utc();
+    let scopes = Scopes::parse("openid https://www.googleapis.com/auth/drive.appdata").unwrap();
     Credential {
         subject: Subject::parse(sub).unwrap(),
         profile: Profile::default(),
-        scopes: Scopes::parse("openid https://www.googleapis.com/auth/drive.appdata").unwrap(),
+        scopes: scopes.clone(),
         refresh_token: Some(RefreshToken::parse(&format!("1//bench-refresh-{sub}")).unwrap()),
         access: Some(CachedAccess {
             token: AccessToken::parse(&format!("ya29.bench-access-{sub}")).unwrap(),
             expires_at: now + time::Duration::hours(1),
+            scopes,
         }),
         consent: ConsentState::Active,
         version,
@@ -50,16 +52,17 @@ fn bench(c: &mut Criterion) {
         schema: Some(schema.clone()),
         ..PgOptions::default()
     };
+    // Current version per user, so every upsert is a real (non-conflicting) write.
+    let versions: Vec<AtomicU64> = (0..USERS).map(|_| AtomicU64::new(0)).collect();
     let store = runtime.block_on(async {
         let store = PgStore::connect(&url, keys, options).await.unwrap();
         store.migrate().await.unwrap();
         for i in 0..USERS {
-            store.put(&credential(&format!("{i}"), 0)).await.unwrap();
+            let stored = store.put(&credential(&format!("{i}"), 0)).await.unwrap();
+            versions[i as usize].store(stored.version, Ordering::Relaxed);
         }
         store
     });
-    // Current version per user, so every upsert is a real (non-conflicting) write.
-    let versions: Vec<AtomicU64> = (0..USERS).map(|_| AtomicU64::new(1)).collect();
     let next = AtomicU64::new(0);
 
     let mut group = c.benchmark_group("postgres");

@@ -5,6 +5,8 @@
 //!   [`PgStore::migrate`] applies the embedded migrations (`migrations/*.sql`) idempotently.
 //! - Tokens are stored only as ciphertext, sealed with the same [`KeyRing`](offline_access_crypto::KeyRing) format
 //!   and purposes as the file store; [`PgStore::reencrypt_all`] moves every row to the newest key.
+//! - Versions never repeat for a subject, also across deletes (an epoch from a sequence per first write, a count
+//!   after); listings page by subject, report unreadable rows and go on; `ping` is readiness (migrated, writable).
 //! - Writes use optimistic concurrency in one statement; [`CredentialStore::lock_user`](
 //!   offline_access_domain::CredentialStore::lock_user) is a transaction-level advisory lock, so one instance
 //!   refreshes a user's token at a time and a crashed holder's lock ends with its connection.

@@ -21,11 +21,22 @@ impl Migration {
 }
 
 /// Every migration this build knows, in order.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "credentials",
-    sql: include_str!("../migrations/0001_credentials.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "credentials",
+        sql: include_str!("../migrations/0001_credentials.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "versions_revocations_access_scopes",
+        sql: include_str!("../migrations/0002_versions_revocations_access_scopes.sql"),
+    },
+];
+
+/// The migration this build's statements need (the newest it knows): [`ping`](crate::PgStore) reports a schema
+/// below it as not ready.
+pub(crate) const LATEST_MIGRATION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
 /// The bookkeeping table (in the store's schema).
 pub(crate) const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS offline_access_migrations (\
@@ -48,6 +59,23 @@ mod tests {
             assert_eq!(usize::try_from(m.version).unwrap(), i + 1);
             assert!(!m.sql.trim().is_empty());
         }
+    }
+
+    #[test]
+    fn the_latest_migration_is_the_highest() {
+        assert_eq!(
+            Some(LATEST_MIGRATION),
+            MIGRATIONS.iter().map(|m| m.version).max()
+        );
+    }
+
+    #[test]
+    fn the_first_migration_is_never_edited() {
+        // Applied databases record this checksum; an edit would make every `migrate` refuse to run.
+        assert_eq!(
+            MIGRATIONS[0].checksum(),
+            "2a2b230e3c3bbc2983abf631ffd3049c699a4a0a77f4541b4d60bf965c8c494c"
+        );
     }
 
     #[test]

@@ -21,8 +21,10 @@ pub struct PgOptions {
     /// How long an operation waits for a free pooled connection before failing with `Unavailable`.
     pub acquire_timeout: Duration,
     /// How long [`lock_user`](offline_access_domain::CredentialStore::lock_user) waits for another holder
-    /// (`SET LOCAL lock_timeout`). Must be longer than the Google token call's timeout, so a waiter outlasts one
-    /// refresh. Default 15 s.
+    /// (`SET LOCAL lock_timeout`); longer, the waiter gets [`StoreError::Unavailable`] (a 503). Must outlast the
+    /// longest refresh the holder may be doing, or waiters fail while the store is fine. Default 60 s: a refresh
+    /// with the default settings takes at most 40 s (3 attempts × the 10 s token-endpoint timeout, and at most 5 s
+    /// of back-off between attempts).
     pub lock_wait: Duration,
     /// How long a lock holder may sit idle inside its transaction before PostgreSQL ends its session and frees the
     /// lock (`SET LOCAL idle_in_transaction_session_timeout`): the bound on a hung (not crashed) holder. Default
@@ -44,7 +46,7 @@ impl Default for PgOptions {
             lock_pool_size: 8,
             connect_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(20),
-            lock_wait: Duration::from_secs(15),
+            lock_wait: Duration::from_secs(60),
             max_lock_idle: Duration::from_secs(120),
             statement_timeout: Some(Duration::from_secs(30)),
             schema: None,
@@ -125,11 +127,18 @@ mod tests {
         }
     }
 
+    /// The longest refresh a lock holder does with the default settings: 3 attempts × the 10 s token-endpoint
+    /// timeout, and at most 5 s of back-off between attempts.
+    const LONGEST_REFRESH: Duration = Duration::from_secs(3 * 10 + 2 * 5);
+
     #[test]
-    fn defaults_are_valid_and_the_lock_wait_is_fifteen_seconds() {
+    fn defaults_are_valid_and_a_waiter_outlasts_the_longest_refresh() {
         let options = PgOptions::default();
         options.validate().unwrap();
-        assert_eq!(options.lock_wait, Duration::from_secs(15));
+        assert_eq!(options.lock_wait, Duration::from_secs(60));
+        assert!(options.lock_wait > LONGEST_REFRESH);
+        // A hung holder is cut off only after a waiter would have given up on a healthy one.
+        assert!(options.max_lock_idle > options.lock_wait);
     }
 
     #[test]
@@ -161,6 +170,6 @@ mod tests {
     #[test]
     fn millis_never_rounds_to_the_no_limit_value() {
         assert_eq!(millis(Duration::from_micros(10)), 1);
-        assert_eq!(millis(Duration::from_secs(15)), 15_000);
+        assert_eq!(millis(Duration::from_secs(60)), 60_000);
     }
 }

@@ -20,7 +20,7 @@ pub(crate) const PURPOSE_ACCESS: &str = "access_token";
 
 /// The columns every query returns, in the order [`decode`] reads them.
 pub(crate) const COLUMNS: &str = "subject, profile, scopes, consent, refresh_token, access_token, \
-                                  access_expires_at, key_id, version, created_at, updated_at";
+                                  access_expires_at, key_id, version, created_at, updated_at, access_scopes";
 
 /// A credential's tokens, sealed with the newest key.
 pub(crate) struct Sealed {
@@ -93,6 +93,8 @@ fn decode_fields(row: &Row, keys: &KeyRing, subject_text: &str) -> Result<Creden
     let version: i64 = row.try_get(8).map_err(|e| format!("version: {e}"))?;
     let created_at: OffsetDateTime = row.try_get(9).map_err(|e| format!("created_at: {e}"))?;
     let updated_at: OffsetDateTime = row.try_get(10).map_err(|e| format!("updated_at: {e}"))?;
+    let access_scopes: Option<Json<Scopes>> =
+        row.try_get(11).map_err(|e| format!("access_scopes: {e}"))?;
 
     let refresh_token = refresh_sealed
         .map(|sealed| {
@@ -105,7 +107,13 @@ fn decode_fields(row: &Row, keys: &KeyRing, subject_text: &str) -> Result<Creden
             let plain = open_text(keys, subject_text, PURPOSE_ACCESS, sealed)?;
             let token =
                 AccessToken::parse(as_text(&plain)).map_err(|e| format!("access token: {e}"))?;
-            Some(CachedAccess { token, expires_at })
+            // Rows written before migration 0002 have none: the token then carries the grant's scopes.
+            let scopes = access_scopes.map_or_else(|| scopes.clone(), |Json(s)| s);
+            Some(CachedAccess {
+                token,
+                expires_at,
+                scopes,
+            })
         }
         (None, None) => None,
         _ => return Err("access token without expiry (or expiry without token)".to_owned()),

@@ -11,11 +11,12 @@ use offline_access_domain::{
     Credential, CredentialPage, CredentialStore, StoreError, Subject, UserLock,
 };
 use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
 
 use crate::error::{Errors, redact_url};
 use crate::lock::{PgUserLock, TxConn, begin_locked};
-use crate::migrate::{CREATE_MIGRATIONS_TABLE, MIGRATION_LOCK, MIGRATIONS};
+use crate::migrate::{CREATE_MIGRATIONS_TABLE, LATEST_MIGRATION, MIGRATION_LOCK, MIGRATIONS};
 use crate::options::{PgOptions, millis};
 use crate::row::{Sealed, decode, version_param};
 use crate::sql::Statements;
@@ -46,6 +47,9 @@ fn build_pool(
 /// How often a re-encryption retries a row that changed under it before giving up on the run.
 const RESEAL_ATTEMPTS: usize = 5;
 
+/// Longest listing cursor accepted: a subject (the `credentials.subject` CHECK allows 255 characters).
+const MAX_CURSOR_CHARS: usize = 255;
+
 /// A [`CredentialStore`] on PostgreSQL (one row per user in `credentials`), shared by any number of service
 /// instances.
 ///
@@ -53,7 +57,13 @@ const RESEAL_ATTEMPTS: usize = 5;
 ///   table holds only ciphertext; profile and scopes are `jsonb`, the consent state text.
 /// - [`put`](CredentialStore::put) is one statement: `INSERT ... ON CONFLICT DO NOTHING` for a first write,
 ///   `UPDATE ... WHERE version = $expected` after; no row back means [`StoreError::Conflict`]. The refresh-token
-///   rule is in the SQL (`COALESCE(new, stored)`).
+///   rule is in the SQL (`COALESCE(new, stored)`). A version is `epoch << 32 | count`: a first write takes a new
+///   epoch from the sequence `credentials_version`, later writes count up, so a subject's versions never repeat,
+///   also across deletes. `delete` is conditional on the version like `put`.
+/// - [`list`](CredentialStore::list) and [`pending_revocations`](CredentialStore::pending_revocations) page by
+///   subject (the cursor is the last subject); the latter reads only the partial index of forgotten rows. A row
+///   that cannot be read is reported in [`CredentialPage::unreadable`] and skipped.
+/// - [`ping`](CredentialStore::ping) is readiness: reachable, migrated to this build's schema, writable.
 /// - [`lock_user`](CredentialStore::lock_user) opens a transaction on a connection of a separate lock pool and
 ///   takes `pg_advisory_xact_lock(hashtext(namespace), hashtext(subject))` (it works for users without a row
 ///   yet). The guard reads on that connection; its writes are ordinary one-statement writes (same version rule)
@@ -99,7 +109,8 @@ impl PgStore {
     /// Connects to PostgreSQL at `url` (`postgres://user[:password]@host[:port]/db[?...]`, or `key=value` form) and
     /// checks that it answers. No TLS: use it on a trusted network or through a local proxy.
     ///
-    /// Does not create tables: call [`PgStore::migrate`] (the service does on start unless disabled).
+    /// Does not create tables, nor require them: call [`PgStore::migrate`] (the service does on start unless
+    /// disabled); until then [`ping`](CredentialStore::ping) reports the schema as not migrated.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the database cannot be reached (the message names `store.url`, with any
@@ -133,10 +144,6 @@ impl PgStore {
         }
         let pool = build_pool(config.clone(), options.pool_size, &options)?;
         let lock_pool = build_pool(config, options.lock_pool_size, &options)?;
-        let table = match &options.schema {
-            Some(schema) => format!("\"{schema}\".credentials"),
-            None => "credentials".to_owned(),
-        };
         let lock_namespace = format!(
             "offline-access/user/{}",
             options.schema.as_deref().unwrap_or_default()
@@ -147,13 +154,13 @@ impl PgStore {
                 lock_pool,
                 key_ids: keys.key_ids().map(str::to_owned).collect(),
                 keys,
-                sql: Statements::new(&table),
+                sql: Statements::new(options.schema.as_deref()),
                 errors,
                 options,
                 lock_namespace,
             }),
         };
-        store.ping().await?;
+        store.inner.check_reachable().await?;
         Ok(store)
     }
 
@@ -387,6 +394,116 @@ impl Inner {
         Ok(count)
     }
 
+    /// Checks that the database answers (no table needed: used by `connect`, before any migration).
+    async fn check_reachable(&self) -> Result<(), StoreError> {
+        let conn = self.conn().await.map_err(unavailable)?;
+        conn.simple_query("SELECT 1")
+            .await
+            .map(drop)
+            .map_err(|e| unavailable(self.errors.driver("checking the connection", &e)))
+    }
+
+    /// Readiness: reachable, migrated to [`LATEST_MIGRATION`], writable; one statement.
+    async fn ready(&self) -> Result<(), StoreError> {
+        let doing = "checking readiness";
+        let conn = self.conn().await.map_err(unavailable)?;
+        let answer = async {
+            let statement = conn.prepare_cached(&self.sql.ready).await?;
+            let row = conn.query_one(&statement, &[]).await?;
+            Ok::<_, tokio_postgres::Error>((row.try_get::<_, i32>(0)?, row.try_get::<_, bool>(1)?))
+        }
+        .await;
+        let (applied, read_only) = match answer {
+            Ok(answer) => answer,
+            Err(e)
+                if e.code().is_some_and(|code| {
+                    *code == SqlState::UNDEFINED_TABLE || *code == SqlState::INVALID_SCHEMA_NAME
+                }) =>
+            {
+                (0, false)
+            }
+            Err(e) => return Err(unavailable(self.errors.driver(doing, &e))),
+        };
+        if applied < LATEST_MIGRATION {
+            let schema = self
+                .options
+                .schema
+                .as_deref()
+                .map_or_else(|| "on search_path".to_owned(), |s| format!("`{s}`"));
+            let state = if applied == 0 {
+                "has no offline-access tables".to_owned()
+            } else {
+                format!("is at migration {applied}")
+            };
+            return Err(StoreError::Unavailable(format!(
+                "schema not migrated: the PostgreSQL schema {schema} {state}; this build needs migration \
+                 {LATEST_MIGRATION}: run `offline-access migrate` (or enable store.migrate_on_start)"
+            )));
+        }
+        if read_only {
+            return Err(StoreError::Unavailable(format!(
+                "PostgreSQL at {} (store.url) only accepts reads (a standby, or default_transaction_read_only)",
+                self.errors.url
+            )));
+        }
+        Ok(())
+    }
+
+    /// One page of `first`/`after` (statements taking `[cursor,] limit` and returning [`COLUMNS`](crate::row)
+    /// in subject order): readable rows in `items`, the others in `unreadable`, the cursor past both.
+    async fn page(
+        &self,
+        doing: &str,
+        (first, after): (&str, &str),
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<CredentialPage, StoreError> {
+        if let Some(cursor) = &cursor
+            && (cursor.is_empty()
+                || cursor.contains('\0')
+                || cursor.chars().count() > MAX_CURSOR_CHARS)
+        {
+            return Err(StoreError::Other(
+                "not a listing cursor of this PostgreSQL store".to_owned(),
+            ));
+        }
+        if limit == 0 {
+            return Ok(CredentialPage::default());
+        }
+        let map = |e: tokio_postgres::Error| self.errors.driver(doing, &e);
+        // One more than asked, to know whether there is a next page.
+        let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let conn = self.conn().await?;
+        let rows = match &cursor {
+            None => {
+                let statement = conn.prepare_cached(first).await.map_err(map)?;
+                conn.query(&statement, &[&fetch]).await
+            }
+            Some(cursor) => {
+                let statement = conn.prepare_cached(after).await.map_err(map)?;
+                conn.query(&statement, &[cursor, &fetch]).await
+            }
+        }
+        .map_err(map)?;
+        let mut page = CredentialPage::default();
+        let mut last = None;
+        for row in rows.iter().take(limit) {
+            // The cursor moves past every row, readable or not, so one bad row never stops a listing.
+            last = Some(row.try_get::<_, String>(0).map_err(map)?);
+            match decode(row, &self.keys) {
+                Ok(credential) => page.items.push(credential),
+                Err(StoreError::Corrupt { subject, reason }) => {
+                    page.unreadable.push(format!("{subject}: {reason}"));
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        if rows.len() > limit {
+            page.next_cursor = last;
+        }
+        Ok(page)
+    }
+
     /// A pooled connection.
     pub(crate) async fn conn(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(|e| self.errors.pool(e))
@@ -428,6 +545,7 @@ impl Inner {
         let profile = Json(&credential.profile);
         let scopes = Json(&credential.scopes);
         let consent = credential.consent.as_str();
+        let access_scopes = credential.access.as_ref().map(|a| Json(&a.scopes));
         let row = if credential.version == 0 {
             let statement = client.prepare_cached(&self.sql.insert).await.map_err(map)?;
             client
@@ -444,6 +562,7 @@ impl Inner {
                         &sealed.key_id,
                         &credential.created_at,
                         &credential.updated_at,
+                        &access_scopes,
                     ],
                 )
                 .await
@@ -466,6 +585,7 @@ impl Inner {
                         &expected,
                         &credential.updated_at,
                         &self.key_ids,
+                        &access_scopes,
                     ],
                 )
                 .await
@@ -494,59 +614,54 @@ impl CredentialStore for PgStore {
         self.inner.put_on(&conn, credential).await
     }
 
-    async fn delete(&self, subject: &Subject) -> Result<bool, StoreError> {
+    async fn delete(&self, subject: &Subject, version: u64) -> Result<(), StoreError> {
         let inner = &*self.inner;
         let map = |e: tokio_postgres::Error| inner.errors.driver("deleting a credential", &e);
+        // A version beyond `bigint` was never stored.
+        let expected = i64::try_from(version).map_err(|_| StoreError::Conflict)?;
         let conn = inner.conn().await?;
         let statement = conn.prepare_cached(&inner.sql.delete).await.map_err(map)?;
-        let deleted = conn
-            .execute(&statement, &[&subject.as_str()])
+        // No decryption: a row sealed under a key that is gone can still be deleted (at its version).
+        match conn
+            .execute(&statement, &[&subject.as_str(), &expected])
             .await
-            .map_err(map)?;
-        Ok(deleted > 0)
+            .map_err(map)?
+        {
+            0 => Err(StoreError::Conflict),
+            _ => Ok(()),
+        }
     }
 
     async fn list(
         &self,
-        after: Option<Subject>,
+        cursor: Option<String>,
         limit: usize,
     ) -> Result<CredentialPage, StoreError> {
-        if limit == 0 {
-            return Ok(CredentialPage::default());
-        }
-        let inner = &*self.inner;
-        let map = |e: tokio_postgres::Error| inner.errors.driver("listing credentials", &e);
-        // One more than asked, to know whether there is a next page.
-        let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-        let conn = inner.conn().await?;
-        let rows = match &after {
-            None => {
-                let statement = conn
-                    .prepare_cached(&inner.sql.list_first)
-                    .await
-                    .map_err(map)?;
-                conn.query(&statement, &[&fetch]).await
-            }
-            Some(after) => {
-                let statement = conn
-                    .prepare_cached(&inner.sql.list_after)
-                    .await
-                    .map_err(map)?;
-                conn.query(&statement, &[&after.as_str(), &fetch]).await
-            }
-        }
-        .map_err(map)?;
-        let mut items = rows
-            .iter()
-            .map(|row| decode(row, &inner.keys))
-            .collect::<Result<Vec<_>, _>>()?;
-        let next_after = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|c| c.subject.clone())
-        } else {
-            None
-        };
-        Ok(CredentialPage { items, next_after })
+        let sql = &self.inner.sql;
+        self.inner
+            .page(
+                "listing credentials",
+                (&sql.list_first, &sql.list_after),
+                cursor,
+                limit,
+            )
+            .await
+    }
+
+    async fn pending_revocations(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<CredentialPage, StoreError> {
+        let sql = &self.inner.sql;
+        self.inner
+            .page(
+                "listing pending revocations",
+                (&sql.pending_first, &sql.pending_after),
+                cursor,
+                limit,
+            )
+            .await
     }
 
     async fn lock_user(&self, subject: &Subject) -> Result<Box<dyn UserLock>, StoreError> {
@@ -556,16 +671,14 @@ impl CredentialStore for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let conn = self.inner.conn().await?;
-        match conn.simple_query("SELECT 1").await {
-            Ok(_) => Ok(()),
-            // Whatever the cause, for readiness the store is not usable.
-            Err(e) => Err(
-                match self.inner.errors.driver("checking the connection", &e) {
-                    StoreError::Unavailable(m) => StoreError::Unavailable(m),
-                    other => StoreError::Unavailable(other.to_string()),
-                },
-            ),
-        }
+        self.inner.ready().await
+    }
+}
+
+/// For readiness, any failure means the store is not usable now.
+fn unavailable(error: StoreError) -> StoreError {
+    match error {
+        StoreError::Unavailable(message) => StoreError::Unavailable(message),
+        other => StoreError::Unavailable(other.to_string()),
     }
 }

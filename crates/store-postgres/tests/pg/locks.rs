@@ -76,15 +76,16 @@ async fn a_user_without_a_row_can_be_locked_and_writes_under_the_lock_are_durabl
         .put(&credential("2301", Some("1//r"), "ya29.a"))
         .await
         .unwrap();
-    assert_eq!(v1.version, 1);
-    assert!(
-        lock.get().await.unwrap().is_some(),
+    assert!(v1.version > 0);
+    assert_eq!(
+        lock.get().await.unwrap().map(|c| c.version),
+        Some(v1.version),
         "the holder reads its own write"
     );
     // Stored before release: a refresh token written under the lock cannot be lost with the lock.
-    assert_eq!(store.get(&sub).await.unwrap().unwrap().version, 1);
+    assert_eq!(store.get(&sub).await.unwrap().unwrap().version, v1.version);
     lock.release().await.unwrap();
-    assert_eq!(store.get(&sub).await.unwrap().unwrap().version, 1);
+    assert_eq!(store.get(&sub).await.unwrap().unwrap().version, v1.version);
 }
 
 #[tokio::test]
@@ -97,7 +98,7 @@ async fn a_plain_write_is_not_blocked_by_a_held_lock_and_the_holder_sees_it() {
         .await
         .unwrap();
     let mut lock = store.lock_user(&sub).await.unwrap();
-    assert_eq!(lock.get().await.unwrap().unwrap().version, 1);
+    assert_eq!(lock.get().await.unwrap().unwrap().version, v1.version);
     // A sign-in on another instance writes without the lock.
     let mut signed_in = v1.clone();
     signed_in.refresh_token =
@@ -131,7 +132,7 @@ async fn under_the_lock_a_stale_version_conflicts_and_the_refresh_token_rule_hol
     refreshed.refresh_token = None;
     refreshed.access = credential("2401", None, "ya29.fresh").access;
     let v2 = lock.put(&refreshed).await.unwrap();
-    assert_eq!(v2.version, v1.version + 1);
+    assert!(v2.version > v1.version);
     lock.release().await.unwrap();
     let read = store.get(&sub).await.unwrap().unwrap();
     assert_eq!(refresh_of(&read).as_deref(), Some("1//keep"));
@@ -155,7 +156,8 @@ async fn a_dropped_guard_frees_the_lock_and_its_connection_comes_back_outside_th
     let other = db.store().await;
     let (first, second) = (subject("2501"), subject("2502"));
     let mut lock = store.lock_user(&first).await.unwrap();
-    lock.put(&credential("2501", Some("1//r"), "ya29.a"))
+    let written = lock
+        .put(&credential("2501", Some("1//r"), "ya29.a"))
         .await
         .unwrap();
     drop(lock);
@@ -170,7 +172,10 @@ async fn a_dropped_guard_frees_the_lock_and_its_connection_comes_back_outside_th
     again.release().await.unwrap();
     next.release().await.unwrap();
     // What was written under the dropped guard is kept (writes are durable when `put` returns).
-    assert_eq!(other.get(&first).await.unwrap().unwrap().version, 1);
+    assert_eq!(
+        other.get(&first).await.unwrap().unwrap().version,
+        written.version
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,7 +195,7 @@ async fn a_killed_holder_frees_the_lock_and_its_guard_reports_unavailable() {
     let other = Arc::new(db.store().await);
     let sub = subject("2601");
     let mut holder = holder_store.lock_user(&sub).await.unwrap();
-    holder
+    let written = holder
         .put(&credential("2601", Some("1//r"), "ya29.a"))
         .await
         .unwrap();
@@ -217,7 +222,7 @@ async fn a_killed_holder_frees_the_lock_and_its_guard_reports_unavailable() {
     assert!(!killed.is_empty());
     let seen = timeout(GENEROUS, waiter).await.unwrap().unwrap();
     // The holder stored its write before it died: the next holder reads it.
-    assert_eq!(seen.unwrap().version, 1);
+    assert_eq!(seen.unwrap().version, written.version);
     assert!(matches!(
         holder.release().await,
         Err(StoreError::Unavailable(_))
@@ -319,7 +324,7 @@ async fn many_lockers_across_two_stores_never_overlap_and_lose_no_write() {
     let db = test_db!();
     let stores = [Arc::new(db.store().await), Arc::new(db.store().await)];
     let sub = subject("2901");
-    stores[0]
+    let first = stores[0]
         .put(&credential("2901", Some("1//r"), "ya29.a"))
         .await
         .unwrap();
@@ -332,17 +337,30 @@ async fn many_lockers_across_two_stores_never_overlap_and_lose_no_write() {
                 let cred = lock.get().await.unwrap().unwrap();
                 tokio::task::yield_now().await;
                 // Nobody may write between our read and our write: no conflict is possible under the lock.
-                lock.put(&cred).await.unwrap();
+                let written = lock.put(&cred).await.unwrap();
                 lock.release().await.unwrap();
+                (cred.version, written.version)
             })
         })
         .collect();
+    let mut writes = Vec::new();
     for task in tasks {
-        timeout(GENEROUS, task).await.unwrap().unwrap();
+        writes.push(timeout(GENEROUS, task).await.unwrap().unwrap());
+    }
+    // The writes form one chain: each read the version the previous one wrote, from the first write to the last.
+    writes.sort_unstable();
+    let mut expected = first.version;
+    for (read, written) in &writes {
+        assert_eq!(
+            *read, expected,
+            "a locker read a version that was not the latest"
+        );
+        assert!(*written > *read);
+        expected = *written;
     }
     assert_eq!(
         stores[1].get(&sub).await.unwrap().unwrap().version,
-        1 + LOCKERS as u64
+        expected
     );
 }
 
@@ -354,7 +372,7 @@ async fn a_stampede_over_two_instances_refreshes_an_expired_token_exactly_once()
     let sub = subject("2951");
     let mut expired = credential("2951", Some("1//r"), "ya29.expired");
     expired.access.as_mut().unwrap().expires_at = crate::support::NOW - time::Duration::minutes(5);
-    instances[0].put(&expired).await.unwrap();
+    let before = instances[0].put(&expired).await.unwrap();
     let refreshes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     // The service's refresh pattern: lock, re-read, refresh only if still stale, write, release.
     let tasks: Vec<_> = (0..CALLERS)
@@ -386,6 +404,6 @@ async fn a_stampede_over_two_instances_refreshes_an_expired_token_exactly_once()
     }
     assert_eq!(refreshes.load(std::sync::atomic::Ordering::SeqCst), 1);
     let stored = instances[1].get(&sub).await.unwrap().unwrap();
-    assert_eq!(stored.version, 2);
+    assert!(stored.version > before.version);
     assert_eq!(refresh_of(&stored).as_deref(), Some("1//r"));
 }

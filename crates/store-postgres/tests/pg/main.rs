@@ -9,6 +9,7 @@ mod contract;
 mod failures;
 mod locks;
 mod migrations;
+mod readiness;
 mod rotation;
 mod store;
 mod support;

@@ -97,7 +97,8 @@ pub(crate) fn subject(value: &str) -> Subject {
     Subject::parse(value).unwrap()
 }
 
-/// A new (version 0) credential with a full profile, two scopes and the given tokens.
+/// A new (version 0) credential with a full profile, three granted scopes and the given tokens (the access token
+/// with two of them).
 pub(crate) fn credential(sub: &str, refresh: Option<&str>, access: &str) -> Credential {
     Credential {
         subject: subject(sub),
@@ -117,6 +118,8 @@ pub(crate) fn credential(sub: &str, refresh: Option<&str>, access: &str) -> Cred
         access: Some(CachedAccess {
             token: AccessToken::parse(access).unwrap(),
             expires_at: NOW + time::Duration::hours(1),
+            // Fewer than the grant's: the access token's own scopes are kept apart.
+            scopes: Scopes::parse("openid email").unwrap(),
         }),
         consent: ConsentState::Active,
         version: 0,
