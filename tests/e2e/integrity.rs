@@ -81,7 +81,13 @@ async fn a_slow_refresh_that_ends_after_a_forget_and_a_new_consent_leaves_the_ne
     slow.await.unwrap().unwrap();
 
     // The old refresh wrote nothing over the new grant: it is active, and its refresh token works.
-    let me = json(app.authed(Method::GET, "/v1/me", &token).send().await.unwrap()).await;
+    let me = json(
+        app.authed(Method::GET, "/v1/me", &token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(me["consent"], "active");
     assert_eq!(me["offline_access"], true);
     app.fake.control().expire_user(&sub).await;
@@ -125,7 +131,10 @@ async fn a_sign_in_with_googles_clock_ahead_keeps_the_grant_and_a_rotated_refres
         assert!(folder.is_ok(), "{folder:?}");
     }
     let after = app.stored(&sub).await.unwrap().refresh_token.unwrap();
-    assert!(!after.ct_eq(&before), "the rotated refresh token was stored");
+    assert!(
+        !after.ct_eq(&before),
+        "the rotated refresh token was stored"
+    );
     assert_eq!(app.token_calls("refresh_token").await, 2);
 }
 
@@ -148,7 +157,13 @@ async fn a_later_sign_in_asking_fewer_scopes_keeps_drive() {
     let refreshes = app.token_calls("refresh_token").await;
     assert_eq!(appfolder_status(&app, &token).await, 200);
     assert_eq!(app.token_calls("refresh_token").await, refreshes + 1);
-    let me = json(app.authed(Method::GET, "/v1/me", &token).send().await.unwrap()).await;
+    let me = json(
+        app.authed(Method::GET, "/v1/me", &token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert!(scopes_of(&me).contains(&DRIVE.to_owned()));
     assert!(app.stored(&sub).await.is_some());
 }
@@ -173,7 +188,13 @@ async fn incremental_authorization_widens_the_grant_and_a_refresh_keeps_it() {
     assert!(scopes.contains(&CALENDAR.to_owned()) && scopes.contains(&DRIVE.to_owned()));
     app.fake.control().expire_user(&sub).await;
     assert_eq!(appfolder_status(&app, &token).await, 200);
-    let me = json(app.authed(Method::GET, "/v1/me", &token).send().await.unwrap()).await;
+    let me = json(
+        app.authed(Method::GET, "/v1/me", &token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert!(
         scopes_of(&me).contains(&CALENDAR.to_owned()),
         "a refresh reports the whole grant: {me}"

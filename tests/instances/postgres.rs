@@ -131,7 +131,7 @@ async fn a_lock_holder_killed_mid_refresh_blocks_nobody_and_loses_no_refresh_tok
         .unwrap()
         .unwrap();
     assert!(!holder.is_finished(), "A is still stuck in its Google call");
-    // Lock waits (15 s) outlast the kill by far, so every call gets the survivors' one refresh: all succeed.
+    // Lock waits (60 s) outlast the kill by far, so every call gets the survivors' one refresh: all succeed.
     assert!(
         statuses.iter().all(|s| *s == Some(200)),
         "every call succeeds: {statuses:?}"
@@ -149,7 +149,12 @@ async fn a_lock_holder_killed_mid_refresh_blocks_nobody_and_loses_no_refresh_tok
         .await
         .unwrap()
         .unwrap();
-    assert!(late.is_err(), "A's late refresh cannot succeed");
+    // Its refresh token is no longer the stored one, so A writes nothing and decides again on what is stored: the
+    // survivors' fresh access token serves its Drive call.
+    assert!(
+        late.is_ok(),
+        "A's call goes on with the stored token: {late:?}"
+    );
     let after = stored(&c, &sub).await;
     assert_eq!(after.consent, ConsentState::Active);
     assert_eq!(after.version, version, "A wrote nothing");

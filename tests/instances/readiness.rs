@@ -3,7 +3,9 @@
 
 use fake_google::FakeGoogle;
 
-use crate::support::{Forwarder, Instance, host_port, id_token, test_db, via};
+use fake_google::CodeRequest;
+
+use crate::support::{Forwarder, Instance, host_port, id_token, test_db, token_calls, via};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_503_while_postgres_is_unreachable_and_200_when_it_is_back() {
@@ -26,6 +28,44 @@ async fn readyz_is_503_while_postgres_is_unreachable_and_200_when_it_is_back() {
     assert_eq!(down, (503, "unavailable".to_owned()));
     assert_eq!(still_down, (503, "unavailable".to_owned()));
     assert_eq!(back, (200, "ok".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmigrated_schema_is_not_ready_and_a_sign_in_spends_no_code_until_it_is_migrated() {
+    let db = test_db!();
+    let fake = FakeGoogle::start().await.unwrap();
+    let store = db.unmigrated_store().await;
+    let instance = Instance::spawn(&fake, store.clone()).await;
+
+    assert_eq!(readyz(&instance).await, (503, "unavailable".to_owned()));
+    let minted = fake
+        .control()
+        .mint_code(CodeRequest::new("early@example.com"))
+        .await
+        .unwrap();
+    let post = || {
+        instance
+            .http
+            .post(format!("{}/authcode", instance.url))
+            .header("X-Requested-With", "XMLHttpRequest")
+            .form(&[("authCode", minted.code.as_str())])
+            .send()
+    };
+    let refused = post().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "store_unavailable");
+    assert_eq!(
+        token_calls(&fake, "authorization_code").await,
+        0,
+        "the code was not spent at Google"
+    );
+
+    // Once migrated, the same code signs the user in.
+    store.migrate().await.unwrap();
+    let response = post().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(readyz(&instance).await.0, 200);
 }
 
 /// `/readyz`: the status and `checks.store`.

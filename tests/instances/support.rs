@@ -22,7 +22,7 @@ pub(crate) struct Instance {
     pub(crate) url: String,
     /// The use cases, for calls with no HTTP in between.
     pub(crate) service: Arc<OfflineAccess>,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -171,6 +171,22 @@ impl TestDb {
     /// This test's URL with an `application_name`, to find an instance's connections in `pg_stat_activity`.
     pub(crate) fn url_named(&self, application_name: &str) -> String {
         self.dropped_at_the_end.url_named(application_name)
+    }
+
+    /// A store on this schema that nobody migrated (as with `store.migrate_on_start = false`).
+    pub(crate) async fn unmigrated_store(&self) -> Arc<PgStore> {
+        let store = PgStore::connect(
+            &self.url,
+            self.keys.clone(),
+            PgOptions {
+                pool_size: 4,
+                lock_pool_size: 2,
+                ..self.dropped_at_the_end.options()
+            },
+        )
+        .await
+        .unwrap();
+        Arc::new(store)
     }
 
     /// A store (its own pools) on this schema, migrated, connecting to `url`.

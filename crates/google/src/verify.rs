@@ -229,8 +229,15 @@ impl JwksVerifier {
             (Ok(key), _) => Some(key),
             // From the token endpoint, over the TLS connection this server opened: Google vouches for the token
             // even when its key is not published yet or the keys cannot be fetched (§3.1.3.7 step 6).
-            (Err(VerifyError::UnknownKey | VerifyError::KeysUnavailable), Source::TokenEndpoint) => {
-                tracing::info!("ID token from the token endpoint accepted without its key (unknown or unavailable): the TLS connection vouches for it");
+            // Only a `kid` shaped like Google's: a token without one, or with a path or SQL in it, is no key
+            // rotation in progress.
+            (
+                Err(VerifyError::UnknownKey | VerifyError::KeysUnavailable),
+                Source::TokenEndpoint,
+            ) if kid_is_plausible(kid) => {
+                tracing::info!(
+                    "ID token from the token endpoint accepted without its key (unknown or unavailable): the TLS connection vouches for it"
+                );
                 None
             }
             (Err(e), _) => return Err(e),

@@ -625,7 +625,8 @@ async fn a_token_endpoint_id_token_tolerates_iat_in_the_future_but_not_expiry() 
 }
 
 #[tokio::test]
-async fn a_token_endpoint_id_token_still_needs_a_good_signature_when_its_key_is_known_and_the_right_claims() {
+async fn a_token_endpoint_id_token_still_needs_a_good_signature_when_its_key_is_known_and_the_right_claims()
+ {
     assert_eq!(
         verify_exchanged(&sign(&claims(), KID1, &KEY2))
             .await
@@ -649,6 +650,22 @@ async fn a_token_endpoint_id_token_still_needs_a_good_signature_when_its_key_is_
             .await
             .unwrap_err(),
         VerifyError::BadClaim("sub")
+    );
+    // No `kid`, or one shaped like a path: no key rotation in progress, so no leniency.
+    let no_kid = jws(&json!({"alg": "RS256"}), &claims(), &KEY2, Algorithm::RS256);
+    assert_eq!(
+        verify_exchanged(&no_kid).await.unwrap_err(),
+        VerifyError::UnknownKey
+    );
+    let path_kid = jws(
+        &json!({"alg": "RS256", "kid": "../../etc/passwd"}),
+        &claims(),
+        &KEY2,
+        Algorithm::RS256,
+    );
+    assert_eq!(
+        verify_exchanged(&path_kid).await.unwrap_err(),
+        VerifyError::UnknownKey
     );
     // Another algorithm in the header: refused before anything else, as for a Bearer.
     let token = signed(&claims());
