@@ -792,13 +792,10 @@ async fn a_sign_in_after_a_pending_forget_cancels_the_revocation_and_is_a_new_us
         .times(1)
         .returning(|_| Err(RevokeError::Unavailable));
     // The kept refresh token is tried once before the sign-in trusts it.
-    tokens
-        .expect_refresh()
-        .times(1)
-        .returning(|rt| {
-            assert_eq!(rt.expose_secret(), "1//r1");
-            Ok(token_response("ya29.c", None, None))
-        });
+    tokens.expect_refresh().times(1).returning(|rt| {
+        assert_eq!(rt.expose_secret(), "1//r1");
+        Ok(token_response("ya29.c", None, None))
+    });
     let h = harness(tokens, MockDrive::new());
     signed_in(&h).await;
     h.service.forget(&sub(ALICE)).await.unwrap();

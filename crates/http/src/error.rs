@@ -248,7 +248,10 @@ impl From<SignInError> for ApiError {
                 "Google's signing keys are unavailable; try again later.",
             ),
             SignInError::InvalidIdToken(reason) => {
-                tracing::warn!(reason = reason.reason(), "the ID token Google returned for a code failed verification");
+                tracing::warn!(
+                    reason = reason.reason(),
+                    "the ID token Google returned for a code failed verification"
+                );
                 Self::new(
                     StatusCode::BAD_GATEWAY,
                     "upstream_invalid_id_token",
@@ -256,7 +259,9 @@ impl From<SignInError> for ApiError {
                 )
             }
             SignInError::RedirectUriMismatch => {
-                tracing::info!("Google refused a code for its redirect URI (redirect_uri_mismatch)");
+                tracing::info!(
+                    "Google refused a code for its redirect URI (redirect_uri_mismatch)"
+                );
                 Self::new(
                     StatusCode::BAD_REQUEST,
                     "redirect_uri_mismatch",

@@ -17,9 +17,7 @@ use offline_access_domain::{AuthCode, DRIVE_APPDATA_SCOPE, SignIn};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{
-    HINT_REQUEST_OFFLINE_ACCESS_AGAIN, UserView, run_to_completion,
-};
+use super::{HINT_REQUEST_OFFLINE_ACCESS_AGAIN, UserView, run_to_completion};
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{authenticate, bearer_token, media_type, read_body};

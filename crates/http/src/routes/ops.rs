@@ -86,7 +86,9 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         (false, false) => {
             "The credential store is unreachable and Google's signing keys are not loaded."
         }
-        (false, true) => "The credential store cannot serve: unreachable, its schema not migrated, or not writable.",
+        (false, true) => {
+            "The credential store cannot serve: unreachable, its schema not migrated, or not writable."
+        }
         _ => "Google's signing keys are not loaded yet.",
     };
     (

@@ -382,7 +382,8 @@ async fn an_exchange_without_an_id_token_asks_for_the_openid_scope() {
 }
 
 #[tokio::test]
-async fn an_exchanged_id_token_that_fails_verification_is_502_never_a_bearer_error_and_nothing_is_stored() {
+async fn an_exchanged_id_token_that_fails_verification_is_502_never_a_bearer_error_and_nothing_is_stored()
+ {
     let mut mocks = Mocks::bare();
     mocks.tokens.expect_exchange_code().returning(|_| {
         Ok(token_response(
