@@ -268,6 +268,23 @@ async fn a_failed_id_token_verification_stores_nothing() {
     assert!(h.store.list(None, 10).await.unwrap().items.is_empty());
 }
 
+#[tokio::test]
+async fn a_failed_id_token_verification_is_not_remembered_for_the_code() {
+    let (tokens, calls) = exchanging(vec![
+        token_response("ya29.a", Some("1//r1"), Some("bad")),
+        token_response("ya29.b", Some("1//r1"), Some(ALICE)),
+    ]);
+    let h = harness(tokens, MockDrive::new());
+    assert!(h.service.sign_in(&code("4/0x"), None).await.is_err());
+
+    // The same code again goes to Google again (which, in life, answers invalid_grant for a used code): no cached
+    // refusal stands in for Google's answer.
+    let again = h.service.sign_in(&code("4/0x"), None).await;
+
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert!(again.unwrap().offline_access());
+}
+
 fn refreshing(
     sign_in: TokenResponse,
     refresh: impl Fn(usize) -> Result<TokenResponse, TokenError> + Send + Sync + 'static,
