@@ -33,9 +33,10 @@ pub mod testkit;
 pub use credential::{CachedAccess, ConsentState, Credential, Grant};
 pub use identity::{DRIVE_APPDATA_SCOPE, Email, IdentityError, Profile, Scopes, Subject};
 pub use ports::{
-    Clock, ContentStream, CredentialPage, CredentialStore, Drive, DriveError, DriveRequest,
-    DriveResponse, FileContent, IdTokenVerifier, RevokeError, StoreError, SystemClock,
-    TokenEndpoint, TokenError, TokenResponse, UserLock, VerifiedIdToken, VerifyError,
+    BodyStream, Clock, ContentStream, CredentialPage, CredentialStore, Drive, DriveError,
+    DriveRequest, DriveResponse, FileContent, GoogleApi, IdTokenVerifier, ProxyBody, ProxyError,
+    ProxyRequest, ProxyResponse, RevokeError, StoreError, SystemClock, TokenEndpoint, TokenError,
+    TokenResponse, UserLock, VerifiedIdToken, VerifyError,
 };
 pub use secret::{AccessToken, AuthCode, IdToken, RefreshToken, SecretError};
 pub use service::{

@@ -621,6 +621,125 @@ pub trait Drive: Send + Sync {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Google APIs (the internal API's proxy)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Bytes of a request or response body still arriving; an error ends them early.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, ProxyError>> + Send>>;
+
+/// The body of a request forwarded to a Google API.
+pub enum ProxyBody {
+    /// No body.
+    Empty,
+    /// A body held in memory (small enough to keep): the request can be repeated after a refresh.
+    Full(Bytes),
+    /// A body streamed from the caller as it arrives: the request cannot be repeated.
+    Streaming(BodyStream),
+}
+
+impl fmt::Debug for ProxyBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("Empty"),
+            Self::Full(b) => write!(f, "Full({} bytes)", b.len()),
+            Self::Streaming(_) => f.write_str("Streaming"),
+        }
+    }
+}
+
+/// A request to a Google API on a user's behalf. The host is already allowed and the headers already filtered
+/// (no `Authorization`, `Cookie` or hop-by-hop header of the caller).
+#[derive(Debug)]
+pub struct ProxyRequest {
+    /// The HTTP method, upper case (`GET`, `POST`, ...).
+    pub method: String,
+    /// The Google host (`www.googleapis.com`, `gmail.googleapis.com`, ...), lower case, no port.
+    pub host: String,
+    /// The path and query, starting with `/`.
+    pub path_and_query: String,
+    /// Headers to send (name in lower case, value).
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: ProxyBody,
+}
+
+impl ProxyRequest {
+    /// Whether the request can be sent again (no body, or one held in memory).
+    #[must_use]
+    pub fn is_repeatable(&self) -> bool {
+        !matches!(self.body, ProxyBody::Streaming(_))
+    }
+
+    /// A copy to send again, when repeatable.
+    #[must_use]
+    pub fn try_clone(&self) -> Option<ProxyRequest> {
+        let body = match &self.body {
+            ProxyBody::Empty => ProxyBody::Empty,
+            ProxyBody::Full(bytes) => ProxyBody::Full(bytes.clone()),
+            ProxyBody::Streaming(_) => return None,
+        };
+        Some(ProxyRequest {
+            method: self.method.clone(),
+            host: self.host.clone(),
+            path_and_query: self.path_and_query.clone(),
+            headers: self.headers.clone(),
+            body,
+        })
+    }
+}
+
+/// Google's answer to a forwarded request: its status, the headers worth passing on, and the body as it arrives.
+pub struct ProxyResponse {
+    /// The status code.
+    pub status: u16,
+    /// Headers to pass on (name in lower case, value): content type and length, range, etag, retry-after,
+    /// location, and Google's own `x-goog-*` headers; never `set-cookie` or hop-by-hop ones.
+    pub headers: Vec<(String, String)>,
+    /// The body, streamed.
+    pub body: BodyStream,
+}
+
+impl fmt::Debug for ProxyResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a request could not be forwarded (Google's own error answers are [`ProxyResponse`]s, passed through).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    /// Google could not be reached, or the connection broke.
+    #[error("the Google API is unavailable")]
+    Unavailable,
+    /// Google did not answer in time.
+    #[error("the Google API timed out")]
+    Timeout,
+    /// The request could not be built or sent (a bad header value, a body that failed).
+    #[error("the request could not be forwarded: {0}")]
+    BadRequest(String),
+}
+
+/// Any Google API over HTTPS, for the internal API's proxy.
+#[async_trait]
+pub trait GoogleApi: Send + Sync {
+    /// Sends `request` to Google with `access_token` as its Bearer; one attempt (the use case handles a 401).
+    ///
+    /// Adapters MUST send only to `request.host` (mapped to the configured base URL in tests), MUST add the
+    /// Bearer themselves, and MUST stream both bodies.
+    ///
+    /// # Errors
+    /// [`ProxyError`] when no answer came; any HTTP answer of Google's (4xx, 5xx too) is a [`ProxyResponse`].
+    async fn forward(
+        &self,
+        access_token: &AccessToken,
+        request: ProxyRequest,
+    ) -> Result<ProxyResponse, ProxyError>;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Clock
 // ---------------------------------------------------------------------------------------------------------------
 
