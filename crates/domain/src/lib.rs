@@ -11,6 +11,7 @@
 //! - `testkit` (feature `testkit`): the storage contract suite every [`CredentialStore`] adapter runs, an
 //!   in-memory store ([`memory`]) and test credentials.
 
+pub mod broker;
 pub mod credential;
 mod forget;
 mod grants;
@@ -30,6 +31,7 @@ mod signin;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use broker::{ProxyUseError, UserPage};
 pub use credential::{CachedAccess, ConsentState, Credential, Grant};
 pub use identity::{DRIVE_APPDATA_SCOPE, Email, IdentityError, Profile, Scopes, Subject};
 pub use ports::{

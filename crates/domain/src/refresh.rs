@@ -21,18 +21,19 @@ const ROUNDS: usize = 3;
 
 impl OfflineAccess {
     /// Refreshes under the user's locks. With `failed`, refreshes only if the stored token is still the one that
-    /// failed (so a burst of 401s causes one refresh); otherwise only if the stored token is stale or lacks a
-    /// `required` scope that the grant has.
+    /// failed (so a burst of 401s causes one refresh); otherwise only if the stored token expires within `margin`
+    /// or lacks a `required` scope that the grant has.
     pub(crate) async fn refresh(
         &self,
         subject: &Subject,
         failed: Option<&AccessToken>,
         required: &Scopes,
+        margin: time::Duration,
     ) -> Result<CachedAccess, AccessError> {
         let flight = self.flights.get(subject);
         let _in_process = flight.lock().await;
         let lock = self.ports.store.lock_user(subject).await?;
-        let result = self.refresh_locked(subject, failed, required).await;
+        let result = self.refresh_locked(subject, failed, required, margin).await;
         if let Err(e) = lock.release().await {
             // Every write under the lock was durable when it returned; the store frees the lock itself.
             tracing::warn!(subject = %subject, error = %e, "could not release a user lock cleanly");
@@ -45,6 +46,7 @@ impl OfflineAccess {
         subject: &Subject,
         failed: Option<&AccessToken>,
         required: &Scopes,
+        margin: time::Duration,
     ) -> Result<CachedAccess, AccessError> {
         let store = &*self.ports.store;
         for _ in 0..ROUNDS {
@@ -61,7 +63,7 @@ impl OfflineAccess {
             if let Some(access) = &credential.access {
                 let usable = access.scopes.is_superset(required)
                     && match failed {
-                        None => access.is_fresh(now, self.margin()),
+                        None => access.is_fresh(now, margin),
                         Some(failed) => {
                             !access.token.ct_eq(failed)
                                 && access.is_fresh(now, time::Duration::ZERO)

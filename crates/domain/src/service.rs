@@ -15,8 +15,8 @@ use crate::credential::{CachedAccess, ConsentState, Credential};
 use crate::grants;
 use crate::identity::{DRIVE_APPDATA_SCOPE, Profile, Scopes, Subject};
 use crate::ports::{
-    Clock, CredentialStore, Drive, DriveError, DriveRequest, DriveResponse, IdTokenVerifier,
-    StoreError, TokenEndpoint, VerifiedIdToken, VerifyError,
+    Clock, CredentialStore, Drive, DriveError, DriveRequest, DriveResponse, GoogleApi,
+    IdTokenVerifier, StoreError, TokenEndpoint, VerifiedIdToken, VerifyError,
 };
 use crate::recent::{RecentCredentials, Usable};
 use crate::secret::{AccessToken, IdToken};
@@ -49,6 +49,9 @@ pub struct Settings {
     /// How long a successful check that the store can take writes is trusted before a sign-in spends a code at
     /// Google (default 1 s; a failed write forgets it at once).
     pub store_check_ttl: Duration,
+    /// The scopes the product needs (`google.required_scopes`; default `drive.appdata`): a sign-in answers those
+    /// the grant lacks, so the app can ask for them.
+    pub required_scopes: Scopes,
 }
 
 impl Default for Settings {
@@ -63,6 +66,7 @@ impl Default for Settings {
             credential_cache_ttl: Duration::from_secs(1),
             credential_cache_capacity: 10_000,
             store_check_ttl: Duration::from_secs(1),
+            required_scopes: drive_scopes(),
         }
     }
 }
@@ -98,10 +102,12 @@ pub struct SignIn {
     pub offline_access: bool,
     /// Whether this user was not stored before.
     pub new_user: bool,
+    /// The required scopes ([`Settings::required_scopes`]) the grant lacks.
+    pub missing_scopes: Scopes,
 }
 
 impl SignIn {
-    pub(crate) fn of(credential: &Credential, new_user: bool) -> SignIn {
+    pub(crate) fn of(credential: &Credential, new_user: bool, required: &Scopes) -> SignIn {
         SignIn {
             subject: credential.subject.clone(),
             profile: credential.profile.clone(),
@@ -109,6 +115,7 @@ impl SignIn {
             consent: credential.consent,
             offline_access: credential.offline_access(),
             new_user,
+            missing_scopes: required.difference(&credential.scopes),
         }
     }
 
@@ -241,6 +248,7 @@ pub struct OfflineAccess {
     pub(crate) codes: CodeCache,
     pub(crate) recent: RecentCredentials,
     pub(crate) store_health: StoreHealth,
+    pub(crate) google_api: Option<Arc<dyn GoogleApi>>,
 }
 
 impl OfflineAccess {
@@ -260,7 +268,21 @@ impl OfflineAccess {
             codes,
             recent,
             store_health,
+            google_api: None,
         }
+    }
+
+    /// Adds the port the internal API's Google API proxy forwards through ([`OfflineAccess::proxy`]).
+    #[must_use]
+    pub fn with_google_api(mut self, api: Arc<dyn GoogleApi>) -> Self {
+        self.google_api = Some(api);
+        self
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// The ports (for readiness checks and operator commands).
@@ -298,7 +320,7 @@ impl OfflineAccess {
     /// # Errors
     /// See [`AccessError`].
     pub async fn access_token(&self, subject: &Subject) -> Result<AccessToken, AccessError> {
-        self.token_for(subject, &Scopes::default())
+        self.token_for(subject, &Scopes::default(), self.margin())
             .await
             .map(|a| a.token)
     }
@@ -310,6 +332,7 @@ impl OfflineAccess {
         &self,
         subject: &Subject,
         required: &Scopes,
+        margin: time::Duration,
     ) -> Result<CachedAccess, AccessError> {
         let usable = self.usable(subject).await?;
         let missing = required.difference(&usable.scopes);
@@ -317,7 +340,7 @@ impl OfflineAccess {
             return Err(AccessError::ScopeMissing(missing));
         }
         if let Some(access) = &usable.access
-            && access.is_fresh(self.ports.clock.now(), self.margin())
+            && access.is_fresh(self.ports.clock.now(), margin)
             && access.scopes.is_superset(required)
         {
             return Ok(access.clone());
@@ -325,7 +348,7 @@ impl OfflineAccess {
         if usable.consent == ConsentState::Revoked {
             return Err(AccessError::ReconsentRequired);
         }
-        self.refresh(subject, None, required).await
+        self.refresh(subject, None, required, margin).await
     }
 
     /// What a Drive call needs of the user's credential: recently read or written by this instance (see
@@ -375,7 +398,7 @@ impl OfflineAccess {
         request: &DriveRequest,
     ) -> Result<DriveResponse, DriveUseError> {
         let required = drive_scopes();
-        let mut token = match self.token_for(subject, &required).await {
+        let mut token = match self.token_for(subject, &required, self.margin()).await {
             Ok(access) => access.token,
             Err(AccessError::ScopeMissing(_)) => return Err(DriveUseError::ScopeMissing),
             Err(e) => return Err(e.into()),
@@ -389,7 +412,10 @@ impl OfflineAccess {
                 Ok(response) => return Ok(response),
                 Err(DriveError::Unauthorized) if !refreshed => {
                     refreshed = true;
-                    token = match self.refresh(subject, Some(&token), &required).await {
+                    token = match self
+                        .refresh(subject, Some(&token), &required, self.margin())
+                        .await
+                    {
                         Ok(access) => access.token,
                         Err(AccessError::ScopeMissing(_)) => {
                             return Err(DriveUseError::ScopeMissing);
@@ -435,7 +461,7 @@ impl OfflineAccess {
 }
 
 /// The scopes a Drive `appDataFolder` call needs.
-fn drive_scopes() -> Scopes {
+pub(crate) fn drive_scopes() -> Scopes {
     Scopes::from_iter_checked([DRIVE_APPDATA_SCOPE]).unwrap_or_default()
 }
 

@@ -177,7 +177,11 @@ impl OfflineAccess {
         };
         self.recent.record(&subject, Usable::of(&credential), as_of);
         tracing::info!(subject = %subject, new_user, offline_access = credential.offline_access(), "signed in");
-        Ok(SignIn::of(&credential, new_user))
+        Ok(SignIn::of(
+            &credential,
+            new_user,
+            &self.settings.required_scopes,
+        ))
     }
 }
 

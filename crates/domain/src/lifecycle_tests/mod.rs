@@ -2,6 +2,7 @@
 //! and a model-based test of random sequences against Google's truth (`model`), both in a small world of a
 //! scheduled fake Google, two instances and one store (`world`).
 
+mod broker;
 mod model;
 mod races;
 mod world;
