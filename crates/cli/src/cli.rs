@@ -57,6 +57,12 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// API keys of the internal API.
+    ApiKey {
+        /// What to do.
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
     /// Apply the Postgres schema migrations.
     Migrate,
     /// Load and validate the configuration and print the effective values with secrets redacted.
@@ -87,6 +93,20 @@ pub(crate) enum KeysCommand {
         /// The key's id (1 to 32 characters of A-Z, a-z, 0-9, `_`, `-`); pick a new one per key, e.g. a date.
         #[arg(long, default_value = "k1")]
         id: String,
+    },
+}
+
+/// `api-key ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ApiKeyCommand {
+    /// Make a new key for a service: prints the key (shown this once) and its internal.api_keys entry
+    /// `NAME:sha256:HEX` (only the digest is configured).
+    New {
+        /// The service's name (1-64 letters, digits, `-`, `_`, `.`): it appears in audit logs and metrics.
+        name: String,
+        /// Print one JSON line `{"name", "key", "entry"}`.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -217,6 +217,7 @@ pub(crate) fn google(config: &Config, source: GoogleSource<'_>) -> Result<Google
 pub(crate) fn settings(config: &Config) -> Settings {
     Settings {
         credential_cache_ttl: Duration::from_millis(config.store.credential_cache_ms),
+        required_scopes: config.required_scopes(),
         ..Settings::default()
     }
 }
@@ -231,7 +232,7 @@ pub(crate) fn stack(google: Google, store: Store, settings: Settings) -> Stack {
         clock: Arc::new(SystemClock),
     };
     Stack {
-        service: Arc::new(OfflineAccess::new(ports, settings)),
+        service: Arc::new(OfflineAccess::new(ports, settings).with_google_api(google.api())),
         google,
         store,
     }
@@ -269,6 +270,23 @@ pub(crate) fn http_config(config: &Config) -> Result<HttpConfig, Failure> {
         authcode_rate_limit: config.http.authcode_rate_limit,
         trusted_proxies,
     })
+}
+
+/// The internal API's settings: the keys and the proxy's host policy.
+///
+/// # Errors
+/// A configuration failure naming `internal.api_keys` or `internal.proxy_hosts`.
+pub(crate) fn internal_config(config: &Config) -> Result<offline_access_http::InternalConfig, Failure> {
+    let keys = config
+        .internal_api_keys()
+        .map_err(|e| Failure::config(e.to_string()))?;
+    let hosts = config
+        .proxy_hosts()
+        .map_err(|e| Failure::config(e.to_string()))?;
+    Ok(offline_access_http::InternalConfig::new(
+        keys,
+        Arc::new(move |host: &str| hosts.allows(host)),
+    ))
 }
 
 /// Parses a `--sub` argument.

@@ -57,6 +57,23 @@ pub(crate) struct Config {
     /// HTTPS served directly.
     #[serde(default)]
     pub(crate) tls: TlsSection,
+    /// The internal API.
+    pub(crate) internal: InternalSection,
+}
+
+/// `[internal]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InternalSection {
+    /// `internal.listen`: unset = off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) listen: Option<SocketAddr>,
+    /// `internal.api_keys`: `NAME:sha256:HEX` entries.
+    #[serde(default, deserialize_with = "string_list")]
+    pub(crate) api_keys: Vec<String>,
+    /// `internal.proxy_hosts`.
+    #[serde(default, deserialize_with = "string_list")]
+    pub(crate) proxy_hosts: Vec<String>,
 }
 
 /// `[google]`.
@@ -91,6 +108,9 @@ pub(crate) struct GoogleSection {
     /// `google.ca_file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) ca_file: Option<PathBuf>,
+    /// `google.required_scopes`.
+    #[serde(default, deserialize_with = "string_list")]
+    pub(crate) required_scopes: Vec<String>,
 }
 
 /// `store.kind`.
@@ -359,6 +379,25 @@ impl Config {
                 ));
             }
         }
+        if offline_access_domain::Scopes::from_iter_checked(
+            g.required_scopes.iter().map(String::as_str),
+        )
+        .is_err()
+        {
+            return Err(ConfigError::new(
+                "google.required_scopes must hold non-empty scopes of visible ASCII, e.g. \
+                 https://www.googleapis.com/auth/drive.appdata",
+            ));
+        }
+        self.internal_api_keys()?;
+        if self.internal.listen.is_some() && self.internal.api_keys.is_empty() {
+            return Err(ConfigError::new(format!(
+                "internal.listen is set but internal.api_keys is empty, so no service could call the internal API; \
+                 make a key with `offline-access api-key new NAME` and put its entry in internal.api_keys \
+                 (env {ENV_PREFIX}INTERNAL__API_KEYS)"
+            )));
+        }
+        self.proxy_hosts()?;
         if let Some(keys) = &self.security.encryption_keys
             && keys.expose_secret().trim().is_empty()
         {
@@ -390,6 +429,32 @@ impl Config {
                  to its path"
             ))
         })
+    }
+
+    /// `internal.api_keys`, parsed.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the bad entry.
+    pub(crate) fn internal_api_keys(&self) -> Result<offline_access_http::ApiKeys, ConfigError> {
+        offline_access_http::ApiKeys::parse(&self.internal.api_keys)
+            .map_err(|e| ConfigError::new(e.to_string()))
+    }
+
+    /// `internal.proxy_hosts`, parsed.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the bad entry.
+    pub(crate) fn proxy_hosts(&self) -> Result<offline_access_google::ProxyHosts, ConfigError> {
+        offline_access_google::ProxyHosts::parse(&self.internal.proxy_hosts)
+            .map_err(|e| ConfigError::new(format!("internal.proxy_hosts: {e}")))
+    }
+
+    /// `google.required_scopes`, parsed (validated by [`Config::validate`]).
+    pub(crate) fn required_scopes(&self) -> offline_access_domain::Scopes {
+        offline_access_domain::Scopes::from_iter_checked(
+            self.google.required_scopes.iter().map(String::as_str),
+        )
+        .unwrap_or_default()
     }
 
     /// The configured Postgres URL, or an error naming the setting.

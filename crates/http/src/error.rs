@@ -25,6 +25,9 @@ pub struct ErrorBody {
     /// One sentence for a developer; never contains a token, code or secret.
     #[schema(example = "The bearer token is not a valid Google ID token for this server.")]
     pub message: String,
+    /// With `scope_missing` from the internal API: the requested scopes the user's grant lacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<Vec<String>>,
 }
 
 /// An error response: status, code and message (plus the headers some codes need).
@@ -34,6 +37,7 @@ pub(crate) struct ApiError {
     pub(crate) code: &'static str,
     pub(crate) message: Cow<'static, str>,
     retry_after_secs: Option<u64>,
+    missing: Option<Vec<String>>,
 }
 
 impl ApiError {
@@ -47,7 +51,14 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after_secs: None,
+            missing: None,
         }
+    }
+
+    /// Adds the `missing` scopes to the body.
+    pub(crate) fn with_missing(mut self, missing: Vec<String>) -> Self {
+        self.missing = Some(missing);
+        self
     }
 
     pub(crate) fn with_retry_after(mut self, secs: u64) -> Self {
@@ -193,6 +204,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: self.code.to_owned(),
             message: self.message.into_owned(),
+            missing: self.missing,
         };
         let mut response = (self.status, Json(body)).into_response();
         let headers = response.headers_mut();
@@ -302,11 +314,12 @@ impl From<AccessError> for ApiError {
                 "reconsent_required",
                 "No refresh token is stored for this user; the app must request offline access again with consent.",
             ),
-            AccessError::ScopeMissing(_) => Self::new(
+            AccessError::ScopeMissing(missing) => Self::new(
                 StatusCode::FORBIDDEN,
                 "scope_missing",
                 "The user did not grant every scope this request needs; the app must ask for them.",
-            ),
+            )
+            .with_missing(missing.iter().map(str::to_owned).collect()),
             AccessError::Misconfigured(detail) => {
                 tracing::error!(detail = %detail, "Google refused this server's client credentials on a refresh");
                 Self::misconfigured()

@@ -39,6 +39,7 @@
 
 mod error;
 mod extract;
+mod internal;
 mod middleware;
 mod ratelimit;
 mod routes;
@@ -57,6 +58,10 @@ use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
 
 pub use error::ErrorBody;
+pub use internal::{
+    ApiKeyError, ApiKeys, HostPolicy, InternalConfig, InternalState, KEY_PREFIX, internal_openapi,
+    internal_router, is_valid_name as is_valid_api_key_name, new_api_key,
+};
 pub use serve::{SHUTDOWN_GRACE, TlsConfigError, serve_tls, tls_config};
 
 /// Settings of the HTTP adapter. `Default` gives the documented defaults.

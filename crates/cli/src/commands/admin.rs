@@ -22,6 +22,7 @@ pub(crate) async fn users_list(config: &Config) -> Outcome {
     let keys = compose::key_ring(config)?;
     let store = compose::open_store(config, keys).await?;
     let mut credentials = Vec::new();
+    let mut unreadable = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
         let page = store
@@ -29,9 +30,7 @@ pub(crate) async fn users_list(config: &Config) -> Outcome {
             .list(cursor.take(), PAGE)
             .await
             .map_err(store_failure)?;
-        for reason in &page.unreadable {
-            tracing::warn!(reason = %reason, "a stored record cannot be read; skipped (fix it, or delete it)");
-        }
+        unreadable.extend(page.unreadable);
         credentials.extend(page.items);
         cursor = page.next_cursor;
         if cursor.is_none() {
@@ -40,6 +39,18 @@ pub(crate) async fn users_list(config: &Config) -> Outcome {
     }
     credentials.sort_by(|a, b| a.subject.cmp(&b.subject));
     let rows: Vec<_> = credentials.iter().map(row).collect();
+    if !unreadable.is_empty() {
+        // Every readable user is still listed; the unreadable ones are named, and the exit code says so.
+        if !rows.is_empty() {
+            let table = table(&["SUB", "EMAIL", "CONSENT", "SCOPES", "UPDATED"], &rows);
+            out!("{}", table.trim_end());
+        }
+        return Err(Failure::runtime(format!(
+            "{} stored record(s) cannot be read (corrupt, or sealed under a key that is not configured): {}",
+            unreadable.len(),
+            unreadable.join("; ")
+        )));
+    }
     if rows.is_empty() {
         out!("no users stored in the {}", store.describe());
         return Ok(());
@@ -194,6 +205,28 @@ pub(crate) fn keys_generate(id: &str) -> Outcome {
         other => Failure::runtime(format!("cannot generate a key: {other}")),
     })?;
     out!("{}", entry.as_str());
+    Ok(())
+}
+
+/// `api-key new NAME [--json]`: a new internal API key, shown once, and its config entry (a digest only).
+pub(crate) fn api_key_new(name: &str, json: bool) -> Outcome {
+    let (key, entry) = offline_access_http::new_api_key(name).map_err(|e| match e {
+        offline_access_http::ApiKeyError::BadName(_) => Failure::config(format!(
+            "{name:?} is not a valid key name; use 1 to 64 letters, digits, `-`, `_` and `.`"
+        )),
+        other => Failure::runtime(format!("cannot make a key: {other}")),
+    })?;
+    if json {
+        out!(
+            "{}",
+            serde_json::json!({"name": name, "key": key, "entry": entry})
+        );
+    } else {
+        out!("API key for {name} (shown only now; give it to the service, keep it secret):");
+        out!("  {key}");
+        out!("Add this entry to internal.api_keys (comma-separated; env OFFLINE_ACCESS_INTERNAL__API_KEYS):");
+        out!("  {entry}");
+    }
     Ok(())
 }
 

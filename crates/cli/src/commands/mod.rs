@@ -7,7 +7,7 @@ mod serve;
 
 use std::path::Path;
 
-use crate::cli::{Cli, Command, DriveCommand, KeysCommand, UsersCommand};
+use crate::cli::{ApiKeyCommand, Cli, Command, DriveCommand, KeysCommand, UsersCommand};
 use crate::config::Config;
 use crate::error::{Failure, Outcome};
 use crate::telemetry;
@@ -34,6 +34,10 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::Keys {
             command: KeysCommand::Generate { id },
         } => admin::keys_generate(&id),
+        // Needs no configuration either: it makes a key to put into it.
+        Command::ApiKey {
+            command: ApiKeyCommand::New { name, json },
+        } => admin::api_key_new(&name, json),
         Command::Migrate => admin::migrate(&operator(file)?).await,
     }
 }

@@ -23,6 +23,7 @@ pub(crate) async fn run(config: Config, sandbox: bool) -> Outcome {
         config.require_encryption_keys()?;
     }
     let http_config = compose::http_config(&config)?;
+    let internal_config = compose::internal_config(&config)?;
     let tls = tls_config(&config)?;
     telemetry::init_tracing(&config.log.level, config.log.format)?;
 
@@ -61,6 +62,10 @@ pub(crate) async fn run(config: Config, sandbox: bool) -> Outcome {
     let render = telemetry::install_metrics()?;
     let state = AppState::new(Arc::clone(&stack.service), http_config).with_metrics(render);
     let router = offline_access_http::router(state);
+    let internal = match config.internal.listen {
+        Some(listen) => Some(bind_internal(listen).await?),
+        None => None,
+    };
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -76,6 +81,21 @@ pub(crate) async fn run(config: Config, sandbox: bool) -> Outcome {
     let scheme = if tls.is_some() { "https" } else { "http" };
     announce(scheme, addr)?;
     tracing::info!(%addr, store = %stack.store.describe(), "serving the offline-access API");
+    if let Some((listener, internal_addr)) = internal {
+        announce_line(&format!("internal API listening on http://{internal_addr}"))?;
+        tracing::info!(addr = %internal_addr, keys = ?internal_config.api_keys, "serving the internal API");
+        let router = offline_access_http::internal_router(offline_access_http::InternalState::new(
+            Arc::clone(&stack.service),
+            internal_config,
+        ));
+        tokio::spawn(async move {
+            if let Err(e) =
+                offline_access_http::serve(listener, router, offline_access_http::shutdown_signal()).await
+            {
+                tracing::error!(error = %e, "the internal API's server failed");
+            }
+        });
+    }
     if let Some(parts) = &sandbox_parts {
         log_sandbox_instructions(&format!("{scheme}://{addr}"), &parts.fake.base_url());
     }
@@ -118,10 +138,31 @@ fn tls_config(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, Fail
 
 /// Prints the `listening on` line (on stdout, flushed: scripts and tests wait for it).
 fn announce(scheme: &str, addr: SocketAddr) -> Result<(), Failure> {
+    announce_line(&format!("listening on {scheme}://{addr}"))
+}
+
+/// Prints one line on stdout, flushed.
+fn announce_line(line: &str) -> Result<(), Failure> {
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on {scheme}://{addr}")
+    writeln!(stdout, "{line}")
         .and_then(|()| stdout.flush())
         .map_err(|e| Failure::runtime(format!("cannot write to stdout: {e}")))
+}
+
+/// Binds the internal API's listener (`internal.listen`).
+async fn bind_internal(
+    listen: SocketAddr,
+) -> Result<(tokio::net::TcpListener, SocketAddr), Failure> {
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        Failure::runtime(format!(
+            "cannot listen on {listen} for the internal API ({e}); choose another address with internal.listen \
+             (env OFFLINE_ACCESS_INTERNAL__LISTEN)"
+        ))
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Failure::runtime(format!("cannot read the internal API's address: {e}")))?;
+    Ok((listener, addr))
 }
 
 /// What the sandbox runs besides the server.

@@ -17,7 +17,7 @@ use offline_access_domain::{AuthCode, DRIVE_APPDATA_SCOPE, SignIn};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{HINT_REQUEST_OFFLINE_ACCESS_AGAIN, UserView, run_to_completion};
+use super::{HINT_REQUEST_OFFLINE_ACCESS_AGAIN, HINT_REQUEST_SCOPES, UserView, run_to_completion};
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{authenticate, bearer_token, media_type, read_body};
@@ -51,8 +51,11 @@ pub(crate) struct SignInView {
     /// gave no new refresh token (the app must ask again with forced consent; see `hint`).
     #[schema(example = "active")]
     pub(crate) consent: &'static str,
+    /// The scopes the product needs (`google.required_scopes`) that the grant lacks: the app should ask for them
+    /// (incremental authorization widens the grant).
+    pub(crate) missing_scopes: Vec<String>,
     /// `request_offline_access_again` when `offline_access` is false: the app should ask again with forced
-    /// consent to get a refresh token.
+    /// consent to get a refresh token; else `request_scopes` when `missing_scopes` is not empty.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "request_offline_access_again")]
     pub(crate) hint: Option<&'static str>,
@@ -68,7 +71,14 @@ impl SignInView {
             new_user: sign_in.new_user,
             drive_available: sign_in.scopes.contains(DRIVE_APPDATA_SCOPE),
             consent: sign_in.consent.as_str(),
-            hint: (!offline_access).then_some(HINT_REQUEST_OFFLINE_ACCESS_AGAIN),
+            missing_scopes: sign_in.missing_scopes.iter().map(str::to_owned).collect(),
+            hint: if !offline_access {
+                Some(HINT_REQUEST_OFFLINE_ACCESS_AGAIN)
+            } else if !sign_in.missing_scopes.is_empty() {
+                Some(HINT_REQUEST_SCOPES)
+            } else {
+                None
+            },
         }
     }
 }

@@ -70,6 +70,9 @@ pub(crate) async fn run_to_completion<T: Send + 'static>(
 /// The hint in a sign-in answer when the server holds no refresh token.
 pub(crate) const HINT_REQUEST_OFFLINE_ACCESS_AGAIN: &str = "request_offline_access_again";
 
+/// The hint when the grant lacks some of `google.required_scopes`: the app should ask for them.
+pub(crate) const HINT_REQUEST_SCOPES: &str = "request_scopes";
+
 /// Whether the credential allows Drive calls.
 fn drive_available(credential: &Credential) -> bool {
     credential.scopes.contains(DRIVE_APPDATA_SCOPE)
