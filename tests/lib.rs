@@ -141,6 +141,11 @@ pub struct TestApp {
     pub fake: FakeGoogle,
     /// The server's base URL (`http://127.0.0.1:PORT`).
     pub url: String,
+    /// The internal API's base URL (its own listener).
+    pub internal_url: String,
+    /// A key the internal API accepts (named `e2e`).
+    pub api_key: String,
+    internal_shutdown: Option<oneshot::Sender<()>>,
     /// An HTTP client for calling the server.
     pub http: reqwest::Client,
     /// The use cases, for calls with no user present (like `offline-access drive appfolder --sub`).
@@ -212,17 +217,41 @@ impl TestApp {
         let keys = Arc::new(KeyRing::generate_ephemeral());
         let store = FileStore::open(store_dir.path().to_path_buf(), keys.clone())
             .expect("file store opens");
-        let service = Arc::new(OfflineAccess::new(
-            Ports {
-                tokens: google.tokens(),
-                verifier: google.verifier(),
-                store: Arc::new(store),
-                drive: google.drive(),
-                clock,
-            },
-            settings,
-        ));
+        let service = Arc::new(
+            OfflineAccess::new(
+                Ports {
+                    tokens: google.tokens(),
+                    verifier: google.verifier(),
+                    store: Arc::new(store),
+                    drive: google.drive(),
+                    clock,
+                },
+                settings,
+            )
+            .with_google_api(google.api()),
+        );
         let router = offline_access_http::router(AppState::new(service.clone(), http_config));
+        // The internal API on its own port, with one key.
+        let (api_key, entry) = offline_access_http::new_api_key("e2e").unwrap();
+        let hosts =
+            offline_access_google::ProxyHosts::parse(["www.googleapis.com", "*.googleapis.com"])
+                .unwrap();
+        let internal = offline_access_http::internal_router(offline_access_http::InternalState::new(
+            service.clone(),
+            offline_access_http::InternalConfig::new(
+                offline_access_http::ApiKeys::parse(&[entry]).unwrap(),
+                Arc::new(move |host: &str| hosts.allows(host)),
+            ),
+        ));
+        let internal_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let internal_url = format!("http://{}", internal_listener.local_addr().unwrap());
+        let (internal_tx, internal_rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = offline_access_http::serve(internal_listener, internal, async move {
+                let _ = internal_rx.await;
+            })
+            .await;
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
@@ -235,6 +264,9 @@ impl TestApp {
         Self {
             fake,
             url,
+            internal_url,
+            api_key,
+            internal_shutdown: Some(internal_tx),
             http: reqwest::Client::new(),
             service,
             store_dir,
@@ -344,6 +376,18 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        if let Some(tx) = self.internal_shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl TestApp {
+    /// A request to the internal API with this app's key.
+    pub fn internal(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.internal_url))
+            .bearer_auth(&self.api_key)
     }
 }
 

@@ -4,5 +4,6 @@
 mod consent;
 mod drive;
 mod integrity;
+mod internal;
 mod secrets;
 mod sign_in;
