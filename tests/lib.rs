@@ -236,13 +236,14 @@ impl TestApp {
         let hosts =
             offline_access_google::ProxyHosts::parse(["www.googleapis.com", "*.googleapis.com"])
                 .unwrap();
-        let internal = offline_access_http::internal_router(offline_access_http::InternalState::new(
-            service.clone(),
-            offline_access_http::InternalConfig::new(
-                offline_access_http::ApiKeys::parse(&[entry]).unwrap(),
-                Arc::new(move |host: &str| hosts.allows(host)),
-            ),
-        ));
+        let internal =
+            offline_access_http::internal_router(offline_access_http::InternalState::new(
+                service.clone(),
+                offline_access_http::InternalConfig::new(
+                    offline_access_http::ApiKeys::parse(&[entry]).unwrap(),
+                    Arc::new(move |host: &str| hosts.allows(host)),
+                ),
+            ));
         let internal_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let internal_url = format!("http://{}", internal_listener.local_addr().unwrap());
         let (internal_tx, internal_rx) = oneshot::channel::<()>();

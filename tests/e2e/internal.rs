@@ -21,7 +21,8 @@ async fn signed_in(app: &TestApp, email: &str) -> String {
 }
 
 #[tokio::test]
-async fn missing_unknown_and_malformed_keys_get_one_identical_401_and_the_public_listener_has_no_internal_api() {
+async fn missing_unknown_and_malformed_keys_get_one_identical_401_and_the_public_listener_has_no_internal_api()
+ {
     let app = TestApp::spawn().await;
     let url = format!("{}/internal/v1/users", app.internal_url);
     let mut answers = Vec::new();
@@ -43,7 +44,13 @@ async fn missing_unknown_and_malformed_keys_get_one_identical_401_and_the_public
     }
     assert_eq!(answers[0].0, 401);
     assert_eq!(answers[0].1["error"], "invalid_api_key");
-    let (status, _) = body(app.internal(Method::GET, "/internal/v1/users").send().await.unwrap()).await;
+    let (status, _) = body(
+        app.internal(Method::GET, "/internal/v1/users")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 200);
     // The public listener never serves it, not even with a valid key.
     let public = app
@@ -130,7 +137,10 @@ async fn users_are_listed_page_by_page_and_one_user_shows_the_profile() {
             .unwrap(),
     )
     .await;
-    assert_eq!((status, missing["error"].as_str()), (404, Some("not_found")));
+    assert_eq!(
+        (status, missing["error"].as_str()),
+        (404, Some("not_found"))
+    );
     let (status, bad) = body(
         app.internal(Method::GET, "/internal/v1/users?consent=maybe")
             .send()
@@ -138,7 +148,10 @@ async fn users_are_listed_page_by_page_and_one_user_shows_the_profile() {
             .unwrap(),
     )
     .await;
-    assert_eq!((status, bad["error"].as_str()), (400, Some("invalid_request")));
+    assert_eq!(
+        (status, bad["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
 }
 
 #[tokio::test]
@@ -165,7 +178,12 @@ async fn an_access_token_is_the_cached_one_while_fresh_enough_and_missing_scopes
     let (status, cached) = body(response).await;
     assert_eq!(status, 200, "{cached}");
     assert_eq!(cached["token_type"], "Bearer");
-    assert!(cached["access_token"].as_str().unwrap().starts_with("ya29."));
+    assert!(
+        cached["access_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("ya29.")
+    );
     assert!(cached["expires_in"].as_i64().unwrap() <= 300);
     assert!(cached["expires_at"].as_str().unwrap().contains('T'));
     assert_eq!(app.token_calls("refresh_token").await, refreshes);
@@ -191,18 +209,27 @@ async fn an_access_token_is_the_cached_one_while_fresh_enough_and_missing_scopes
             .unwrap(),
     )
     .await;
-    assert_eq!((status, refused["error"].as_str()), (403, Some("scope_missing")));
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (403, Some("scope_missing"))
+    );
     assert_eq!(refused["missing"], json!([CALENDAR]));
     assert_eq!(app.token_calls("refresh_token").await, refreshes + 1);
 
     let (status, unknown) = body(
-        app.internal(Method::POST, "/internal/v1/users/999999999999999999999/access_token")
-            .send()
-            .await
-            .unwrap(),
+        app.internal(
+            Method::POST,
+            "/internal/v1/users/999999999999999999999/access_token",
+        )
+        .send()
+        .await
+        .unwrap(),
     )
     .await;
-    assert_eq!((status, unknown["error"].as_str()), (404, Some("not_found")));
+    assert_eq!(
+        (status, unknown["error"].as_str()),
+        (404, Some("not_found"))
+    );
     let (status, malformed) = body(
         app.internal(Method::POST, &path)
             .body("{\"scopes\": 7}")
@@ -211,7 +238,10 @@ async fn an_access_token_is_the_cached_one_while_fresh_enough_and_missing_scopes
             .unwrap(),
     )
     .await;
-    assert_eq!((status, malformed["error"].as_str()), (400, Some("invalid_request")));
+    assert_eq!(
+        (status, malformed["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
     // No token in any log line.
     let logs = offline_access_tests::captured_logs();
     assert!(!logs.contains(fresh["access_token"].as_str().unwrap()));
@@ -235,11 +265,14 @@ async fn a_revoked_grant_is_409_and_a_sign_in_lacking_a_required_scope_says_whic
 
     // The cached token has 300 s left, less than asked: a refresh, which Google refuses.
     let (status, refused) = body(
-        app.internal(Method::POST, &format!("/internal/v1/users/{sub}/access_token"))
-            .json(&json!({"min_ttl_secs": 600}))
-            .send()
-            .await
-            .unwrap(),
+        app.internal(
+            Method::POST,
+            &format!("/internal/v1/users/{sub}/access_token"),
+        )
+        .json(&json!({"min_ttl_secs": 600}))
+        .send()
+        .await
+        .unwrap(),
     )
     .await;
     assert_eq!(
@@ -315,7 +348,10 @@ async fn the_proxy_reaches_allowed_google_hosts_only_refreshes_once_on_401_and_f
     app.fake.control().expire_user(&sub).await;
     let refreshes = app.token_calls("refresh_token").await;
     let response = app
-        .internal(Method::GET, &format!("{base}/www.googleapis.com/drive/v3/files?spaces=appDataFolder"))
+        .internal(
+            Method::GET,
+            &format!("{base}/www.googleapis.com/drive/v3/files?spaces=appDataFolder"),
+        )
         .send()
         .await
         .unwrap();
@@ -324,7 +360,10 @@ async fn the_proxy_reaches_allowed_google_hosts_only_refreshes_once_on_401_and_f
 
     // Google's own errors pass through.
     let response = app
-        .internal(Method::GET, &format!("{base}/www.googleapis.com/drive/v3/files/no-such-file"))
+        .internal(
+            Method::GET,
+            &format!("{base}/www.googleapis.com/drive/v3/files/no-such-file"),
+        )
         .send()
         .await
         .unwrap();

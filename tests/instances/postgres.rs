@@ -40,6 +40,61 @@ async fn after_expiry_two_hundred_drive_calls_over_two_instances_on_one_database
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_hundred_access_token_calls_over_three_instances_for_a_stale_user_cause_one_refresh()
+{
+    let db = test_db!();
+    let fake = FakeGoogle::start().await.unwrap();
+    // Short-lived tokens: asking for more life than is left makes the cached one stale for every caller.
+    fake.control()
+        .settings(SettingsPatch {
+            access_token_ttl_secs: Some(300),
+            ..SettingsPatch::default()
+        })
+        .await
+        .unwrap();
+    let instances = [
+        Instance::spawn(&fake, db.store_at(&db.url).await).await,
+        Instance::spawn(&fake, db.store_at(&db.url).await).await,
+        Instance::spawn(&fake, db.store_at(&db.url).await).await,
+    ];
+    let sub = instances[0].sign_in(&fake, "broker@example.com").await;
+    fake.control()
+        .settings(SettingsPatch {
+            access_token_ttl_secs: Some(3600),
+            ..SettingsPatch::default()
+        })
+        .await
+        .unwrap();
+
+    let calls = (0..300).map(|i| {
+        let instance = &instances[i % 3];
+        let request = instance
+            .http
+            .post(format!(
+                "{}/internal/v1/users/{sub}/access_token",
+                instance.internal_url
+            ))
+            .bearer_auth(&instance.api_key)
+            .json(&serde_json::json!({"min_ttl_secs": 600}));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap();
+            (status, body["access_token"].as_str().map(str::to_owned))
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    let first = &answers[0].1;
+    assert!(
+        answers.iter().all(|(_, t)| t == first),
+        "every caller gets the one fresh token"
+    );
+    assert_eq!(token_calls(&fake, "refresh_token").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lock_holder_killed_mid_refresh_blocks_nobody_and_loses_no_refresh_token() {
     let db = test_db!();
     let fake = FakeGoogle::start().await.unwrap();

@@ -23,7 +23,12 @@ pub(crate) struct Instance {
     /// The use cases, for calls with no HTTP in between.
     pub(crate) service: Arc<OfflineAccess>,
     pub(crate) http: reqwest::Client,
+    /// The internal API's `http://127.0.0.1:PORT`.
+    pub(crate) internal_url: String,
+    /// A key it accepts.
+    pub(crate) api_key: String,
     shutdown: Option<oneshot::Sender<()>>,
+    internal_shutdown: Option<oneshot::Sender<()>>,
 }
 
 impl Instance {
@@ -53,16 +58,38 @@ impl Instance {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let google =
             Google::new_with_clock(google_config, clock.clone()).expect("Google adapter builds");
-        let service = Arc::new(OfflineAccess::new(
-            Ports {
-                tokens: google.tokens(),
-                verifier: google.verifier(),
-                store,
-                drive: google.drive(),
-                clock,
-            },
-            Settings::default(),
-        ));
+        let service = Arc::new(
+            OfflineAccess::new(
+                Ports {
+                    tokens: google.tokens(),
+                    verifier: google.verifier(),
+                    store,
+                    drive: google.drive(),
+                    clock,
+                },
+                Settings::default(),
+            )
+            .with_google_api(google.api()),
+        );
+        let (api_key, entry) = offline_access_http::new_api_key("instances").unwrap();
+        let hosts = offline_access_google::ProxyHosts::parse(["*.googleapis.com"]).unwrap();
+        let internal =
+            offline_access_http::internal_router(offline_access_http::InternalState::new(
+                service.clone(),
+                offline_access_http::InternalConfig::new(
+                    offline_access_http::ApiKeys::parse(&[entry]).unwrap(),
+                    Arc::new(move |host: &str| hosts.allows(host)),
+                ),
+            ));
+        let internal_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let internal_url = format!("http://{}", internal_listener.local_addr().unwrap());
+        let (internal_tx, internal_rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = offline_access_http::serve(internal_listener, internal, async move {
+                let _ = internal_rx.await;
+            })
+            .await;
+        });
         let http_config = HttpConfig {
             authcode_rate_limit: 0,
             ..HttpConfig::default()
@@ -81,7 +108,10 @@ impl Instance {
             url,
             service,
             http: reqwest::Client::new(),
+            internal_url,
+            api_key,
             shutdown: Some(tx),
+            internal_shutdown: Some(internal_tx),
         }
     }
 
@@ -120,6 +150,9 @@ impl Instance {
 impl Drop for Instance {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(tx) = self.internal_shutdown.take() {
             let _ = tx.send(());
         }
     }

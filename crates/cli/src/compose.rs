@@ -276,7 +276,9 @@ pub(crate) fn http_config(config: &Config) -> Result<HttpConfig, Failure> {
 ///
 /// # Errors
 /// A configuration failure naming `internal.api_keys` or `internal.proxy_hosts`.
-pub(crate) fn internal_config(config: &Config) -> Result<offline_access_http::InternalConfig, Failure> {
+pub(crate) fn internal_config(
+    config: &Config,
+) -> Result<offline_access_http::InternalConfig, Failure> {
     let keys = config
         .internal_api_keys()
         .map_err(|e| Failure::config(e.to_string()))?;

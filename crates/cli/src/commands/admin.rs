@@ -224,7 +224,9 @@ pub(crate) fn api_key_new(name: &str, json: bool) -> Outcome {
     } else {
         out!("API key for {name} (shown only now; give it to the service, keep it secret):");
         out!("  {key}");
-        out!("Add this entry to internal.api_keys (comma-separated; env OFFLINE_ACCESS_INTERNAL__API_KEYS):");
+        out!(
+            "Add this entry to internal.api_keys (comma-separated; env OFFLINE_ACCESS_INTERNAL__API_KEYS):"
+        );
         out!("  {entry}");
     }
     Ok(())

@@ -90,7 +90,8 @@ pub(crate) async fn run(config: Config, sandbox: bool) -> Outcome {
         ));
         tokio::spawn(async move {
             if let Err(e) =
-                offline_access_http::serve(listener, router, offline_access_http::shutdown_signal()).await
+                offline_access_http::serve(listener, router, offline_access_http::shutdown_signal())
+                    .await
             {
                 tracing::error!(error = %e, "the internal API's server failed");
             }

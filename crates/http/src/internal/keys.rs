@@ -13,13 +13,19 @@ pub const KEY_PREFIX: &str = "oak_";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiKeyError {
     /// Not `NAME:sha256:HEX`.
-    #[error("internal.api_keys entry {0} is not NAME:sha256:HEX (64 hex digits); make one with `offline-access api-key new NAME`")]
+    #[error(
+        "internal.api_keys entry {0} is not NAME:sha256:HEX (64 hex digits); make one with `offline-access api-key new NAME`"
+    )]
     Malformed(usize),
     /// The name is empty, too long, or holds characters other than letters, digits, `-`, `_` and `.`.
-    #[error("internal.api_keys entry {0} has a name that is not 1-64 letters, digits, '-', '_' or '.'")]
+    #[error(
+        "internal.api_keys entry {0} has a name that is not 1-64 letters, digits, '-', '_' or '.'"
+    )]
     BadName(usize),
     /// Two entries share a name.
-    #[error("internal.api_keys names `{0}` twice; names must be unique (they appear in logs and metrics)")]
+    #[error(
+        "internal.api_keys names `{0}` twice; names must be unique (they appear in logs and metrics)"
+    )]
     DuplicateName(String),
     /// The random number generator failed.
     #[error("the random number generator failed")]
@@ -158,10 +164,25 @@ mod tests {
         for (entries, error) in [
             (vec!["nodigest".to_owned()], ApiKeyError::Malformed(1)),
             (vec![format!("n:md5:{digest}")], ApiKeyError::Malformed(1)),
-            (vec![format!("n:sha256:{}", "z".repeat(64))], ApiKeyError::Malformed(1)),
-            (vec![format!("n:sha256:{}", "a".repeat(63))], ApiKeyError::Malformed(1)),
-            (vec![format!("ok:sha256:{digest}"), format!("bad name:sha256:{digest}")], ApiKeyError::BadName(2)),
-            (vec![format!("x:sha256:{digest}"), format!("x:sha256:{digest}")], ApiKeyError::DuplicateName("x".into())),
+            (
+                vec![format!("n:sha256:{}", "z".repeat(64))],
+                ApiKeyError::Malformed(1),
+            ),
+            (
+                vec![format!("n:sha256:{}", "a".repeat(63))],
+                ApiKeyError::Malformed(1),
+            ),
+            (
+                vec![
+                    format!("ok:sha256:{digest}"),
+                    format!("bad name:sha256:{digest}"),
+                ],
+                ApiKeyError::BadName(2),
+            ),
+            (
+                vec![format!("x:sha256:{digest}"), format!("x:sha256:{digest}")],
+                ApiKeyError::DuplicateName("x".into()),
+            ),
         ] {
             assert_eq!(ApiKeys::parse(&entries).unwrap_err(), error, "{entries:?}");
         }

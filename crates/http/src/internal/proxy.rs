@@ -98,8 +98,9 @@ pub(crate) async fn proxy(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let (host, path_and_query) = target(parts.uri.path(), parts.uri.query())
-        .ok_or_else(|| ApiError::invalid_request("The path must be /internal/v1/users/{sub}/google/{host}/{path}."))?;
+    let (host, path_and_query) = target(parts.uri.path(), parts.uri.query()).ok_or_else(|| {
+        ApiError::invalid_request("The path must be /internal/v1/users/{sub}/google/{host}/{path}.")
+    })?;
     if !(state.config.allow_host)(&host) {
         tracing::info!(key = %key.0, "internal API: proxy to a host not allowed refused");
         return Err(ApiError::new(
@@ -154,10 +155,11 @@ pub(crate) async fn proxy(
     };
     let service = state.service.clone();
     let target_subject = subject.clone();
-    let result = crate::routes::run_to_completion(async move {
-        service.proxy(&target_subject, forwarded).await
-    })
-    .await?;
+    let result =
+        crate::routes::run_to_completion(
+            async move { service.proxy(&target_subject, forwarded).await },
+        )
+        .await?;
     let answer = match result {
         Ok(answer) => answer,
         Err(ProxyUseError::Access(e)) => return Err(e.into()),
@@ -239,10 +241,39 @@ mod tests {
         }
         let forwarded = forwardable_headers(&headers);
         let names: Vec<&str> = forwarded.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["content-type", "if-none-match", "x-goog-api-client"]);
+        assert_eq!(
+            names,
+            ["content-type", "if-none-match", "x-goog-api-client"]
+        );
     }
 
     proptest! {
+        /// The proxy's path parsing (a `just fuzz` target): never panics; a target it finds has a host without
+        /// `/`, `?` or upper case, and a path-and-query that starts with `/` and keeps the caller's bytes.
+        #[test]
+        fn fuzz_proxy_path_parsing_never_panics_and_keeps_the_path_under_the_host(
+            sub in "[0-9a-zA-Z%./-]{0,24}",
+            host in "[a-zA-Z0-9.:%@\\[\\]-]{0,40}",
+            tail in "[ -~]{0,80}",
+            query in proptest::option::of("[ -~]{0,40}"),
+        ) {
+            let path = format!("/internal/v1/users/{sub}/google/{host}/{tail}");
+            let found = target(&path, query.as_deref());
+            if let Some((found_host, path_and_query)) = &found {
+                prop_assert!(!found_host.contains('/') && !found_host.contains('?'));
+                prop_assert_eq!(found_host.clone(), found_host.to_ascii_lowercase());
+                prop_assert!(path_and_query.starts_with('/'));
+            }
+            if !sub.contains('/') && !host.contains('/') {
+                let mut expected = format!("/{}", tail);
+                if let Some(q) = &query {
+                    expected.push('?');
+                    expected.push_str(q);
+                }
+                prop_assert_eq!(found, Some((host.to_ascii_lowercase(), expected)));
+            }
+        }
+
         /// Whatever the case and the company, a forbidden header never passes.
         #[test]
         fn forbidden_headers_never_pass_in_any_case(

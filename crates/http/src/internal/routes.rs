@@ -119,7 +119,11 @@ pub(crate) async fn list_users(
         tracing::warn!(reason = %reason, "a stored record cannot be read; skipped in the listing");
     }
     Ok(Json(UsersPage {
-        users: page.users.iter().map(|c| UserSummary::of(c, false)).collect(),
+        users: page
+            .users
+            .iter()
+            .map(|c| UserSummary::of(c, false))
+            .collect(),
         next_cursor: page.next_cursor,
     }))
 }
@@ -168,13 +172,12 @@ pub(crate) async fn forget_user(
     let subject = subject(&sub)?;
     let service = state.service.clone();
     let target = subject.clone();
-    let forgotten =
-        crate::routes::run_to_completion(async move { service.forget(&target).await })
-            .await?
-            .map_err(|e| match e {
-                ForgetError::NotFound => not_found(),
-                ForgetError::Store(e) => e.into(),
-            })?;
+    let forgotten = crate::routes::run_to_completion(async move { service.forget(&target).await })
+        .await?
+        .map_err(|e| match e {
+            ForgetError::NotFound => not_found(),
+            ForgetError::Store(e) => e.into(),
+        })?;
     tracing::info!(key = %key.0, subject = %subject, revoked_at_google = forgotten.revoked_at_google, "internal API: user forgotten");
     Ok(StatusCode::NO_CONTENT)
 }
