@@ -110,4 +110,32 @@ try:
 except ImportError:
     print("skip: google-api-python-client not installed")
 
+# 9. The browser flow with google-auth-oauthlib's Flow: PKCE S256, auto_consent for login_hint.
+try:
+    import os
+    from google_auth_oauthlib.flow import Flow
+    os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"  # the fake speaks http
+    os.environ["OAUTHLIB_RELAX_TOKEN_SCOPE"] = "1"   # Google answers expanded scopes
+    post_json("/_fake/settings", {"auto_consent": True})
+    flow = Flow.from_client_config(
+        secret, scopes=["openid", "https://www.googleapis.com/auth/userinfo.email",
+                        "https://www.googleapis.com/auth/drive.appdata"],
+        redirect_uri="http://localhost:8080/callback")
+    auth_url, state = flow.authorization_url(access_type="offline", login_hint="flow@example.com")
+    assert "code_challenge_method=S256" in auth_url, auth_url
+    redirect = urllib.request.build_opener(type("NoRedirect", (urllib.request.HTTPRedirectHandler,), {
+        "redirect_request": lambda self, *args: None}))
+    try:
+        redirect.open(auth_url)
+        raise AssertionError("the authorization endpoint must redirect")
+    except urllib.error.HTTPError as e:
+        assert e.code == 302, e.code
+        callback = e.headers["Location"]
+    flow.fetch_token(authorization_response=callback)
+    assert flow.credentials.refresh_token, "offline access on first consent"
+    post_json("/_fake/settings", {"auto_consent": False})
+    step("google-auth-oauthlib Flow authorization_url + fetch_token (PKCE)")
+except ImportError:
+    print("skip: google-auth-oauthlib not installed")
+
 print("all Python compatibility checks passed")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs Google's Python (oauth2client, google-auth, google-api-python-client) and Node
+# Runs Google's Python (oauth2client, google-auth, google-auth-oauthlib, google-api-python-client) and Node
 # (google-auth-library) clients against the fake-google binary. Needs PyPI and npm on first run
 # (kept out of the default test command); venv and node_modules stay under fake-google/compat/.
 set -euo pipefail
@@ -10,7 +10,7 @@ bin="$root/target/debug/fake-google"
 
 if [ ! -x "$here/.venv/bin/python" ]; then
   python3 -m venv "$here/.venv"
-  "$here/.venv/bin/pip" install -q oauth2client google-auth google-api-python-client pyjwt cryptography requests
+  "$here/.venv/bin/pip" install -q oauth2client google-auth google-auth-oauthlib google-api-python-client pyjwt cryptography requests
 fi
 if [ ! -d "$here/node_modules/google-auth-library" ]; then
   (cd "$here" && npm install --silent --no-save google-auth-library >/dev/null)

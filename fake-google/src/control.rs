@@ -11,14 +11,16 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::Control;
+use crate::clients::ClientSpec;
 use crate::http::json_response;
-use crate::model::{CodeRequest, ControlError, Fault, IdTokenRequest, SettingsPatch};
+use crate::model::{CodeRequest, ControlError, Fault, IdTokenRequest, SettingsPatch, UserSpec};
 
 /// The `/_fake/` routes.
 pub(crate) fn routes() -> Router<Control> {
     Router::new()
         .route("/_fake/client_secret.json", get(client_secret))
         .route("/_fake/clients", post(add_client))
+        .route("/_fake/users", post(add_user))
         .route("/_fake/codes", post(mint_code))
         .route("/_fake/id_tokens", post(mint_id_token))
         .route("/_fake/users/{sub}/revoke", post(revoke_user))
@@ -84,13 +86,54 @@ fn created(v: &Value) -> Response {
     json_response(StatusCode::CREATED, v)
 }
 
-async fn client_secret(State(c): State<Control>) -> Response {
-    json_response(StatusCode::OK, &c.client_secret_json_value())
+/// `GET /_fake/client_secret.json[?client_id=ID]`: the default client's file, or that client's.
+async fn client_secret(State(c): State<Control>, uri: http::Uri) -> Response {
+    let wanted = uri
+        .query()
+        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+        .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "client_id"))
+        .map(|(_, v)| v);
+    match wanted {
+        None => json_response(StatusCode::OK, &c.client_secret_json_value()),
+        Some(id) => match c.client_secret_json_of(&id) {
+            Some(file) => json_response(StatusCode::OK, &file),
+            None => not_found(format!("no client with client_id {id:?}")),
+        },
+    }
 }
 
-async fn add_client(State(c): State<Control>) -> Response {
-    let client = c.inner.add_client();
-    created(&json!({"client_id": client.client_id, "client_secret": client.client_secret}))
+/// `POST /_fake/clients`: an empty body registers another web client with fresh credentials.
+async fn add_client(State(c): State<Control>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return bad_request(format!("cannot read the request body: {e}")),
+    };
+    let spec: ClientSpec = match parse(&body, true) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    match c.inner.clients.register(&spec) {
+        Ok(client) => {
+            created(&json!({"client_id": client.client_id, "client_secret": client.client_secret}))
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /_fake/users`: a user the account chooser lists.
+async fn add_user(State(c): State<Control>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return bad_request(format!("cannot read the request body: {e}")),
+    };
+    let spec: UserSpec = match parse(&body, false) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    match c.inner.add_user(&spec) {
+        Ok(sub) => created(&json!({"sub": sub, "email": spec.email})),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn mint_code(State(c): State<Control>, body: Result<Bytes, BytesRejection>) -> Response {
@@ -273,9 +316,9 @@ async fn clear_requests(State(c): State<Control>) -> Response {
 }
 
 async fn reset(State(c): State<Control>) -> Response {
-    match c.inner.reset() {
+    match c.inner.restart() {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => internal(format!("reset failed: {e}")),
+        Err(e) => internal(e.0),
     }
 }
 

@@ -19,7 +19,7 @@ pub(crate) const SCOPE_APPDATA: &str = "https://www.googleapis.com/auth/drive.ap
 const SCOPE_DRIVE: &str = "https://www.googleapis.com/auth/drive";
 
 /// The sign-in scopes, which granular consent cannot untick.
-const SIGN_IN_SCOPES: [&str; 3] = ["openid", SCOPE_EMAIL, SCOPE_PROFILE];
+pub(crate) const SIGN_IN_SCOPES: [&str; 3] = ["openid", SCOPE_EMAIL, SCOPE_PROFILE];
 
 /// Expands `email`/`profile` to their URLs, checks, and removes duplicates (keeping order).
 pub(crate) fn expand_scopes(scopes: &[String]) -> Result<Vec<String>, ControlError> {
@@ -30,7 +30,7 @@ pub(crate) fn expand_scopes(scopes: &[String]) -> Result<Vec<String>, ControlErr
 }
 
 /// [`expand_scopes`] without the non-empty rule; `what` names the list in errors.
-fn expand_list(scopes: &[String], what: &str) -> Result<Vec<String>, ControlError> {
+pub(crate) fn expand_list(scopes: &[String], what: &str) -> Result<Vec<String>, ControlError> {
     let mut out: Vec<String> = Vec::with_capacity(scopes.len());
     for s in scopes {
         if s.is_empty() || s.len() > 512 || s.chars().any(char::is_whitespace) {
@@ -135,6 +135,9 @@ pub(crate) struct CodeConsent<'a> {
     pub(crate) include_granted_scopes: bool,
     /// `prompt=consent`: a refresh token even when one was already handed out.
     pub(crate) force_consent: bool,
+    /// `access_type=offline`: a refresh token may be handed out (never with `online`, which
+    /// leaves the grant without one, so a later offline code still gets it).
+    pub(crate) offline: bool,
 }
 
 /// One user's grants, by client ID.
@@ -145,8 +148,8 @@ impl Grants {
     /// An exchanged code: its scopes join the client's grant.
     pub(crate) fn consent(&mut self, client_id: &str, code: CodeConsent<'_>) -> Consent {
         let grant = self.0.entry(client_id.to_owned()).or_default();
-        let issue_refresh = !grant.has_refresh || code.force_consent;
-        grant.has_refresh = true;
+        let issue_refresh = code.offline && (!grant.has_refresh || code.force_consent);
+        grant.has_refresh |= code.offline;
         if code.scopes.iter().any(|s| !grant.scopes.contains(s)) {
             grant.scopes = union(&grant.scopes, code.scopes).into();
         }
@@ -226,6 +229,7 @@ mod tests {
             scopes,
             include_granted_scopes: include,
             force_consent: false,
+            offline: true,
         }
     }
 
@@ -279,6 +283,23 @@ mod tests {
         };
         assert!(grants.consent("c", forced).issue_refresh);
         assert!(!grants.consent("c", code(&s, false)).issue_refresh);
+    }
+
+    #[test]
+    fn online_codes_get_no_refresh_token_and_leave_it_for_a_later_offline_one() {
+        let mut grants = Grants::default();
+        let s = arc(&["openid"]);
+        let online = CodeConsent {
+            offline: false,
+            ..code(&s, false)
+        };
+        assert!(!grants.consent("c", online).issue_refresh);
+        assert!(!grants.consent("c", online).issue_refresh);
+        assert_eq!(grants.infos()[0].scopes, v(&["openid"]));
+        assert!(!grants.infos()[0].has_refresh_token);
+        assert!(grants.consent("c", code(&s, false)).issue_refresh);
+        assert!(!grants.consent("c", online).issue_refresh);
+        assert!(grants.infos()[0].has_refresh_token);
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub(crate) fn app(control: Control) -> Router {
         .route("/oauth2/v3/tokeninfo", get(tokeninfo).post(tokeninfo))
         .route("/tokeninfo", get(tokeninfo).post(tokeninfo))
         .merge(crate::control::routes())
+        .merge(crate::authorize::routes())
         .with_state(control.clone());
     google
         .merge(crate::drive::router(control.clone()))
@@ -73,6 +74,8 @@ pub(crate) fn classify(path: &str) -> Endpoint {
         }
         "/oauth2/v3/tokeninfo" | "/tokeninfo" => Endpoint::Tokeninfo,
         "/.well-known/openid-configuration" => Endpoint::Discovery,
+        "/o/oauth2/auth" | "/o/oauth2/v2/auth" => Endpoint::Authorize,
+        p if p.starts_with("/o/oauth2/v2/auth/") => Endpoint::Authorize,
         p if p.starts_with("/drive/") => Endpoint::Drive,
         p if p.starts_with("/upload/") => Endpoint::Upload,
         _ => Endpoint::Other,
@@ -752,6 +755,10 @@ mod tests {
         assert_eq!(classify("/upload/drive/v3/files"), Endpoint::Upload);
         assert_eq!(classify("/oauth2/v1/certs"), Endpoint::Certs);
         assert_eq!(classify("/nope"), Endpoint::Other);
+        assert_eq!(classify("/o/oauth2/v2/auth"), Endpoint::Authorize);
+        assert_eq!(classify("/o/oauth2/v2/auth/consent"), Endpoint::Authorize);
+        assert_eq!(classify("/o/oauth2/auth"), Endpoint::Authorize);
+        assert_eq!(classify("/o/oauth2/v2/authx"), Endpoint::Other);
     }
 
     #[test]

@@ -24,21 +24,29 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+mod authorize;
+mod clients;
+mod config;
 mod control;
 mod drive;
 mod grants;
 mod http;
 mod keys;
 mod model;
+mod pages;
+mod pkce;
 #[cfg(test)]
 mod proptests;
 mod server;
 mod state;
+mod users;
 
+pub use clients::{ClientSpec, ClientType};
+pub use config::{ConfigError, ConfigFile};
 pub use model::{
     ANDROID_CLIENT_ID, CodeRequest, ControlError, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
     DEFAULT_SCOPES, Endpoint, Fault, GrantInfo, IdTokenRequest, JournalEntry, MintedCode,
-    OAuthClient, Settings, SettingsPatch,
+    OAuthClient, Settings, SettingsPatch, UserSpec,
 };
 
 use state::Inner;
@@ -52,6 +60,8 @@ pub struct FakeConfig {
     pub tls: bool,
     /// The default web client (default [`DEFAULT_CLIENT_ID`] / [`DEFAULT_CLIENT_SECRET`]).
     pub client: OAuthClient,
+    /// Clients, users and settings to start with (`--config`); a reset returns to them.
+    pub file: Option<ConfigFile>,
 }
 
 impl Default for FakeConfig {
@@ -63,6 +73,7 @@ impl Default for FakeConfig {
                 client_id: DEFAULT_CLIENT_ID.to_owned(),
                 client_secret: DEFAULT_CLIENT_SECRET.to_owned(),
             },
+            file: None,
         }
     }
 }
@@ -79,6 +90,13 @@ impl FakeConfig {
     #[must_use]
     pub fn tls(mut self, tls: bool) -> Self {
         self.tls = tls;
+        self
+    }
+
+    /// Starts with the clients, users and settings of `file`.
+    #[must_use]
+    pub fn file(mut self, file: ConfigFile) -> Self {
+        self.file = Some(file);
         self
     }
 }
@@ -103,6 +121,9 @@ pub enum StartError {
     /// The TLS certificate could not be made.
     #[error("cannot set up TLS: {0}")]
     Tls(String),
+    /// The config file holds a client, user or setting the fake refuses (the message names it).
+    #[error("bad config: {0}")]
+    Config(String),
 }
 
 /// The typed control handle: the `/_fake/` control API without HTTP. Cheap to clone.
@@ -156,9 +177,33 @@ impl Control {
         self.inner.default_client().client_secret.clone()
     }
 
-    /// Registers another web client (`POST /_fake/clients`).
+    /// Registers another web client with fresh credentials and no redirect URIs
+    /// (`POST /_fake/clients` with an empty body).
     pub async fn add_client(&self) -> OAuthClient {
-        self.inner.add_client()
+        loop {
+            // Only a clash of fresh random IDs can fail: try again.
+            if let Ok(client) = self.inner.clients.register(&ClientSpec::default()) {
+                return client;
+            }
+        }
+    }
+
+    /// Registers a client: web, Android or installed, with its redirect URIs
+    /// (`POST /_fake/clients`).
+    ///
+    /// # Errors
+    /// [`ControlError`] naming the bad field (a redirect URI Google would refuse, a taken ID, ...).
+    pub async fn register_client(&self, spec: ClientSpec) -> Result<OAuthClient, ControlError> {
+        self.inner.clients.register(&spec)
+    }
+
+    /// Adds (or updates) a user, who then shows in the account chooser (`POST /_fake/users`).
+    /// Returns the user's sub.
+    ///
+    /// # Errors
+    /// [`ControlError`] naming the bad field, or when the e-mail belongs to another sub.
+    pub async fn add_user(&self, user: UserSpec) -> Result<String, ControlError> {
+        self.inner.add_user(&user)
     }
 
     /// Mints an authorization code as the user's consent on the phone would (`POST /_fake/codes`).
@@ -272,14 +317,13 @@ impl Control {
     }
 
     /// Back to the start state: no users, codes, tokens, Drive files, faults or journal; default
-    /// settings; the first signing key only (`POST /_fake/reset`).
+    /// settings; the first signing key only; then the config file's clients, users and settings
+    /// (`POST /_fake/reset`).
     ///
     /// # Errors
     /// [`ControlError`] if the first key cannot be reloaded (never in practice).
     pub async fn reset(&self) -> Result<(), ControlError> {
-        self.inner
-            .reset()
-            .map_err(|e| ControlError(format!("reset failed: {e}")))
+        self.inner.restart()
     }
 
     /// The Google-format client secret file of the default web client
@@ -289,21 +333,15 @@ impl Control {
     }
 
     pub(crate) fn client_secret_json_value(&self) -> serde_json::Value {
-        let base = self.base_url();
-        let client = self.inner.default_client();
-        serde_json::json!({
-            "web": {
-                "client_id": client.client_id,
-                "project_id": "fake-google",
-                "auth_uri": format!("{base}/o/oauth2/auth"),
-                "token_uri": format!("{base}/token"),
-                "revoke_uri": format!("{base}/revoke"),
-                "auth_provider_x509_cert_url": format!("{base}/oauth2/v1/certs"),
-                "client_secret": client.client_secret,
-                "redirect_uris": [format!("{base}/oauth2callback"), "http://localhost"],
-                "javascript_origins": [base],
-            }
-        })
+        self.client_secret_json_of(&self.client_id())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The Google-format client secret file of a registered client (`{"web": ...}` or
+    /// `{"installed": ...}`), `None` for an unknown one.
+    pub(crate) fn client_secret_json_of(&self, client_id: &str) -> Option<serde_json::Value> {
+        let client = self.inner.clients.get(client_id)?;
+        Some(clients::secret_file(client_id, &client, &self.base_url()))
     }
 
     /// The PEM of the CA that signed the HTTPS certificate, when serving TLS (`GET /_fake/ca.pem`).
@@ -401,6 +439,17 @@ impl FakeGoogle {
     pub async fn serve_on(listener: TcpListener, config: FakeConfig) -> Result<Self, StartError> {
         let addr = listener.local_addr().map_err(StartError::LocalAddr)?;
         let control = Control::new(config.client)?;
+        if let Some(file) = config.file {
+            control
+                .inner
+                .apply_config(&file)
+                .map_err(|e| StartError::Config(e.0))?;
+            *control
+                .inner
+                .baseline
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = Some(file);
+        }
         let (scheme, acceptor) = if config.tls {
             let tls = server::make_tls(addr.ip()).map_err(StartError::Tls)?;
             *control

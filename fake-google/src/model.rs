@@ -119,6 +119,17 @@ pub struct CodeRequest {
         skip_serializing_if = "Option::is_none"
     )]
     pub granted_scopes: Option<Vec<String>>,
+    /// PKCE: the exchange must send the matching `code_verifier` (43 to 128 characters of
+    /// `A-Z a-z 0-9 - . _ ~`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_challenge: Option<String>,
+    /// `S256` or `plain` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_challenge_method: Option<String>,
+    /// `offline` (the default here, as for Android server auth codes) lets the exchange hand out
+    /// a refresh token; `online` never does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_type: Option<String>,
 }
 
 impl CodeRequest {
@@ -169,6 +180,14 @@ impl CodeRequest {
         self
     }
 
+    /// PKCE: binds `challenge` (derived with `method`, `S256` or `plain`) to the code.
+    #[must_use]
+    pub fn code_challenge(mut self, challenge: impl Into<String>, method: &str) -> Self {
+        self.code_challenge = Some(challenge.into());
+        self.code_challenge_method = Some(method.to_owned());
+        self
+    }
+
     /// Granular consent: only these of the requested scopes (plus the sign-in ones) are granted.
     #[must_use]
     pub fn granted_scopes<I, S>(mut self, scopes: I) -> Self
@@ -178,6 +197,49 @@ impl CodeRequest {
     {
         self.granted_scopes = Some(scopes.into_iter().map(Into::into).collect());
         self
+    }
+}
+
+/// A user the fake knows (shown in the account chooser): `POST /_fake/users`,
+/// [`crate::Control::add_user`] and the `users` of a `--config` file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSpec {
+    /// The e-mail address (required).
+    pub email: String,
+    /// The account ID; default derived from the e-mail as for codes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// Full name; default derived from the e-mail's local part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Given name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    /// Family name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    /// Picture URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picture: Option<String>,
+    /// Locale, default `en`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    /// Whether the e-mail is verified, default `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    /// Hosted (Workspace) domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hd: Option<String>,
+}
+
+impl UserSpec {
+    /// A user with this e-mail and every other field defaulted.
+    pub fn new(email: impl Into<String>) -> Self {
+        Self {
+            email: email.into(),
+            ..Self::default()
+        }
     }
 }
 
@@ -269,6 +331,10 @@ pub struct Settings {
     pub clock_offset_secs: i64,
     /// Whether a refresh grant returns a new refresh token and retires the old one (default false, as Google).
     pub rotate_refresh_tokens: bool,
+    /// The browser flow's account chooser approves at once for `login_hint`, and its consent page
+    /// grants every requested scope at once (default false): for headless CI.
+    #[serde(default)]
+    pub auto_consent: bool,
 }
 
 impl Default for Settings {
@@ -280,6 +346,7 @@ impl Default for Settings {
             jwks_max_age_secs: 21600,
             clock_offset_secs: 0,
             rotate_refresh_tokens: false,
+            auto_consent: false,
         }
     }
 }
@@ -306,6 +373,9 @@ pub struct SettingsPatch {
     /// See [`Settings::rotate_refresh_tokens`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotate_refresh_tokens: Option<bool>,
+    /// See [`Settings::auto_consent`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_consent: Option<bool>,
 }
 
 /// Which endpoint a [`Fault`] hits.
@@ -328,6 +398,8 @@ pub enum Endpoint {
     Tokeninfo,
     /// `GET /.well-known/openid-configuration`.
     Discovery,
+    /// The authorization endpoint and its pages (`/o/oauth2/v2/auth...`, `/o/oauth2/auth`).
+    Authorize,
     /// Anything else outside `/_fake/` (answered 501).
     Other,
 }
@@ -344,6 +416,7 @@ impl Endpoint {
             Self::Userinfo => "userinfo",
             Self::Tokeninfo => "tokeninfo",
             Self::Discovery => "discovery",
+            Self::Authorize => "authorize",
             Self::Other => "other",
         }
     }

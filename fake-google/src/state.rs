@@ -11,6 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 
+use crate::clients::{ClientType, Clients};
 use crate::drive::DriveStore;
 use crate::grants::{
     CodeConsent, Grants, SCOPE_EMAIL, SCOPE_PROFILE, consented_scopes, expand_scopes,
@@ -30,7 +31,7 @@ const SWEEP_EVERY: u64 = 65_536;
 /// A map split over several mutexes so unrelated keys never contend.
 pub(crate) struct Sharded<V> {
     hasher: RandomState,
-    shards: Vec<Mutex<HashMap<String, V>>>,
+    pub(crate) shards: Vec<Mutex<HashMap<String, V>>>,
 }
 
 impl<V> Sharded<V> {
@@ -74,8 +75,8 @@ pub(crate) struct Profile {
 }
 
 #[derive(Debug, Default)]
-struct User {
-    profile: Profile,
+pub(crate) struct User {
+    pub(crate) profile: Profile,
     grants: Grants,
     /// Access tokens issued with a sequence number below this are expired.
     expired_below: u64,
@@ -92,6 +93,10 @@ struct CodeRecord {
     include_granted_scopes: bool,
     force_consent: bool,
     nonce: Option<String>,
+    /// The PKCE challenge the exchange must answer.
+    pkce: Option<crate::pkce::Challenge>,
+    /// `access_type=offline`: the exchange may hand out a refresh token.
+    offline: bool,
     expires_at: i64,
 }
 
@@ -211,11 +216,10 @@ pub(crate) struct ActiveFault {
 pub(crate) struct Inner {
     pub(crate) base_url: RwLock<String>,
     pub(crate) ca_pem: RwLock<Option<String>>,
-    default_client: OAuthClient,
-    clients: RwLock<HashMap<String, String>>,
+    pub(crate) clients: Clients,
     settings: RwLock<Settings>,
     pub(crate) keys: KeyStore,
-    users: Sharded<User>,
+    pub(crate) users: Sharded<User>,
     codes: Sharded<CodeRecord>,
     access: Sharded<AccessRecord>,
     refresh: Sharded<RefreshRecord>,
@@ -224,17 +228,18 @@ pub(crate) struct Inner {
     faults: Mutex<Vec<ActiveFault>>,
     journal: Mutex<VecDeque<JournalEntry>>,
     pub(crate) drive: DriveStore,
+    /// Sign-ins waiting in the browser (account chooser, consent page).
+    pub(crate) authorizations: crate::authorize::Pending,
+    /// The `--config` file, re-applied by a reset.
+    pub(crate) baseline: RwLock<Option<crate::config::ConfigFile>>,
 }
 
 impl Inner {
     pub(crate) fn new(client: OAuthClient, keys: KeyStore) -> Self {
-        let mut clients = HashMap::new();
-        clients.insert(client.client_id.clone(), client.client_secret.clone());
         Self {
             base_url: RwLock::new("http://127.0.0.1".to_owned()),
             ca_pem: RwLock::new(None),
-            default_client: client,
-            clients: RwLock::new(clients),
+            clients: Clients::new(client),
             settings: RwLock::new(Settings::default()),
             keys,
             users: Sharded::new(),
@@ -246,11 +251,13 @@ impl Inner {
             faults: Mutex::new(Vec::new()),
             journal: Mutex::new(VecDeque::new()),
             drive: DriveStore::new(),
+            authorizations: crate::authorize::Pending::new(),
+            baseline: RwLock::new(None),
         }
     }
 
     pub(crate) fn default_client(&self) -> &OAuthClient {
-        &self.default_client
+        self.clients.default_client()
     }
 
     pub(crate) fn base_url(&self) -> String {
@@ -307,29 +314,6 @@ impl Inner {
 
     // ----- control -----
 
-    pub(crate) fn add_client(&self) -> OAuthClient {
-        let id_digits: u64 = u64::from_be_bytes(random_bytes::<8>()) % 1_000_000_000_000;
-        let client = OAuthClient {
-            client_id: format!(
-                "{id_digits:012}-{}.apps.googleusercontent.com",
-                random_lower(32)
-            ),
-            client_secret: format!("GOCSPX-{}", random_token(21)),
-        };
-        self.clients
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(client.client_id.clone(), client.client_secret.clone());
-        client
-    }
-
-    fn client_known(&self, client_id: &str) -> bool {
-        self.clients
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(client_id)
-    }
-
     pub(crate) fn mint_code(
         &self,
         req: &CodeRequest,
@@ -353,8 +337,8 @@ impl Inner {
         let client_id = req
             .client_id
             .clone()
-            .unwrap_or_else(|| self.default_client.client_id.clone());
-        if !self.client_known(&client_id) {
+            .unwrap_or_else(|| self.default_client().client_id.clone());
+        if !self.clients.known(&client_id) {
             return Err(ControlError(format!(
                 "unknown client_id {client_id:?}: register it with POST /_fake/clients first"
             )));
@@ -393,6 +377,19 @@ impl Inner {
             }
         };
         check_opt_len("nonce", req.nonce.as_deref())?;
+        let pkce = crate::pkce::parse(
+            req.code_challenge.as_deref(),
+            req.code_challenge_method.as_deref(),
+        )?;
+        let offline = match req.access_type.as_deref() {
+            None | Some("offline") => true,
+            Some("online") => false,
+            Some(other) => {
+                return Err(ControlError(format!(
+                    "access_type {other:?} is not online or offline"
+                )));
+            }
+        };
         self.upsert_profile(&sub, profile);
         let code = format!("4/0{}", random_token(72));
         let record = CodeRecord {
@@ -404,6 +401,8 @@ impl Inner {
             include_granted_scopes: req.include_granted_scopes,
             force_consent,
             nonce: req.nonce.clone(),
+            pkce,
+            offline,
             expires_at: self
                 .now()
                 .saturating_add(self.settings().code_ttl_secs as i64),
@@ -413,7 +412,7 @@ impl Inner {
         Ok(crate::model::MintedCode { code, sub })
     }
 
-    fn upsert_profile(&self, sub: &str, profile: Profile) {
+    pub(crate) fn upsert_profile(&self, sub: &str, profile: Profile) {
         let mut users = self.users.shard(sub);
         users.entry(sub.to_owned()).or_default().profile = profile;
     }
@@ -447,7 +446,7 @@ impl Inner {
         let aud = req
             .client_id
             .clone()
-            .unwrap_or_else(|| self.default_client.client_id.clone());
+            .unwrap_or_else(|| self.default_client().client_id.clone());
         let azp = req.azp.clone().unwrap_or_else(|| aud.clone());
         let all: Vec<String> = vec![SCOPE_EMAIL.to_owned(), SCOPE_PROFILE.to_owned()];
         self.upsert_profile(&sub, profile.clone());
@@ -530,6 +529,9 @@ impl Inner {
         }
         if let Some(v) = patch.rotate_refresh_tokens {
             s.rotate_refresh_tokens = v;
+        }
+        if let Some(v) = patch.auto_consent {
+            s.auto_consent = v;
         }
         Ok(s.clone())
     }
@@ -635,14 +637,8 @@ impl Inner {
         self.clear_faults();
         self.clear_requests();
         *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Settings::default();
-        {
-            let mut clients = self.clients.write().unwrap_or_else(|p| p.into_inner());
-            clients.clear();
-            clients.insert(
-                self.default_client.client_id.clone(),
-                self.default_client.client_secret.clone(),
-            );
-        }
+        self.clients.reset();
+        self.authorizations.clear();
         self.drive.clear();
         self.keys.reset()
     }
@@ -673,20 +669,17 @@ impl Inner {
                 "Could not determine client ID from request.",
             ));
         };
-        let known = self
-            .clients
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .cloned();
-        let Some(expected) = known else {
+        let Some(client) = self.clients.get(&id) else {
             return Err(OAuthError::new(
                 401,
                 "invalid_client",
                 "The OAuth client was not found.",
             ));
         };
+        let expected = client.secret;
         match secret.filter(|s| !s.is_empty()) {
+            // Android clients have no secret at Google.
+            None if client.client_type == ClientType::Android => Ok(id),
             None => Err(OAuthError::new(
                 400,
                 "invalid_request",
@@ -752,6 +745,10 @@ impl Inner {
             if !redirect_matches(&rec.redirect_uri, sent_redirect) {
                 return Err(OAuthError::new(400, "redirect_uri_mismatch", "Bad Request"));
             }
+            let verifier = params.get("code_verifier").map(String::as_str);
+            if let Err(m) = crate::pkce::verify(rec.pkce.as_ref(), verifier) {
+                return Err(OAuthError::invalid_grant(m.description()));
+            }
             codes
                 .remove(code)
                 .ok_or_else(|| OAuthError::invalid_grant("Bad Request"))?
@@ -766,6 +763,7 @@ impl Inner {
                     scopes: &record.scopes,
                     include_granted_scopes: record.include_granted_scopes,
                     force_consent: record.force_consent,
+                    offline: record.offline,
                 },
             );
             (consent, user.profile.clone())
@@ -1037,7 +1035,7 @@ pub(crate) fn at_hash(access_token: &str) -> String {
     URL_SAFE_NO_PAD.encode(&d.as_ref()[..16])
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -1060,7 +1058,7 @@ fn well_formed_code(code: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'/'))
 }
 
-fn check_opt_len(name: &str, v: Option<&str>) -> Result<(), ControlError> {
+pub(crate) fn check_opt_len(name: &str, v: Option<&str>) -> Result<(), ControlError> {
     match v {
         Some(s) if s.is_empty() || s.len() > 512 => Err(ControlError(format!(
             "{name} must be between 1 and 512 characters"
@@ -1071,7 +1069,7 @@ fn check_opt_len(name: &str, v: Option<&str>) -> Result<(), ControlError> {
 
 /// Validates and defaults a profile.
 #[allow(clippy::too_many_arguments)]
-fn profile_of(
+pub(crate) fn profile_of(
     email: &str,
     name: Option<&str>,
     given: Option<&str>,
@@ -1138,7 +1136,7 @@ pub(crate) fn derived_sub(email: &str) -> String {
     format!("1{:020}", u64::from_be_bytes(n))
 }
 
-fn sub_for(sub: Option<&str>, email: &str) -> Result<String, ControlError> {
+pub(crate) fn sub_for(sub: Option<&str>, email: &str) -> Result<String, ControlError> {
     match sub {
         None => Ok(derived_sub(email)),
         Some(s)
@@ -1155,13 +1153,6 @@ fn sub_for(sub: Option<&str>, email: &str) -> Result<String, ControlError> {
     }
 }
 
-/// Random bytes from the OS generator (which only fails if the OS is broken).
-fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    let _ = aws_lc_rs::rand::fill(&mut b);
-    b
-}
-
 /// `len` base64url characters of randomness.
 pub(crate) fn random_token(len: usize) -> String {
     let mut bytes = vec![0u8; len * 3 / 4 + 1];
@@ -1169,16 +1160,6 @@ pub(crate) fn random_token(len: usize) -> String {
     let mut s = URL_SAFE_NO_PAD.encode(&bytes);
     s.truncate(len);
     s
-}
-
-fn random_lower(len: usize) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut bytes = vec![0u8; len];
-    let _ = aws_lc_rs::rand::fill(&mut bytes);
-    bytes
-        .iter()
-        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
-        .collect()
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 
-struct Child(std::process::Child);
+pub(crate) struct Child(std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
@@ -12,7 +12,7 @@ impl Drop for Child {
     }
 }
 
-fn start(args: &[&str]) -> (Child, String) {
+pub(crate) fn start(args: &[&str]) -> (Child, String) {
     let mut child = Child(
         Command::new(env!("CARGO_BIN_EXE_fake-google"))
             .args(args)
