@@ -200,6 +200,9 @@ pub(crate) fn google(config: &Config, source: GoogleSource<'_>) -> Result<Google
     google_config.request_timeout = Duration::from_secs(g.request_timeout_secs);
     google_config.jwks_grace = Duration::from_secs(g.jwks_grace_secs);
     google_config.verified_token_cache = g.verified_token_cache;
+    google_config.proxy_hosts = config
+        .proxy_hosts()
+        .map_err(|e| Failure::config(e.to_string()))?;
     if let Some(ca) = &g.ca_file {
         let pem = std::fs::read(ca).map_err(|e| {
             Failure::config(format!(

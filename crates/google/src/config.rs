@@ -8,6 +8,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
+use crate::proxy::ProxyHosts;
+
 /// Why the adapter's configuration was refused. Never contains a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -33,6 +35,9 @@ pub enum ConfigError {
     /// The HTTP client could not be built (TLS set-up).
     #[error("cannot build the HTTP client for Google: {0}")]
     HttpClient(String),
+    /// An `internal.proxy_hosts` entry is not a host name or `*.` and a host name; quotes the entry.
+    #[error("internal.proxy_hosts is invalid: {0}")]
+    ProxyHosts(String),
 }
 
 /// Which kind of OAuth client a secret file describes.
@@ -184,11 +189,14 @@ pub struct GoogleConfig {
     pub verified_token_cache: usize,
     /// An extra trusted root CA (PEM), e.g. the fake Google's `--tls` CA. Certificates are always verified.
     pub extra_root_ca_pem: Option<Vec<u8>>,
+    /// The hosts the Google API proxy may reach (`internal.proxy_hosts`: set it to what the HTTP adapter checks).
+    /// Default `www.googleapis.com` and `*.googleapis.com`.
+    pub proxy_hosts: ProxyHosts,
 }
 
 impl GoogleConfig {
     /// Settings with the defaults: real Google, `redirect_uri` `""`, no `azp`/`hd` checks, leeway 60 s,
-    /// timeouts 5 s / 10 s, JWKS grace 1 h, 10,000 verified tokens remembered.
+    /// timeouts 5 s / 10 s, JWKS grace 1 h, 10,000 verified tokens remembered, the default proxy hosts.
     #[must_use]
     pub fn new(client_id: String, client_secret: SecretString) -> Self {
         Self {
@@ -204,6 +212,7 @@ impl GoogleConfig {
             jwks_grace: Duration::from_secs(3600),
             verified_token_cache: 10_000,
             extra_root_ca_pem: None,
+            proxy_hosts: ProxyHosts::default(),
         }
     }
 
@@ -257,6 +266,7 @@ impl fmt::Debug for GoogleConfig {
                     .as_ref()
                     .map(|pem| format!("{} bytes", pem.len())),
             )
+            .field("proxy_hosts", &self.proxy_hosts.to_string())
             .finish()
     }
 }
@@ -278,6 +288,9 @@ pub(crate) struct Endpoints {
     pub(crate) drive_files: String,
     /// `.../upload/drive/v3/files` (no trailing slash).
     pub(crate) upload_files: String,
+    /// The base URL every Google API host maps to (the proxy keeps the caller's path under its path); `None` =
+    /// real Google, each host itself.
+    pub(crate) proxy_base: Option<Url>,
 }
 
 const OAUTH_HOST: &str = "https://oauth2.googleapis.com";
@@ -285,8 +298,8 @@ const APIS_HOST: &str = "https://www.googleapis.com";
 
 impl Endpoints {
     pub(crate) fn resolve(base_url: Option<&str>) -> Result<Self, ConfigError> {
-        let (oauth, apis) = match base_url {
-            None => (OAUTH_HOST.to_owned(), APIS_HOST.to_owned()),
+        let (oauth, apis, proxy_base) = match base_url {
+            None => (OAUTH_HOST.to_owned(), APIS_HOST.to_owned(), None),
             Some(base) => {
                 let parsed = Url::parse(base)
                     .map_err(|e| invalid("base_url", &format!("it is not a URL ({e})")))?;
@@ -303,7 +316,7 @@ impl Endpoints {
                     return Err(invalid("base_url", "it must not hold credentials"));
                 }
                 let base = parsed.as_str().trim_end_matches('/').to_owned();
-                (base.clone(), base)
+                (base.clone(), base, Some(parsed))
             }
         };
         let url = |s: String| {
@@ -315,6 +328,7 @@ impl Endpoints {
             certs: url(format!("{apis}/oauth2/v3/certs"))?,
             drive_files: format!("{apis}/drive/v3/files"),
             upload_files: format!("{apis}/upload/drive/v3/files"),
+            proxy_base,
         })
     }
 }
@@ -327,6 +341,7 @@ mod tests {
     fn real_google_hosts_are_used_without_a_base_url() {
         let e = Endpoints::resolve(None).unwrap();
         assert_eq!(e.token.as_str(), "https://oauth2.googleapis.com/token");
+        assert_eq!(e.proxy_base, None);
         assert_eq!(e.revoke.as_str(), "https://oauth2.googleapis.com/revoke");
         assert_eq!(
             e.certs.as_str(),
@@ -343,6 +358,10 @@ mod tests {
     fn a_base_url_replaces_every_host_and_keeps_a_path_prefix() {
         let e = Endpoints::resolve(Some("http://127.0.0.1:9000/fake/")).unwrap();
         assert_eq!(e.token.as_str(), "http://127.0.0.1:9000/fake/token");
+        assert_eq!(
+            e.proxy_base.as_ref().map(Url::as_str),
+            Some("http://127.0.0.1:9000/fake/")
+        );
         assert_eq!(
             e.certs.as_str(),
             "http://127.0.0.1:9000/fake/oauth2/v3/certs"

@@ -7,7 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use offline_access_domain::{
     AccessToken, Drive, DriveError, DriveRequest, DriveResponse, FileContent,
 };
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use tracing::Instrument;
@@ -23,9 +23,6 @@ pub const LIST_FIELDS: &str = "nextPageToken,files(id,name,mimeType,size,modifie
 pub const PAGE_SIZE: u32 = 100;
 /// Largest JSON answer we read.
 const MAX_JSON_BODY: usize = 1024 * 1024;
-/// The longest a download may take in all, once its first byte arrived within the request timeout (each
-/// later chunk must also arrive within the request timeout). Content is streamed, so its size is not bounded.
-pub const MAX_DOWNLOAD_TIME: Duration = Duration::from_secs(3600);
 /// Longest accepted file name (characters).
 pub const MAX_NAME_CHARS: usize = 255;
 
@@ -277,9 +274,7 @@ impl GoogleDrive {
         access_token: &AccessToken,
         call: Call,
     ) -> Result<DriveResponse, DriveError> {
-        let mut bearer = HeaderValue::try_from(format!("Bearer {}", access_token.expose_secret()))
-            .map_err(|_| DriveError::Unauthorized)?;
-        bearer.set_sensitive(true);
+        let bearer = http::bearer(access_token).ok_or(DriveError::Unauthorized)?;
         let mut builder = self
             .http
             .request(call.method, call.url)
@@ -315,11 +310,9 @@ impl GoogleDrive {
         &self,
         builder: reqwest::RequestBuilder,
     ) -> Result<DriveResponse, DriveError> {
-        let sent = builder.timeout(MAX_DOWNLOAD_TIME).send();
-        let response = match tokio::time::timeout(self.timeout, sent).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(_)) | Err(_) => return Err(DriveError::Unavailable),
-        };
+        let response = http::send_streamed(builder, self.timeout, None)
+            .await
+            .map_err(unanswered)?;
         if !response.status().is_success() {
             let answer = tokio::time::timeout(self.timeout, http::read(response, MAX_JSON_BODY))
                 .await
@@ -336,7 +329,10 @@ impl GoogleDrive {
         let length = response.content_length();
         Ok(DriveResponse::Content {
             content_type,
-            content: FileContent::streaming(length, chunks(response, self.timeout)),
+            content: FileContent::streaming(
+                length,
+                http::chunks(response, self.timeout, unanswered),
+            ),
         })
     }
 }
@@ -347,25 +343,6 @@ fn unanswered(failure: Failure) -> DriveError {
         Failure::Timeout | Failure::Unreachable => DriveError::Unavailable,
         Failure::TooLarge => DriveError::Protocol("answer too large".into()),
     }
-}
-
-/// The body of `response`, chunk by chunk; a chunk slower than `idle`, or a broken connection, ends it with
-/// [`DriveError::Unavailable`].
-fn chunks(
-    response: reqwest::Response,
-    idle: Duration,
-) -> impl futures::Stream<Item = Result<Bytes, DriveError>> + Send + 'static {
-    futures::stream::unfold(Some(response), move |state| async move {
-        let mut response = state?;
-        match tokio::time::timeout(idle, response.chunk()).await {
-            Ok(Ok(Some(chunk))) => Some((Ok(chunk), Some(response))),
-            Ok(Ok(None)) => None,
-            Ok(Err(_)) | Err(_) => {
-                tracing::info!("Drive content broke off");
-                Some((Err(DriveError::Unavailable), None))
-            }
-        }
-    })
 }
 
 #[async_trait]

@@ -1,14 +1,21 @@
-//! Shared HTTP plumbing: the pooled client, capped body reads, `Retry-After`, metrics.
+//! Shared HTTP plumbing: the pooled client, capped body reads, streamed answers, `Retry-After`, metrics.
 
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use offline_access_domain::AccessToken;
+use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use tokio::sync::oneshot;
 
 use crate::config::{ConfigError, GoogleConfig};
 
 /// The longest `Retry-After` we pass on (Google sends seconds to minutes).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// The longest a streamed transfer (a Drive download, a call through the Google API proxy) may take in all, once
+/// its answer's head arrived within the request timeout (each later chunk must also arrive within the request
+/// timeout). Streamed bodies are not size-bounded, so this is their only overall bound.
+pub const MAX_DOWNLOAD_TIME: Duration = Duration::from_secs(3600);
 
 /// Builds the one pooled client: rustls (aws-lc-rs), keep-alive, timeouts, no redirects, no automatic retries.
 pub(crate) fn build_client(config: &GoogleConfig) -> Result<reqwest::Client, ConfigError> {
@@ -21,7 +28,13 @@ pub(crate) fn build_client(config: &GoogleConfig) -> Result<reqwest::Client, Con
         // A token or Drive call is never followed to another place, and never replayed by the client:
         // a code is single-use, and the use cases own retries.
         .redirect(reqwest::redirect::Policy::none())
-        .retry(reqwest::retry::never());
+        .retry(reqwest::retry::never())
+        // Bodies pass as Google sent them: a proxied answer keeps its `Content-Encoding` and `Content-Length`
+        // consistent with its bytes, even if another crate turns on a reqwest decompression feature.
+        .no_gzip()
+        .no_brotli()
+        .no_deflate()
+        .no_zstd();
     if config.base_url.as_deref().is_some_and(is_loopback_url) {
         // A fake Google on this machine is never reached through an HTTP(S)_PROXY from the environment.
         builder = builder.no_proxy();
@@ -124,6 +137,59 @@ pub(crate) async fn read(mut response: reqwest::Response, cap: usize) -> Result<
         headers,
         body,
     })
+}
+
+/// Sends a request whose answer body will be streamed, and waits for the answer's head.
+///
+/// The client's whole-request timeout is lifted to [`MAX_DOWNLOAD_TIME`]; the head must arrive within
+/// `head_timeout` of the request body's end. For a streamed request body, `body_sent` resolves (or is dropped)
+/// when the body ended, so a long upload is not cut by the head timeout; `None` for a body in memory.
+pub(crate) async fn send_streamed(
+    request: reqwest::RequestBuilder,
+    head_timeout: Duration,
+    body_sent: Option<oneshot::Receiver<()>>,
+) -> Result<reqwest::Response, Failure> {
+    let send = request.timeout(MAX_DOWNLOAD_TIME).send();
+    tokio::pin!(send);
+    if let Some(body_sent) = body_sent {
+        tokio::select! {
+            result = &mut send => return result.map_err(|e| classify(&e)),
+            _ = body_sent => {}
+        }
+    }
+    match tokio::time::timeout(head_timeout, send).await {
+        Ok(result) => result.map_err(|e| classify(&e)),
+        Err(_) => Err(Failure::Timeout),
+    }
+}
+
+/// The body of `response`, chunk by chunk as the caller asks for it; a chunk slower than `idle`, or a broken
+/// connection, ends it with `broke(...)` of what happened.
+pub(crate) fn chunks<E: Send + 'static>(
+    response: reqwest::Response,
+    idle: Duration,
+    broke: fn(Failure) -> E,
+) -> impl futures::Stream<Item = Result<Bytes, E>> + Send + 'static {
+    futures::stream::unfold(Some(response), move |state| async move {
+        let mut response = state?;
+        let failure = match tokio::time::timeout(idle, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => return Some((Ok(chunk), Some(response))),
+            Ok(Ok(None)) => return None,
+            Ok(Err(e)) => classify(&e),
+            Err(_) => Failure::Timeout,
+        };
+        tracing::info!(?failure, "a streamed answer from Google broke off");
+        Some((Err(broke(failure)), None))
+    })
+}
+
+/// `Authorization: Bearer <access token>`, marked sensitive (never logged by the HTTP stack); `None` when the
+/// token cannot be a header value.
+pub(crate) fn bearer(access_token: &AccessToken) -> Option<HeaderValue> {
+    let mut value =
+        HeaderValue::try_from(format!("Bearer {}", access_token.expose_secret())).ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 /// `Retry-After` in its delta-seconds form (what Google sends), bounded; HTTP dates are ignored.

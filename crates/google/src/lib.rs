@@ -1,12 +1,16 @@
 //! Google adapter of offline-access: the token endpoint (code exchange, refresh, revoke), ID-token verification
-//! against Google's JWKS, and Drive v3 in the user's `appDataFolder`.
+//! against Google's JWKS, Drive v3 in the user's `appDataFolder`, and any allowed Google API for the internal
+//! API's proxy.
 //!
 //! Build one [`Google`] from a [`GoogleConfig`] at start-up; it holds one pooled HTTP client (rustls on
-//! aws-lc-rs, keep-alive, connect and request timeouts, no redirects, no automatic retries) shared by the three
-//! port implementations it hands out:
+//! aws-lc-rs, keep-alive, connect and request timeouts, no redirects, no automatic retries, no decompression)
+//! shared by the port implementations it hands out:
 //! - [`Google::tokens`] → [`GoogleTokens`], a [`offline_access_domain::TokenEndpoint`];
 //! - [`Google::verifier`] → [`JwksVerifier`], an [`offline_access_domain::IdTokenVerifier`];
-//! - [`Google::drive`] → [`GoogleDrive`], a [`offline_access_domain::Drive`].
+//! - [`Google::drive`] → [`GoogleDrive`], a [`offline_access_domain::Drive`];
+//! - [`Google::api`] → [`GoogleApiProxy`], a [`offline_access_domain::GoogleApi`] (the internal API's proxy),
+//!   with the host allowlist ([`ProxyHosts`]) and header filters ([`filter_request_headers`],
+//!   [`filter_response_headers`]) the HTTP adapter applies too.
 //!
 //! See `docs/google-adapter.md` for the endpoints, the error mapping and the verification rules.
 
@@ -14,6 +18,7 @@ mod config;
 mod drive;
 mod http;
 mod jwks;
+mod proxy;
 mod tokens;
 mod verify;
 
@@ -24,19 +29,24 @@ use secrecy::ExposeSecret;
 
 pub use config::{ClientKind, ClientSecret, ConfigError, GoogleConfig, MAX_LEEWAY};
 pub use drive::{
-    FILE_FIELDS, GoogleDrive, LIST_FIELDS, MAX_DOWNLOAD_TIME, MAX_NAME_CHARS, PAGE_SIZE,
-    is_valid_file_id,
+    FILE_FIELDS, GoogleDrive, LIST_FIELDS, MAX_NAME_CHARS, PAGE_SIZE, is_valid_file_id,
 };
+pub use http::MAX_DOWNLOAD_TIME;
 pub use jwks::{DEFAULT_TTL, FAILURE_BACKOFF, MAX_TTL, UNKNOWN_KID_REFETCH_INTERVAL};
+pub use proxy::{
+    DEFAULT_PROXY_HOSTS, GoogleApiProxy, ProxyHosts, filter_request_headers,
+    filter_response_headers,
+};
 pub use tokens::GoogleTokens;
 pub use verify::{GOOGLE_ISSUERS, JwksVerifier, MAX_LIFETIME, MAX_TOKEN_LEN};
 
-/// The Google adapter: one pooled HTTP client and the three ports built on it.
+/// The Google adapter: one pooled HTTP client and the ports built on it.
 #[derive(Debug, Clone)]
 pub struct Google {
     tokens: Arc<GoogleTokens>,
     verifier: Arc<JwksVerifier>,
     drive: Arc<GoogleDrive>,
+    api: Arc<GoogleApiProxy>,
 }
 
 impl Google {
@@ -85,16 +95,23 @@ impl Google {
                 reason: "no Drive URL can be built from it".into(),
             })?;
         let drive = Arc::new(GoogleDrive {
-            http: client,
+            http: client.clone(),
             files: endpoints.drive_files,
             upload: endpoints.upload_files,
             appfolder,
+            timeout: config.request_timeout,
+        });
+        let api = Arc::new(GoogleApiProxy {
+            http: client,
+            hosts: config.proxy_hosts.clone(),
+            base: endpoints.proxy_base,
             timeout: config.request_timeout,
         });
         Ok(Self {
             tokens,
             verifier,
             drive,
+            api,
         })
     }
 
@@ -114,5 +131,11 @@ impl Google {
     #[must_use]
     pub fn drive(&self) -> Arc<GoogleDrive> {
         Arc::clone(&self.drive)
+    }
+
+    /// Any Google API on `proxy_hosts`, for the internal API's proxy.
+    #[must_use]
+    pub fn api(&self) -> Arc<GoogleApiProxy> {
+        Arc::clone(&self.api)
     }
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 use wiremock::matchers::{any, header, method, path};
 use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
 
-use crate::support::{closed_port_url, config, google, query_is};
+use crate::support::{closed_port_url, config, google, query_is, raw_server, serving_8_mib};
 
 const ACCESS: &str = "ya29.a0canary-access";
 
@@ -244,15 +244,7 @@ async fn download_asks_for_media_and_returns_bytes_with_their_type() {
 
 #[tokio::test]
 async fn a_large_download_arrives_in_many_chunks_with_every_byte_in_order() {
-    let server = MockServer::start().await;
-    let body: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-    Mock::given(method("GET"))
-        .and(path("/drive/v3/files/big"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_raw(body.clone(), "application/octet-stream"),
-        )
-        .mount(&server)
-        .await;
+    let (server, body) = serving_8_mib("/drive/v3/files/big").await;
     let DriveResponse::Content { content, .. } =
         run(&server, DriveRequest::Download { id: "big".into() })
             .await
@@ -269,25 +261,6 @@ async fn a_large_download_arrives_in_many_chunks_with_every_byte_in_order() {
     }
     assert!(chunks > 1, "the content came as {chunks} chunk(s)");
     assert!(received == body, "the content differs");
-}
-
-/// A server answering every connection with `head` and `body` (raw bytes), then waiting `then` before closing.
-async fn raw_drive(head: &'static str, body: &'static [u8], then: Duration) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut request = [0u8; 4096];
-                let _ = socket.read(&mut request).await;
-                let _ = socket.write_all(head.as_bytes()).await;
-                let _ = socket.write_all(body).await;
-                tokio::time::sleep(then).await;
-            });
-        }
-    });
-    url
 }
 
 async fn download_from(url: String, request_timeout: Duration) -> Result<Bytes, DriveError> {
@@ -309,7 +282,7 @@ async fn download_from(url: String, request_timeout: Duration) -> Result<Bytes, 
 
 #[tokio::test]
 async fn content_that_breaks_off_before_its_length_ends_the_stream_as_unavailable() {
-    let url = raw_drive(
+    let url = raw_server(
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n",
         b"only ten b",
         Duration::ZERO,
@@ -323,7 +296,7 @@ async fn content_that_breaks_off_before_its_length_ends_the_stream_as_unavailabl
 
 #[tokio::test]
 async fn content_that_stalls_longer_than_the_request_timeout_ends_as_unavailable() {
-    let url = raw_drive(
+    let url = raw_server(
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n",
         b"only ten b",
         Duration::from_secs(30),
@@ -342,7 +315,7 @@ async fn content_that_stalls_longer_than_the_request_timeout_ends_as_unavailable
 
 #[tokio::test]
 async fn a_download_whose_answer_never_comes_is_unavailable() {
-    let url = raw_drive("", b"", Duration::from_secs(30)).await;
+    let url = raw_server("", b"", Duration::from_secs(30)).await;
     assert_eq!(
         download_from(url, Duration::from_millis(300)).await,
         Err(DriveError::Unavailable)
@@ -351,7 +324,7 @@ async fn a_download_whose_answer_never_comes_is_unavailable() {
 
 #[tokio::test]
 async fn a_download_refused_by_drive_maps_its_error_envelope() {
-    let url = raw_drive(
+    let url = raw_server(
         "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: 65\r\n\r\n",
         b"{\"error\":{\"code\":403,\"errors\":[{\"reason\":\"insufficientScopes\"}]}}",
         Duration::ZERO,

@@ -7,6 +7,7 @@ mod fuzz;
 mod jwks;
 mod observability;
 mod props;
+mod proxy;
 mod remembered;
 mod support;
 mod tls;

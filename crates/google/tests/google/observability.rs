@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use offline_access_domain::{
-    AccessToken, AuthCode, Drive, DriveRequest, IdTokenVerifier, RefreshToken, TokenEndpoint,
+    AccessToken, AuthCode, Drive, DriveRequest, GoogleApi, IdTokenVerifier, ProxyBody,
+    ProxyRequest, RefreshToken, TokenEndpoint,
 };
 use serde_json::json;
 use wiremock::matchers::{any, method, path};
@@ -111,6 +112,19 @@ fn no_code_token_or_client_secret_appears_in_trace_logs_or_metrics() {
             content: Bytes::from_static(b"canary-content"),
         };
         let _ = google.drive().execute(&access, &create).await.unwrap_err();
+        // The proxy: a query and caller headers holding secrets; Google's answer echoes the token.
+        let proxied = ProxyRequest {
+            method: "POST".into(),
+            host: "gmail.googleapis.com".into(),
+            path_and_query: "/gmail/v1/users/me/messages/send?key=canary-query-secret".into(),
+            headers: vec![
+                ("cookie".into(), "sid=canary-cookie".into()),
+                ("authorization".into(), "Bearer canary-caller-key".into()),
+            ],
+            body: ProxyBody::Full(Bytes::from_static(b"canary-proxied-body")),
+        };
+        let answer = google.api().forward(&access, proxied).await.unwrap();
+        assert_eq!(answer.status, 403);
         let _ = google
             .verifier()
             .verify(&id_token(&id_token_text), now())
@@ -120,6 +134,10 @@ fn no_code_token_or_client_secret_appears_in_trace_logs_or_metrics() {
     });
 
     assert!(logs.contains("google.token"), "spans are logged: {logs}");
+    assert!(
+        logs.contains("google.proxy") && logs.contains("method=POST host=gmail.googleapis.com"),
+        "the proxy logs its method and host: {logs}"
+    );
     for canary in [
         CODE,
         REFRESH,
@@ -144,6 +162,8 @@ fn no_code_token_or_client_secret_appears_in_trace_logs_or_metrics() {
         "counter offline_access_google_requests_total{endpoint=revoke,outcome=already_revoked}",
         "counter offline_access_google_requests_total{endpoint=jwks,outcome=ok}",
         "counter offline_access_google_requests_total{endpoint=drive_create,outcome=forbidden}",
+        "counter offline_access_google_requests_total{endpoint=proxy,outcome=client_error}",
+        "histogram offline_access_google_request_duration_seconds{endpoint=proxy}",
         "histogram offline_access_google_request_duration_seconds{endpoint=drive_create}",
         "histogram offline_access_google_request_duration_seconds{endpoint=token_exchange}",
         "counter offline_access_id_token_verifications_total{outcome=wrong_audience}",

@@ -214,6 +214,20 @@ impl Match for QueryIs {
     }
 }
 
+/// A server answering `GET on` with 8 MiB of patterned bytes (`application/octet-stream`), and those bytes.
+pub(crate) async fn serving_8_mib(on: &str) -> (MockServer, Vec<u8>) {
+    let server = MockServer::start().await;
+    let body: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    Mock::given(method("GET"))
+        .and(path(on))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw(body.clone(), "application/octet-stream"),
+        )
+        .mount(&server)
+        .await;
+    (server, body)
+}
+
 /// A loopback port where nothing listens.
 pub(crate) fn closed_port_url() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -244,6 +258,25 @@ pub(crate) async fn dropping_server() -> (String, Arc<AtomicUsize>) {
         }
     });
     (format!("http://{addr}"), accepted)
+}
+
+/// A server answering every connection with `head` and `body` (raw bytes), then waiting `then` before closing.
+pub(crate) async fn raw_server(head: &'static str, body: &'static [u8], then: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(body).await;
+                tokio::time::sleep(then).await;
+            });
+        }
+    });
+    url
 }
 
 /// Records the keys of every counter and histogram registration (one per call site execution).
