@@ -371,6 +371,29 @@ async fn the_proxy_reaches_allowed_google_hosts_only_refreshes_once_on_401_and_f
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["code"], 404);
 
+    // Google's answer passes through even when it is not JSON.
+    app.fake
+        .control()
+        .add_fault(
+            fake_google::Fault::status(fake_google::Endpoint::Drive, 503)
+                .with_body(json!("<html>Service Unavailable</html>")),
+        )
+        .await
+        .unwrap();
+    let response = app
+        .internal(
+            Method::GET,
+            &format!("{base}/www.googleapis.com/drive/v3/files/x"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.text().await.unwrap(),
+        "<html>Service Unavailable</html>"
+    );
+
     // Forget through the internal API.
     let forgotten = app
         .internal(Method::DELETE, &format!("/internal/v1/users/{sub}"))

@@ -446,7 +446,7 @@ impl Config {
     /// A [`ConfigError`] naming the bad entry.
     pub(crate) fn proxy_hosts(&self) -> Result<offline_access_google::ProxyHosts, ConfigError> {
         offline_access_google::ProxyHosts::parse(&self.internal.proxy_hosts)
-            .map_err(|e| ConfigError::new(format!("internal.proxy_hosts: {e}")))
+            .map_err(|e| ConfigError::new(e.to_string()))
     }
 
     /// `google.required_scopes`, parsed (validated by [`Config::validate`]).
@@ -944,6 +944,8 @@ mod tests {
             assert!(config.store.url.is_some());
             assert!(config.security.encryption_keys.is_some());
             assert!(config.tls.cert.is_some() && config.tls.key.is_some());
+            assert!(config.internal.listen.is_some());
+            assert_eq!(config.internal.api_keys.len(), 1);
             Ok(())
         });
     }

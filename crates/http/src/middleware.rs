@@ -13,6 +13,11 @@ use tracing::field::Empty;
 
 use crate::error::{ApiError, for_status};
 
+/// Marks a response that is another server's answer passed through as it is (the internal API's proxy): its
+/// error bodies are Google's, never replaced by the JSON error shape.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PassedThrough;
+
 /// One span per request (method, path, status, latency; never headers, query or bodies), the request counter,
 /// and the guarantee that every error response is the JSON error shape.
 pub(crate) async fn observe(request: Request, next: Next) -> Response {
@@ -75,6 +80,9 @@ fn loggable_path(path: &str, route: Option<&str>) -> String {
 fn ensure_json_error(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    if response.extensions().get::<PassedThrough>().is_some() {
         return response;
     }
     let is_json = response

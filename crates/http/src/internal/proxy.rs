@@ -185,6 +185,9 @@ pub(crate) async fn proxy(
     metrics::counter!("offline_access_internal_proxied_total", "key" => key.0, "host" => host, "status" => answer.status.to_string())
         .increment(1);
     let mut response = Body::from_stream(answer.body).into_response();
+    response
+        .extensions_mut()
+        .insert(crate::middleware::PassedThrough);
     *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let headers = response.headers_mut();
     for (name, value) in answer.headers {

@@ -247,7 +247,7 @@ pub(crate) async fn access_token(
     })
     .await??;
     let now = state.service.ports().clock.now();
-    tracing::info!(key = %key.0, subject = %subject, scopes = %scopes.iter().collect::<Vec<_>>().join(" "), "internal API: access token handed out");
+    tracing::info!(key = %key.0, subject = %subject, scopes = %access.scopes.iter().collect::<Vec<_>>().join(" "), "internal API: access token handed out");
     metrics::counter!("offline_access_internal_tokens_total", "key" => key.0).increment(1);
     let answer = TokenAnswer {
         access_token: access.token.expose_secret().to_owned(),
