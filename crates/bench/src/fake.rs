@@ -147,6 +147,27 @@ impl Fake {
             .map(drop)
     }
 
+    /// The lifetime of the access tokens the fake issues from now on, in seconds (`/_fake/settings`); returns
+    /// the one set before.
+    pub(crate) async fn set_access_token_ttl(&self, secs: u64) -> Result<u64, String> {
+        let before: Value = self
+            .http
+            .get(format!("{}/_fake/settings", self.url))
+            .send()
+            .await
+            .map_err(|e| format!("GET /_fake/settings: {e}"))?
+            .json()
+            .await
+            .map_err(|e| format!("GET /_fake/settings: {e}"))?;
+        let before = before
+            .get("access_token_ttl_secs")
+            .and_then(Value::as_u64)
+            .ok_or("no access_token_ttl_secs in /_fake/settings")?;
+        self.post_json("/_fake/settings", &json!({ "access_token_ttl_secs": secs }))
+            .await?;
+        Ok(before)
+    }
+
     /// Empties the request journal.
     pub(crate) async fn clear_requests(&self) -> Res<()> {
         self.http

@@ -4,8 +4,10 @@
 //! them over real HTTP and prints a markdown table: sign-ins per second on `/authcode` and Drive proxy calls per
 //! second, each at several concurrencies with latency percentiles and the server's CPU seconds per 1,000 requests,
 //! next to the fake's own ceiling measured in the same run; the refresh stampede (token calls per expiry); and the
-//! memory footprint and start-to-ready time with many stored users; and concurrent downloads of a large Drive file
-//! with the server's memory meanwhile. Postgres parts run when `DATABASE_URL` is set.
+//! memory footprint and start-to-ready time with many stored users; concurrent downloads of a large Drive file
+//! with the server's memory meanwhile; and the internal API: access tokens vs `/healthz`, the Google API proxy vs
+//! the public Drive route, and an access-token stampede over three instances. Postgres parts run when
+//! `DATABASE_URL` is set.
 //!
 //! `--smoke` runs tiny counts in seconds and fails only when something does not run or a stampede refreshes more
 //! than once (never on a timing).
@@ -84,6 +86,9 @@ enum Cmd {
     Footprint,
     /// Concurrent downloads of a large Drive file: throughput vs the fake's, and the server's memory meanwhile.
     Download,
+    /// The internal API: access tokens vs /healthz and the Google API proxy vs /v1/me/drive/appfolder in one
+    /// server; 1,000 concurrent access_token calls for one stale user (1 instance, file; 3 on Postgres).
+    Internal,
     /// Everything above.
     All,
 }
@@ -287,6 +292,30 @@ async fn scenarios(ctx: &mut Ctx, command: Cmd, report: &mut Report, once: bool)
             report.stampede.push(
                 scenarios::stampede(ctx, &pg, 3, "3 instances sharing Postgres".to_owned()).await?,
             );
+        }
+    }
+    if all || command == Cmd::Internal {
+        let file = ctx.file_store()?;
+        let runs = scenarios::internal(ctx, &file, "file").await?;
+        report.internal_tokens.push(runs.tokens);
+        report.internal_proxy.push(runs.proxy);
+        if once {
+            let file = ctx.file_store()?;
+            report.internal_stampede.push(
+                scenarios::internal_stampede(ctx, &file, 1, "1 instance, file store".to_owned())
+                    .await?,
+            );
+            if let Some(pg) = ctx.pg_store() {
+                report.internal_stampede.push(
+                    scenarios::internal_stampede(
+                        ctx,
+                        &pg,
+                        3,
+                        "3 instances sharing Postgres".to_owned(),
+                    )
+                    .await?,
+                );
+            }
         }
     }
     if once && (all || command == Cmd::Download) {

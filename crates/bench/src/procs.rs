@@ -78,13 +78,24 @@ pub(crate) struct Proc {
     pub(crate) pid: u32,
     /// Its base URL.
     pub(crate) url: String,
+    /// The internal API's base URL, when the process announced `internal API listening on URL`.
+    pub(crate) internal_url: Option<String>,
     /// When it was spawned.
     pub(crate) spawned: Instant,
 }
 
 impl Proc {
     /// Spawns `command` (stdout piped, stderr to `log`) and waits for its `listening on URL` line.
-    pub(crate) async fn spawn(mut command: Command, log: PathBuf) -> Res<Proc> {
+    pub(crate) async fn spawn(command: Command, log: PathBuf) -> Res<Proc> {
+        Self::spawn_announcing(command, log, false).await
+    }
+
+    /// As [`Proc::spawn`]; with `internal`, also waits for the `internal API listening on URL` line.
+    pub(crate) async fn spawn_announcing(
+        mut command: Command,
+        log: PathBuf,
+        internal: bool,
+    ) -> Res<Proc> {
         // Outbound calls go to loopback only: no proxy may intercept them.
         for var in [
             "HTTP_PROXY",
@@ -108,15 +119,23 @@ impl Proc {
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let wait = async {
+            let (mut url, mut internal_url) = (None, None);
             while let Some(line) = lines.next_line().await? {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    return Ok::<_, std::io::Error>(Some(url.trim().to_owned()));
+                if let Some(found) = line.strip_prefix("listening on ") {
+                    url = Some(found.trim().to_owned());
+                } else if let Some(found) = line.strip_prefix("internal API listening on ") {
+                    internal_url = Some(found.trim().to_owned());
+                }
+                if let Some(url) = &url
+                    && (!internal || internal_url.is_some())
+                {
+                    return Ok::<_, std::io::Error>(Some((url.clone(), internal_url)));
                 }
             }
             Ok(None)
         };
-        let url = match tokio::time::timeout(Duration::from_secs(60), wait).await {
-            Ok(Ok(Some(url))) => url,
+        let (url, internal_url) = match tokio::time::timeout(Duration::from_secs(60), wait).await {
+            Ok(Ok(Some(found))) => found,
             _ => {
                 let stderr = std::fs::read_to_string(&log).unwrap_or_default();
                 let tail: String = stderr
@@ -140,6 +159,7 @@ impl Proc {
             child,
             pid,
             url,
+            internal_url,
             spawned,
         })
     }
@@ -305,6 +325,67 @@ pub(crate) async fn start_server(
     name: &str,
     layout: Layout,
 ) -> Res<Proc> {
+    let command = server_command(bins, env, store, layout);
+    Proc::spawn(command, env.dir.join(format!("{name}.stderr.log"))).await
+}
+
+/// As [`start_server`], with the internal API on a free loopback port (`internal.listen = 127.0.0.1:0`) letting
+/// in the key whose `internal.api_keys` entry is `key_entry`; waits for both `listening on` lines.
+pub(crate) async fn start_server_internal(
+    bins: &Bins,
+    env: &ServerEnv,
+    store: &StoreSpec,
+    name: &str,
+    layout: Layout,
+    key_entry: &str,
+) -> Res<Proc> {
+    let mut command = server_command(bins, env, store, layout);
+    command
+        .env("OFFLINE_ACCESS_INTERNAL__LISTEN", "127.0.0.1:0")
+        .env("OFFLINE_ACCESS_INTERNAL__API_KEYS", key_entry);
+    let proc =
+        Proc::spawn_announcing(command, env.dir.join(format!("{name}.stderr.log")), true).await?;
+    if proc.internal_url.is_none() {
+        return Err("the server never announced its internal API's address".into());
+    }
+    Ok(proc)
+}
+
+/// A new internal API key from `offline-access api-key new NAME --json`: the key, and its `internal.api_keys`
+/// entry (`NAME:sha256:HEX`).
+pub(crate) async fn new_api_key(bins: &Bins, dir: &Path, name: &str) -> Res<(String, String)> {
+    let mut command = Command::new(&bins.server);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("OFFLINE_ACCESS_") {
+            command.env_remove(key);
+        }
+    }
+    let output = command
+        .args(["api-key", "new", name, "--json"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    if !output.status.success() {
+        return Err(format!(
+            "`offline-access api-key new {name} --json` failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )
+        .into());
+    }
+    let made: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let field = |f: &str| {
+        made.get(f)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("`api-key new --json` printed no {f}"))
+    };
+    Ok((field("key")?, field("entry")?))
+}
+
+/// The `offline-access serve` command for `store` in `layout` (see [`start_server`]).
+fn server_command(bins: &Bins, env: &ServerEnv, store: &StoreSpec, layout: Layout) -> Command {
     let mut command = layout.command(&bins.server, SERVER_CPU);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("OFFLINE_ACCESS_") {
@@ -337,7 +418,7 @@ pub(crate) async fn start_server(
                 .env("OFFLINE_ACCESS_STORE__SCHEMA", schema);
         }
     }
-    Proc::spawn(command, env.dir.join(format!("{name}.stderr.log"))).await
+    command
 }
 
 /// Polls `GET {url}/readyz` until it answers 200; returns when.

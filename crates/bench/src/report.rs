@@ -25,6 +25,12 @@ pub(crate) struct Report {
     pub(crate) footprint: Vec<Footprint>,
     /// Large downloads.
     pub(crate) downloads: Option<Downloads>,
+    /// Internal API: access tokens (`server`) vs `/healthz` (`direct`), same server.
+    pub(crate) internal_tokens: Vec<Throughput>,
+    /// Internal API: the proxy (`server`) vs `/v1/me/drive/appfolder` (`direct`), same server.
+    pub(crate) internal_proxy: Vec<Throughput>,
+    /// Internal API: access-token stampedes.
+    pub(crate) internal_stampede: Vec<Stampede>,
 }
 
 fn read(path: &str) -> String {
@@ -91,6 +97,59 @@ impl Report {
             stampede: Vec::new(),
             footprint: Vec::new(),
             downloads: None,
+            internal_tokens: Vec::new(),
+            internal_proxy: Vec::new(),
+            internal_stampede: Vec::new(),
+        }
+    }
+
+    /// Two routes of one server side by side at each concurrency: `a` (the pair's `server`) against `b` (its
+    /// `direct`), CPU of the server for both.
+    fn same_server(
+        out: &mut String,
+        title: &str,
+        a: &str,
+        b: &str,
+        goal: f64,
+        tables: &[Throughput],
+    ) {
+        for table in tables {
+            let _ = writeln!(
+                out,
+                "\n### {title} ({} store, {})\n",
+                table.store,
+                table.layout.label()
+            );
+            let _ = writeln!(
+                out,
+                "| concurrency | {a} /s | p50 ms | p99 ms | server CPU µs/req | {b} /s | p50 ms | p99 ms | server CPU µs/req | ratio |"
+            );
+            let _ = writeln!(
+                out,
+                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            );
+            for pair in &table.rows {
+                let (s, d) = (&pair.server, &pair.direct);
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.0} | {} | {} | {} | {:.0} | {} | {} | {} | {:.2} |",
+                    s.concurrency,
+                    s.rate(),
+                    ms(s.p50),
+                    ms(s.p99),
+                    us(s.cpu_per_1000()),
+                    d.rate(),
+                    ms(d.p50),
+                    ms(d.p99),
+                    us(d.cpu_per_1000()),
+                    s.rate() / d.rate().max(1e-9),
+                );
+            }
+            let _ = writeln!(
+                out,
+                "\nBest {a} / best {b} (each at its best concurrency): **{:.2}** (goal ≥ {goal})",
+                table.ratio()
+            );
         }
     }
 
@@ -221,6 +280,45 @@ impl Report {
                 );
             }
         }
+        Self::same_server(
+            &mut out,
+            "Internal API: POST /internal/v1/users/{sub}/access_token (cached) vs GET /healthz, one server",
+            "access_token",
+            "/healthz",
+            0.8,
+            &self.internal_tokens,
+        );
+        Self::same_server(
+            &mut out,
+            "Internal API: proxied Drive files.get(appDataFolder) vs GET /v1/me/drive/appfolder, one server",
+            "proxy",
+            "/v1/me/drive/appfolder",
+            0.9,
+            &self.internal_proxy,
+        );
+        if !self.internal_stampede.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n### Internal API stampede: concurrent access_token calls (min_ttl_secs 1200) for one user whose token has 900 s left\n"
+            );
+            let _ = writeln!(
+                out,
+                "| setup | calls | ok | token refresh calls | p50 ms | p99 ms |"
+            );
+            let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: |");
+            for s in &self.internal_stampede {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | **{}** | {} | {} |",
+                    s.setup,
+                    s.load.ok + s.load.errors,
+                    s.load.ok,
+                    s.refresh_calls,
+                    ms(s.load.p50),
+                    ms(s.load.p99)
+                );
+            }
+        }
         if let Some(d) = &self.downloads {
             let _ = writeln!(
                 out,
@@ -269,6 +367,22 @@ impl Report {
             if s.refresh_calls != 1 {
                 return Err(format!(
                     "stampede ({}): {} refresh calls reached Google, expected exactly 1",
+                    s.setup, s.refresh_calls
+                )
+                .into());
+            }
+            check_load(&s.load, &s.setup)?;
+        }
+        for t in &self.internal_tokens {
+            t.check("internal access_token vs /healthz")?;
+        }
+        for t in &self.internal_proxy {
+            t.check("internal proxy vs /v1/me/drive/appfolder")?;
+        }
+        for s in &self.internal_stampede {
+            if s.refresh_calls != 1 {
+                return Err(format!(
+                    "internal access_token stampede ({}): {} refresh calls reached Google, expected exactly 1",
                     s.setup, s.refresh_calls
                 )
                 .into());

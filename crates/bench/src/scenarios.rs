@@ -1,5 +1,5 @@
-//! The measurements: sign-ins, Drive proxy calls, the refresh stampede, the memory footprint and Drive content
-//! downloads.
+//! The measurements: sign-ins, Drive proxy calls, the refresh stampede, the memory footprint, Drive content
+//! downloads, and the internal API (access tokens, the Google API proxy, an access-token stampede).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +33,8 @@ pub(crate) struct Ctx {
     pub(crate) layout: Layout,
     /// The Postgres URL when Postgres parts run.
     pub(crate) pg: Option<String>,
+    /// The internal API key (the key, its `internal.api_keys` entry), made on first use.
+    api_key: Option<(String, String)>,
     schemas: Vec<String>,
     seq: usize,
 }
@@ -83,9 +85,40 @@ impl Ctx {
             dir,
             layout,
             pg,
+            api_key: None,
             schemas: Vec::new(),
             seq: 0,
         })
+    }
+
+    /// The internal API key servers started by [`Ctx::internal_server`] let in, made once with
+    /// `offline-access api-key new bench --json`.
+    pub(crate) async fn api_key(&mut self) -> Res<String> {
+        if self.api_key.is_none() {
+            self.api_key = Some(procs::new_api_key(&self.bins, &self.env.dir, "bench").await?);
+        }
+        Ok(self
+            .api_key
+            .as_ref()
+            .map(|(key, _)| key.clone())
+            .unwrap_or_default())
+    }
+
+    /// Starts one `offline-access serve` on `store` with the internal API on (see [`Ctx::api_key`]) and waits
+    /// until `/readyz` is 200.
+    pub(crate) async fn internal_server(&mut self, store: &StoreSpec) -> Res<Proc> {
+        self.api_key().await?;
+        let entry = self
+            .api_key
+            .as_ref()
+            .map(|(_, e)| e.clone())
+            .unwrap_or_default();
+        let name = format!("server-{}", self.next());
+        let proc =
+            procs::start_server_internal(&self.bins, &self.env, store, &name, self.layout, &entry)
+                .await?;
+        procs::wait_ready(&self.http, &proc.url).await?;
+        Ok(proc)
     }
 
     fn next(&mut self) -> usize {
@@ -781,5 +814,313 @@ pub(crate) async fn downloads(ctx: &mut Ctx, store: &StoreSpec) -> Res<Downloads
         direct,
         before_mib,
         during_mib,
+    })
+}
+
+/// What the internal API's throughput runs measured, in one server: access tokens vs `/healthz`, and the Google
+/// API proxy vs the public Drive route.
+#[derive(Debug, Clone)]
+pub(crate) struct InternalRuns {
+    /// `POST /internal/v1/users/{sub}/access_token` (cached tokens) as `server`, `GET /healthz` as `direct`.
+    pub(crate) tokens: Throughput,
+    /// The proxy's `GET .../google/www.googleapis.com/drive/v3/files/appDataFolder` as `server`, the public
+    /// `GET /v1/me/drive/appfolder` as `direct`.
+    pub(crate) proxy: Throughput,
+}
+
+/// The Drive `files.get` the proxy is asked for: the same request the public route makes (`fields` included).
+fn proxied_appfolder(internal: &str, sub: &str) -> String {
+    format!(
+        "{internal}/internal/v1/users/{sub}/google/www.googleapis.com/drive/v3/files/appDataFolder?fields={}",
+        crate::fake::FILE_FIELDS
+    )
+}
+
+/// `POST .../access_token` for a user whose cached token is fresh enough, checking the answer carries one.
+async fn cached_token(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    body: &'static str,
+) -> Result<serde_json::Value, String> {
+    let response = http
+        .post(url)
+        .bearer_auth(key)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!(
+            "access_token answered {status}: {}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+        ));
+    }
+    let answer: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    if answer
+        .get("access_token")
+        .and_then(serde_json::Value::as_str)
+        .is_none()
+    {
+        return Err("access_token answered 200 without an access_token".to_owned());
+    }
+    Ok(answer)
+}
+
+/// In one server with the internal API on: (a) access tokens (cached) per second vs `GET /healthz` per second,
+/// (b) proxied Drive `files.get` of `appDataFolder` vs the public `GET /v1/me/drive/appfolder`, at each
+/// concurrency.
+pub(crate) async fn internal(
+    ctx: &mut Ctx,
+    store: &StoreSpec,
+    label: &'static str,
+) -> Res<InternalRuns> {
+    let key = Arc::new(ctx.api_key().await?);
+    let server = ctx.internal_server(store).await?;
+    let internal_url = server.internal_url.clone().ok_or("no internal API")?;
+    let run = ctx.next();
+    let users = Arc::new(
+        ctx.sign_in_users(&server, &format!("ia{run}"), ctx.plan.drive_users)
+            .await?,
+    );
+    // One call of each kind per user first (connections, the remembered ID token, the credential in memory).
+    for (id_token, sub) in users.iter() {
+        let response = ctx
+            .http
+            .get(proxied_appfolder(&internal_url, sub))
+            .bearer_auth(key.as_str())
+            .send()
+            .await?;
+        expect_200(response, "warm-up proxied files.get").await?;
+        let response = ctx
+            .http
+            .get(format!("{}/v1/me/drive/appfolder", server.url))
+            .bearer_auth(id_token)
+            .send()
+            .await?;
+        expect_200(response, "warm-up /v1/me/drive/appfolder").await?;
+        cached_token(
+            &ctx.http,
+            &format!("{internal_url}/internal/v1/users/{sub}/access_token"),
+            &key,
+            "",
+        )
+        .await?;
+    }
+    ctx.fake.clear_requests().await?;
+    let token_urls: Arc<Vec<String>> = Arc::new(
+        users
+            .iter()
+            .map(|(_, sub)| format!("{internal_url}/internal/v1/users/{sub}/access_token"))
+            .collect(),
+    );
+    let proxy_urls: Arc<Vec<String>> = Arc::new(
+        users
+            .iter()
+            .map(|(_, sub)| proxied_appfolder(&internal_url, sub))
+            .collect(),
+    );
+    let (mut tokens, mut proxy) = (Vec::new(), Vec::new());
+    // These routes answer in tens of microseconds: the other scenarios' counts would be over in milliseconds, too
+    // short for the CPU figures (10 ms ticks) and the rates. Unless --requests or --smoke says otherwise: 2,000
+    // per worker (40,000 to 200,000) for tokens and /healthz, 800 (30,000 to 80,000) for the Drive calls, each
+    // bounded by --seconds.
+    let counts = |c: usize, per_worker: usize, least: usize, most: usize| {
+        if ctx.plan.smoke || ctx.plan.requests.is_some() {
+            ctx.plan.requests(c)
+        } else {
+            (c * per_worker).clamp(least, most)
+        }
+    };
+    for &c in &ctx.plan.concurrency {
+        let total = counts(c, 2_000, 40_000, 200_000);
+        let (http, urls, k) = (ctx.http.clone(), Arc::clone(&token_urls), Arc::clone(&key));
+        let token_load = measured(
+            &server,
+            load::run(c, total, ctx.plan.limit, move |i| {
+                let (http, urls, key) = (http.clone(), Arc::clone(&urls), Arc::clone(&k));
+                async move {
+                    cached_token(&http, &urls[i % urls.len()], &key, "")
+                        .await
+                        .map(drop)
+                }
+            }),
+        )
+        .await?;
+        let (http, url) = (ctx.http.clone(), format!("{}/healthz", server.url));
+        let health = measured(
+            &server,
+            load::run(c, total, ctx.plan.limit, move |_| {
+                let (http, url) = (http.clone(), url.clone());
+                async move {
+                    let response = http.get(&url).send().await.map_err(|e| e.to_string())?;
+                    expect_200(response, "/healthz").await
+                }
+            }),
+        )
+        .await?;
+        eprintln!(
+            "internal {label} ({}) c={c}: {:.0} access tokens/s, {:.0} /healthz/s",
+            ctx.layout.label(),
+            token_load.rate(),
+            health.rate()
+        );
+        tokens.push(Pair {
+            server: token_load,
+            direct: health,
+        });
+
+        let total = counts(c, 800, 30_000, 80_000);
+        let (http, urls, k) = (ctx.http.clone(), Arc::clone(&proxy_urls), Arc::clone(&key));
+        let proxied = measured(
+            &server,
+            load::run(c, total, ctx.plan.limit, move |i| {
+                let (http, urls, key) = (http.clone(), Arc::clone(&urls), Arc::clone(&k));
+                async move {
+                    let response = http
+                        .get(&urls[i % urls.len()])
+                        .bearer_auth(key.as_str())
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    expect_200(response, "proxied files.get").await
+                }
+            }),
+        )
+        .await?;
+        let (http, url, users2) = (ctx.http.clone(), server.url.clone(), Arc::clone(&users));
+        let public = measured(
+            &server,
+            load::run(c, total, ctx.plan.limit, move |i| {
+                let (http, url, users) = (http.clone(), url.clone(), Arc::clone(&users2));
+                async move {
+                    let (id_token, _) = &users[i % users.len()];
+                    let response = http
+                        .get(format!("{url}/v1/me/drive/appfolder"))
+                        .bearer_auth(id_token)
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    expect_200(response, "/v1/me/drive/appfolder").await
+                }
+            }),
+        )
+        .await?;
+        eprintln!(
+            "internal {label} ({}) c={c}: {:.0} proxied files.get/s, {:.0} /v1/me/drive/appfolder/s",
+            ctx.layout.label(),
+            proxied.rate(),
+            public.rate()
+        );
+        proxy.push(Pair {
+            server: proxied,
+            direct: public,
+        });
+    }
+    let refreshes = ctx.fake.refresh_calls().await?;
+    server.stop().await;
+    if refreshes > 0 {
+        return Err(format!(
+            "internal {label}: {refreshes} refresh call(s) during the runs; every access token should have been \
+             the cached one"
+        )
+        .into());
+    }
+    Ok(InternalRuns {
+        tokens: Throughput {
+            store: label,
+            layout: ctx.layout,
+            rows: tokens,
+        },
+        proxy: Throughput {
+            store: label,
+            layout: ctx.layout,
+            rows: proxy,
+        },
+    })
+}
+
+/// The fake's access-token lifetime while the stampede's user signs in: shorter than the `min_ttl_secs` the
+/// stampede asks for, so the stored token is stale for every caller.
+const SHORT_TTL_SECS: u64 = 900;
+/// What the stampede's callers ask: more than [`SHORT_TTL_SECS`], within the server's 1,800 s cap, less than a
+/// fresh token's hour.
+const STAMPEDE_MIN_TTL: &str = r#"{"min_ttl_secs": 1200}"#;
+
+/// `calls` concurrent `POST /internal/v1/users/{sub}/access_token` asking for more life than the user's stored
+/// token has, spread over `instances` servers sharing `store`: the `refresh_token` grants that reach the fake.
+pub(crate) async fn internal_stampede(
+    ctx: &mut Ctx,
+    store: &StoreSpec,
+    instances: usize,
+    setup: String,
+) -> Res<Stampede> {
+    let key = Arc::new(ctx.api_key().await?);
+    let mut servers = Vec::new();
+    for _ in 0..instances {
+        servers.push(ctx.internal_server(store).await?);
+    }
+    let run = ctx.next();
+    let email = format!("istampede{run}@bench.example");
+    let (code, sub) = ctx.fake.mint_code(&email).await?;
+    let first = servers.first().ok_or("no server")?;
+    // The user's stored access token lives SHORT_TTL_SECS; the refresh will get a full hour again.
+    let ttl_before = ctx.fake.set_access_token_ttl(SHORT_TTL_SECS).await?;
+    let signed_in = post_authcode(&ctx.http, &first.url, &code).await;
+    ctx.fake.set_access_token_ttl(ttl_before).await?;
+    signed_in?;
+    let mut urls = Vec::new();
+    // Warm each instance (connections to Google and the store, the credential) with one call that the cached
+    // token satisfies (the default min_ttl_secs, 60).
+    for server in &servers {
+        let internal = server.internal_url.as_deref().ok_or("no internal API")?;
+        let url = format!("{internal}/internal/v1/users/{sub}/access_token");
+        let warm = cached_token(&ctx.http, &url, &key, "").await?;
+        let left = warm
+            .get("expires_in")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        if left > SHORT_TTL_SECS {
+            return Err(format!(
+                "internal stampede: the stored token has {left} s left, more than the {SHORT_TTL_SECS} s set up"
+            )
+            .into());
+        }
+        urls.push(url);
+    }
+    ctx.fake.clear_requests().await?;
+    let calls = ctx.plan.stampede_calls;
+    let urls = Arc::new(urls);
+    // One client per call: each opens its own connection, so all calls are in flight at once.
+    let http = client()?;
+    let load = load::run(calls, calls, Duration::from_secs(120), move |i| {
+        let (http, urls, key) = (http.clone(), Arc::clone(&urls), Arc::clone(&key));
+        async move {
+            let answer = cached_token(&http, &urls[i % urls.len()], &key, STAMPEDE_MIN_TTL).await?;
+            // Every caller must get a token with the life it asked for: the one fresh token.
+            match answer.get("expires_in").and_then(serde_json::Value::as_u64) {
+                Some(left) if left >= 1200 => Ok(()),
+                other => Err(format!(
+                    "access_token answered expires_in {other:?}, less than min_ttl_secs 1200"
+                )),
+            }
+        }
+    })
+    .await;
+    let refresh_calls = ctx.fake.refresh_calls().await?;
+    eprintln!(
+        "internal stampede {setup}: {} ok, {} failed, {refresh_calls} refresh call(s)",
+        load.ok, load.errors
+    );
+    for server in servers {
+        server.stop().await;
+    }
+    Ok(Stampede {
+        setup,
+        load,
+        refresh_calls,
     })
 }
