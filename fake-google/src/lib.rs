@@ -41,6 +41,8 @@ mod server;
 mod state;
 mod users;
 
+pub use pages::esc as html_escape;
+
 pub use clients::{ClientSpec, ClientType};
 pub use config::{ConfigError, ConfigFile};
 pub use model::{

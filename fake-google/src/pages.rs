@@ -19,11 +19,11 @@ main{max-width:28rem;margin:3rem auto;background:#fff;border:1px solid #dadce0;b
 .brand{color:#5f6368;margin:0 0 1rem}h1{font-size:1.5rem;font-weight:400;margin:0 0 1rem}\
 ul{list-style:none;padding:0}li{margin:.5rem 0}button{font:inherit;padding:.5rem 1rem;cursor:pointer}\
 .account{width:100%;text-align:left;background:#fff;border:1px solid #dadce0;border-radius:4px}\
-.error{color:#d93025}code{font-size:.85em;color:#5f6368}.actions{display:flex;gap:1rem;justify-content:flex-end}\
+.error{color:#d93025}code{font-size:.85em;color:#5f6368;overflow-wrap:anywhere}.actions{display:flex;gap:1rem;justify-content:flex-end}\
 fieldset{border:0;padding:0;margin:0 0 1rem}label{display:block;margin:.5rem 0}";
 
-/// Escapes text for HTML content and attribute values.
-pub(crate) fn esc(s: &str) -> String {
+/// Escapes text for HTML content and attribute values (`&`, `<`, `>`, `"`, `'`).
+pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

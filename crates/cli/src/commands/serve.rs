@@ -61,7 +61,17 @@ pub(crate) async fn run(config: Config, sandbox: bool) -> Outcome {
     );
     let render = telemetry::install_metrics()?;
     let state = AppState::new(Arc::clone(&stack.service), http_config).with_metrics(render);
-    let router = offline_access_http::router(state);
+    let mut router = offline_access_http::router(state);
+    if let Some(parts) = &sandbox_parts {
+        // The sign-in page at `/`: only with --sandbox, so the normal router keeps answering 404 there.
+        router = router.merge(crate::sandbox::router(
+            Arc::clone(&stack.service),
+            parts.fake.control().clone(),
+            &parts.fake.base_url(),
+            &parts.fake.client_id(),
+            &config.google.allowed_azp,
+        ));
+    }
     let internal = match config.internal.listen {
         Some(listen) => Some(bind_internal(listen).await?),
         None => None,
@@ -204,8 +214,20 @@ async fn sandbox_stack(config: &Config) -> Result<(Stack, SandboxParts), Failure
             ))
         })?;
     let client_secret_json = fake.client_secret_json().to_string();
+    // The sign-in page's codes come from the GIS popup, so they are exchanged with `redirect_uri=postmessage`
+    // (which the fake also accepts for codes minted for Android with "", as Google does).
+    let mut config = config.clone();
+    if config.google.redirect_uri.is_empty() {
+        config.google.redirect_uri = "postmessage".to_owned();
+    } else if config.google.redirect_uri != "postmessage" {
+        tracing::warn!(
+            redirect_uri = %config.google.redirect_uri,
+            "sandbox: google.redirect_uri is not \"postmessage\", so the sign-in page's codes will be refused \
+             with redirect_uri_mismatch"
+        );
+    }
     let google = compose::google(
-        config,
+        &config,
         GoogleSource::Fake {
             client_secret_json: &client_secret_json,
             base_url: fake.base_url(),
@@ -218,13 +240,17 @@ async fn sandbox_stack(config: &Config) -> Result<(Stack, SandboxParts), Failure
         "sandbox: Google is an in-process fake and the store is temporary (removed at shutdown)"
     );
     Ok((
-        compose::stack(google, store, compose::settings(config)),
+        compose::stack(google, store, compose::settings(&config)),
         SandboxParts { fake, store_dir },
     ))
 }
 
 /// Tells the operator how to try the API with curl against the sandbox.
 fn log_sandbox_instructions(server: &str, fake: &str) {
+    tracing::info!(
+        "sandbox: open {server}/ in a browser to sign in with the fake Google (the page needs a loopback origin: \
+         localhost, 127.0.0.1 or [::1])"
+    );
     tracing::info!("sandbox: try the API with curl:");
     tracing::info!(
         "  1. mint a server auth code as the Android app's Google Sign-In would: \

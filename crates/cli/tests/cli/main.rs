@@ -7,6 +7,7 @@ mod config;
 mod crash;
 mod demo;
 mod operator;
+mod sandbox_page;
 mod serve;
 mod store_faults;
 mod support;
