@@ -431,6 +431,27 @@ impl Config {
         })
     }
 
+    /// One line saying whether the internal API is on, where, for which keys and hosts (names only).
+    pub(crate) fn internal_summary(&self) -> String {
+        match self.internal.listen {
+            None => "internal API: off (set internal.listen to serve it)".to_owned(),
+            Some(addr) => {
+                let names: Vec<&str> = self
+                    .internal
+                    .api_keys
+                    .iter()
+                    .filter_map(|e| e.split(':').next())
+                    .collect();
+                format!(
+                    "internal API: on at {addr}, {} key(s): {}; proxy hosts: {}",
+                    names.len(),
+                    names.join(", "),
+                    self.internal.proxy_hosts.join(", ")
+                )
+            }
+        }
+    }
+
     /// `internal.api_keys`, parsed.
     ///
     /// # Errors

@@ -53,10 +53,11 @@ pub(crate) async fn users_list(config: &Config) -> Outcome {
     }
     if rows.is_empty() {
         out!("no users stored in the {}", store.describe());
-        return Ok(());
+    } else {
+        let table = table(&["SUB", "EMAIL", "CONSENT", "SCOPES", "UPDATED"], &rows);
+        out!("{}", table.trim_end());
     }
-    let table = table(&["SUB", "EMAIL", "CONSENT", "SCOPES", "UPDATED"], &rows);
-    out!("{}", table.trim_end());
+    out!("# {}", config.internal_summary());
     Ok(())
 }
 

@@ -12,23 +12,7 @@ pub(crate) fn run(file: Option<&Path>) -> Outcome {
     out!("# configuration is valid (from {source}); secrets are shown as [REDACTED]");
     out!("{}", rendered.trim_end());
     out!();
-    match config.internal.listen {
-        None => out!("# internal API: off (set internal.listen to serve it)"),
-        Some(addr) => {
-            let names: Vec<&str> = config
-                .internal
-                .api_keys
-                .iter()
-                .filter_map(|e| e.split(':').next())
-                .collect();
-            out!(
-                "# internal API: on at {addr}, {} key(s): {}; proxy hosts: {}",
-                names.len(),
-                names.join(", "),
-                config.internal.proxy_hosts.join(", ")
-            );
-        }
-    }
+    out!("# {}", config.internal_summary());
     let mut unset = Vec::new();
     if config.google.client_secret_file.is_none() {
         unset.push(
