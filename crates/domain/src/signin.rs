@@ -19,7 +19,7 @@ use crate::grants::{self, Change, Outcome, Stored};
 use crate::identity::{Profile, Scopes, Subject};
 use crate::ports::{CredentialStore, StoreError, TokenError, TokenResponse};
 use crate::recent::{RecentCredentials, Usable};
-use crate::secret::AuthCode;
+use crate::secret::{AuthCode, RefreshToken};
 use crate::service::{OfflineAccess, SignIn, SignInError};
 
 impl OfflineAccess {
@@ -212,21 +212,13 @@ impl OfflineAccess {
         };
         let works = match &exchanged.grant.refresh_token {
             None => None,
-            Some(token) => match self.ports.tokens.refresh(token).await {
-                Ok(response) => {
-                    let mut grant = grant_from(
-                        response,
-                        None,
-                        self.ports.clock.now(),
-                        &checked.grant.access.scopes,
-                    );
-                    grant.profile = checked.grant.profile.take();
+            Some(token) => match self.try_refresh(token, &checked.grant).await? {
+                Some(mut grant) => {
                     grant.refresh_token = grant.refresh_token.or_else(|| Some(token.clone()));
                     checked.grant = grant;
                     Some(true)
                 }
-                Err(TokenError::InvalidGrant) => Some(false),
-                Err(_) => return Err(SignInError::UpstreamUnavailable),
+                None => Some(false),
             },
         };
         let now = self.ports.clock.now();
@@ -250,6 +242,33 @@ impl OfflineAccess {
 }
 
 impl OfflineAccess {
+    /// Tries `token` once at Google, for a sign-in whose tokens may belong to a revoked grant. `Some`: it works,
+    /// and this is the grant its refresh answered (the sign-in's profile kept, a rotated refresh token if Google
+    /// gave one); `None`: Google refused it (`invalid_grant`).
+    ///
+    /// # Errors
+    /// [`SignInError::UpstreamUnavailable`] when Google cannot tell.
+    async fn try_refresh(
+        &self,
+        token: &RefreshToken,
+        signed_in: &Grant,
+    ) -> Result<Option<Grant>, SignInError> {
+        match self.ports.tokens.refresh(token).await {
+            Ok(response) => {
+                let mut grant = grant_from(
+                    response,
+                    None,
+                    self.ports.clock.now(),
+                    &signed_in.access.scopes,
+                );
+                grant.profile.clone_from(&signed_in.profile);
+                Ok(Some(grant))
+            }
+            Err(TokenError::InvalidGrant) => Ok(None),
+            Err(_) => Err(SignInError::UpstreamUnavailable),
+        }
+    }
+
     /// Cancels a pending revocation with a sign-in. Without a new refresh token the sign-in keeps the pending
     /// one — which may be dead (a sweep that died after Google took its revocation): it is tried once first, and
     /// the credential is stored as revoked if Google refuses it.
@@ -270,19 +289,9 @@ impl OfflineAccess {
         if checked.grant.refresh_token.is_none()
             && let Some(kept) = &pending.refresh_token
         {
-            match self.ports.tokens.refresh(kept).await {
-                Ok(response) => {
-                    let mut grant = grant_from(
-                        response,
-                        None,
-                        self.ports.clock.now(),
-                        &checked.grant.access.scopes,
-                    );
-                    grant.profile = checked.grant.profile.take();
-                    checked.grant = grant;
-                }
-                Err(TokenError::InvalidGrant) => dead = true,
-                Err(_) => return Err(SignInError::UpstreamUnavailable),
+            match self.try_refresh(kept, &checked.grant).await? {
+                Some(grant) => checked.grant = grant,
+                None => dead = true,
             }
         }
         let version = pending.version;
