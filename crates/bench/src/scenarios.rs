@@ -354,6 +354,34 @@ pub(crate) async fn signin(
     })
 }
 
+/// `total` calls of `GET /v1/me/drive/appfolder` on `server` at concurrency `c`, the users' ID tokens in turn.
+async fn appfolder_load(
+    ctx: &Ctx,
+    server: &Proc,
+    users: &Arc<Vec<(String, String)>>,
+    c: usize,
+    total: usize,
+) -> Res<Load> {
+    let (http, url, users) = (ctx.http.clone(), server.url.clone(), Arc::clone(users));
+    measured(
+        server,
+        load::run(c, total, ctx.plan.limit, move |i| {
+            let (http, url, users) = (http.clone(), url.clone(), Arc::clone(&users));
+            async move {
+                let (id_token, _) = &users[i % users.len()];
+                let response = http
+                    .get(format!("{url}/v1/me/drive/appfolder"))
+                    .bearer_auth(id_token)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                expect_200(response, "/v1/me/drive/appfolder").await
+            }
+        }),
+    )
+    .await
+}
+
 /// Drive proxy calls per second on `/v1/me/drive/appfolder` vs `files.get` per second directly at the fake.
 pub(crate) async fn drive(
     ctx: &mut Ctx,
@@ -376,24 +404,7 @@ pub(crate) async fn drive(
     let mut rows = Vec::new();
     for &c in &ctx.plan.concurrency {
         let total = ctx.plan.requests(c) * 2;
-        let (http, url, users2) = (ctx.http.clone(), server.url.clone(), Arc::clone(&users));
-        let server_load = measured(
-            &server,
-            load::run(c, total, ctx.plan.limit, move |i| {
-                let (http, url, users) = (http.clone(), url.clone(), Arc::clone(&users2));
-                async move {
-                    let (id_token, _) = &users[i % users.len()];
-                    let response = http
-                        .get(format!("{url}/v1/me/drive/appfolder"))
-                        .bearer_auth(id_token)
-                        .send()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    expect_200(response, "/v1/me/drive/appfolder").await
-                }
-            }),
-        )
-        .await?;
+        let server_load = appfolder_load(ctx, &server, &users, c, total).await?;
         let (fake, tokens2) = (ctx.fake.clone(), Arc::clone(&tokens));
         let direct = measured(
             &ctx.fake_proc,
@@ -991,24 +1002,7 @@ pub(crate) async fn internal(
             }),
         )
         .await?;
-        let (http, url, users2) = (ctx.http.clone(), server.url.clone(), Arc::clone(&users));
-        let public = measured(
-            &server,
-            load::run(c, total, ctx.plan.limit, move |i| {
-                let (http, url, users) = (http.clone(), url.clone(), Arc::clone(&users2));
-                async move {
-                    let (id_token, _) = &users[i % users.len()];
-                    let response = http
-                        .get(format!("{url}/v1/me/drive/appfolder"))
-                        .bearer_auth(id_token)
-                        .send()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    expect_200(response, "/v1/me/drive/appfolder").await
-                }
-            }),
-        )
-        .await?;
+        let public = appfolder_load(ctx, &server, &users, c, total).await?;
         eprintln!(
             "internal {label} ({}) c={c}: {:.0} proxied files.get/s, {:.0} /v1/me/drive/appfolder/s",
             ctx.layout.label(),
