@@ -10,7 +10,7 @@ use axum::extract::{Extension, Request, State};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use offline_access_domain::{ProxyBody, ProxyError, ProxyRequest, ProxyUseError, Subject};
+use offline_access_domain::{ProxyBody, ProxyError, ProxyRequest, ProxyUseError};
 
 use super::{InternalState, KeyName};
 use crate::error::{ApiError, ErrorBody};
@@ -116,13 +116,7 @@ pub(crate) async fn proxy(
         .split('/')
         .next()
         .unwrap_or_default();
-    let subject = Subject::parse(sub).map_err(|_| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "No credential is stored for this user.",
-        )
-    })?;
+    let subject = super::routes::subject(sub)?;
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)

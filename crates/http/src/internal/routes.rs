@@ -128,7 +128,8 @@ pub(crate) async fn list_users(
     }))
 }
 
-fn subject(sub: &str) -> Result<Subject, ApiError> {
+/// The subject of a path, or 404 `not_found` (no user can have a malformed one).
+pub(super) fn subject(sub: &str) -> Result<Subject, ApiError> {
     Subject::parse(sub).map_err(|_| not_found())
 }
 
