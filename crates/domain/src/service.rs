@@ -249,6 +249,8 @@ pub struct OfflineAccess {
     pub(crate) recent: RecentCredentials,
     pub(crate) store_health: StoreHealth,
     pub(crate) google_api: Option<Arc<dyn GoogleApi>>,
+    /// What a Drive call needs (built once: it is checked on every call).
+    drive_scopes: Scopes,
 }
 
 impl OfflineAccess {
@@ -269,6 +271,7 @@ impl OfflineAccess {
             recent,
             store_health,
             google_api: None,
+            drive_scopes: drive_scopes(),
         }
     }
 
@@ -397,8 +400,8 @@ impl OfflineAccess {
         subject: &Subject,
         request: &DriveRequest,
     ) -> Result<DriveResponse, DriveUseError> {
-        let required = drive_scopes();
-        let mut token = match self.token_for(subject, &required, self.margin()).await {
+        let required = &self.drive_scopes;
+        let mut token = match self.token_for(subject, required, self.margin()).await {
             Ok(access) => access.token,
             Err(AccessError::ScopeMissing(_)) => return Err(DriveUseError::ScopeMissing),
             Err(e) => return Err(e.into()),
@@ -413,7 +416,7 @@ impl OfflineAccess {
                 Err(DriveError::Unauthorized) if !refreshed => {
                     refreshed = true;
                     token = match self
-                        .refresh(subject, Some(&token), &required, self.margin())
+                        .refresh(subject, Some(&token), required, self.margin())
                         .await
                     {
                         Ok(access) => access.token,
