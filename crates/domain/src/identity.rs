@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -126,10 +127,11 @@ impl fmt::Display for Email {
 pub const DRIVE_APPDATA_SCOPE: &str = "https://www.googleapis.com/auth/drive.appdata";
 
 /// A set of granted OAuth scopes, normalised: `email` and `profile` are stored as Google's
-/// `userinfo.email` / `userinfo.profile` URLs, which is how Google reports them.
+/// `userinfo.email` / `userinfo.profile` URLs, which is how Google reports them. Shared, so a copy (every Drive
+/// call copies the grant's and the access token's) costs no allocation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "Vec<String>", into = "Vec<String>")]
-pub struct Scopes(BTreeSet<String>);
+pub struct Scopes(Arc<BTreeSet<String>>);
 
 impl Scopes {
     /// Parses a space-separated scope string (RFC 6749 §3.3) as found in a token response.
@@ -155,7 +157,7 @@ impl Scopes {
             }
             set.insert(normalise(scope).to_owned());
         }
-        Ok(Self(set))
+        Ok(Self(Arc::new(set)))
     }
 
     /// Whether `scope` (short or URL form) is granted.
@@ -190,13 +192,13 @@ impl Scopes {
     /// Every scope of `self` and of `other`.
     #[must_use]
     pub fn union(&self, other: &Scopes) -> Scopes {
-        Scopes(self.0.union(&other.0).cloned().collect())
+        Scopes(Arc::new(self.0.union(&other.0).cloned().collect()))
     }
 
     /// The scopes of `self` that are not in `other`.
     #[must_use]
     pub fn difference(&self, other: &Scopes) -> Scopes {
-        Scopes(self.0.difference(&other.0).cloned().collect())
+        Scopes(Arc::new(self.0.difference(&other.0).cloned().collect()))
     }
 
     /// Whether every scope of `other` is in `self`.
@@ -223,7 +225,7 @@ impl TryFrom<Vec<String>> for Scopes {
 
 impl From<Scopes> for Vec<String> {
     fn from(value: Scopes) -> Self {
-        value.0.into_iter().collect()
+        value.0.iter().cloned().collect()
     }
 }
 
