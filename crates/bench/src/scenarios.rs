@@ -567,6 +567,8 @@ fn seed_credential(i: usize) -> Res<Credential> {
             )?,
         }),
         consent: ConsentState::Active,
+        disabled: None,
+        refresh_failing_since: None,
         version: 0,
         created_at: now,
         updated_at: now,

@@ -45,6 +45,15 @@ impl ConsentState {
     }
 }
 
+/// Google disabled the account (RISC `account-disabled`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountDisabled {
+    /// Google's reason (`hijacking`, `bulk-account`), when given.
+    pub reason: Option<String>,
+    /// When the event arrived.
+    pub since: OffsetDateTime,
+}
+
 /// A cached access token, when it expires, and the scopes it carries.
 #[derive(Debug, Clone)]
 pub struct CachedAccess {
@@ -81,6 +90,12 @@ pub struct Credential {
     pub access: Option<CachedAccess>,
     /// Whether the grant still stands.
     pub consent: ConsentState,
+    /// Set while Google has disabled the account (RISC `account-disabled`): no token is handed out and Google is
+    /// not called until it is lifted (`account-enabled`, or a new sign-in). The consent is kept as it was.
+    pub disabled: Option<AccountDisabled>,
+    /// Since when refreshes have kept failing with Google unavailable (`grant.refresh_failing` was reported); cleared
+    /// by the next refresh that works (`grant.recovered`).
+    pub refresh_failing_since: Option<OffsetDateTime>,
     /// Optimistic-concurrency version: 0 before the first store, then set by the store on each write (never
     /// repeating for a subject, also across deletes).
     pub version: u64,
@@ -116,6 +131,8 @@ impl Credential {
     pub fn first(subject: Subject, grant: Grant, now: OffsetDateTime) -> Credential {
         Credential {
             consent: ConsentState::Active,
+            disabled: None,
+            refresh_failing_since: None,
             subject,
             profile: grant.profile.unwrap_or_default(),
             scopes: grant.scopes.unwrap_or_else(|| grant.access.scopes.clone()),

@@ -11,7 +11,10 @@
 //! Reads are typed: a record is a [`Stored::Credential`] or a [`Stored::PendingRevocation`] (a forgotten user
 //! whose revocation at Google is still to be confirmed), so no use case can mistake one for the other.
 
+use time::OffsetDateTime;
+
 use crate::credential::Credential;
+use crate::events::{Event, EventData, EventRecord};
 use crate::identity::Subject;
 use crate::ports::{CredentialStore, StoreError};
 use crate::secret::RefreshToken;
@@ -120,21 +123,52 @@ pub(crate) async fn update<T>(
     subject: &Subject,
     mut decide: impl FnMut(Stored) -> Change<T>,
 ) -> Result<(T, Outcome), StoreError> {
+    update_recording(
+        store,
+        subject,
+        OffsetDateTime::UNIX_EPOCH,
+        false,
+        |stored| (decide(stored), Vec::new()),
+    )
+    .await
+}
+
+/// [`update`], where `decide` also names the events its change reports: when `record` is set they are written in
+/// the same store write as the change (the outbox), stamped `now`; a `Keep` records nothing.
+///
+/// # Errors
+/// As [`update`].
+pub(crate) async fn update_recording<T>(
+    store: &dyn CredentialStore,
+    subject: &Subject,
+    now: OffsetDateTime,
+    record: bool,
+    mut decide: impl FnMut(Stored) -> (Change<T>, Vec<EventData>),
+) -> Result<(T, Outcome), StoreError> {
     for _ in 0..ATTEMPTS {
         let stored = read(store, subject).await?;
         let version = stored.version();
-        let result = match decide(stored) {
+        let (change, events) = decide(stored);
+        let events: Vec<EventRecord> = if record {
+            events
+                .into_iter()
+                .map(|data| Event::new(data, now).record())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let result = match change {
             Change::Keep(value) => return Ok((value, Outcome::Kept)),
             Change::Put(mut credential, value) => {
                 credential.version = version;
                 store
-                    .put(&credential)
+                    .put_with(&credential, &events)
                     .await
                     .map(|written| (value, Outcome::Written(written)))
             }
             Change::Delete(value) if version == 0 => return Ok((value, Outcome::Kept)),
             Change::Delete(value) => store
-                .delete(subject, version)
+                .delete_with(subject, version, &events)
                 .await
                 .map(|()| (value, Outcome::Deleted)),
         };
@@ -175,6 +209,8 @@ mod tests {
                 scopes: Scopes::default(),
             }),
             consent: ConsentState::Active,
+            disabled: None,
+            refresh_failing_since: None,
             version: 0,
             created_at: NOW,
             updated_at: NOW,

@@ -8,11 +8,14 @@
 //! - [`service`]: the use cases, in [`service::OfflineAccess`]; each one that changes a credential goes through the
 //!   update primitive (`grants`: read, decide, write conditionally, retry on conflict) from its own module
 //!   (`signin`, `refresh`, `forget`).
+//! - [`events`]: the events a grant change reports (the outbox port, [`events::EventStore`]) and webhook sending;
+//!   [`risc`]: Google's security events and the actions on them.
 //! - `testkit` (feature `testkit`): the storage contract suite every [`CredentialStore`] adapter runs, an
 //!   in-memory store ([`memory`]) and test credentials.
 
 pub mod broker;
 pub mod credential;
+pub mod events;
 mod forget;
 mod grants;
 pub mod identity;
@@ -23,6 +26,7 @@ pub mod memory;
 pub mod ports;
 mod recent;
 mod refresh;
+pub mod risc;
 pub mod secret;
 pub mod service;
 #[cfg(test)]
@@ -32,7 +36,7 @@ mod signin;
 pub mod testkit;
 
 pub use broker::{ProxyUseError, UserPage};
-pub use credential::{CachedAccess, ConsentState, Credential, Grant};
+pub use credential::{AccountDisabled, CachedAccess, ConsentState, Credential, Grant};
 pub use identity::{DRIVE_APPDATA_SCOPE, Email, IdentityError, Profile, Scopes, Subject};
 pub use ports::{
     BodyStream, Clock, ContentStream, CredentialPage, CredentialStore, Drive, DriveError,

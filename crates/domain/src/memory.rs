@@ -9,8 +9,13 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::credential::Credential;
+use crate::events::{
+    DeliveryState, EventCounts, EventFilter, EventPage, EventRecord, EventStore, OutboxEvent,
+    Settlement,
+};
 use crate::identity::Subject;
 use crate::ports::{Clock, CredentialPage, CredentialStore, StoreError, UserLock};
+use crate::risc::index_keys;
 
 /// A [`CredentialStore`] in process memory, honouring the whole port contract (versions that never repeat, the
 /// refresh-token rule, user locks).
@@ -30,6 +35,36 @@ struct Records {
     live: BTreeMap<Subject, Credential>,
     /// The last version of each deleted record (a tombstone), so that versions never repeat.
     deleted: HashMap<Subject, u64>,
+    /// The outbox, by event id (ids sort by creation).
+    outbox: BTreeMap<String, Outboxed>,
+    /// RISC `jti`s and when they were first seen.
+    seen: HashMap<String, OffsetDateTime>,
+}
+
+struct Outboxed {
+    event: OutboxEvent,
+    leased_until: Option<OffsetDateTime>,
+}
+
+impl Records {
+    fn record(&mut self, events: &[EventRecord]) {
+        for record in events {
+            self.outbox.insert(
+                record.id.clone(),
+                Outboxed {
+                    event: OutboxEvent {
+                        record: record.clone(),
+                        state: DeliveryState::Pending,
+                        attempts: 0,
+                        next_attempt_at: record.created_at,
+                        last_error: None,
+                        delivered_at: None,
+                    },
+                    leased_until: None,
+                },
+            );
+        }
+    }
 }
 
 impl MemoryStore {
@@ -46,7 +81,11 @@ impl MemoryStore {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn put_sync(&self, credential: &Credential) -> Result<Credential, StoreError> {
+    fn put_sync(
+        &self,
+        credential: &Credential,
+        events: &[EventRecord],
+    ) -> Result<Credential, StoreError> {
         let mut records = self.records();
         let stored = records.live.get(&credential.subject);
         if stored.map_or(0, |c| c.version) != credential.version {
@@ -66,6 +105,7 @@ impl MemoryStore {
         };
         next.version = floor.checked_add(1).ok_or(StoreError::Conflict)?;
         records.live.insert(next.subject.clone(), next.clone());
+        records.record(events);
         Ok(next)
     }
 
@@ -108,18 +148,43 @@ impl CredentialStore for MemoryStore {
         Ok(self.records().live.get(subject).cloned())
     }
 
-    async fn put(&self, credential: &Credential) -> Result<Credential, StoreError> {
-        self.put_sync(credential)
+    async fn put_with(
+        &self,
+        credential: &Credential,
+        events: &[EventRecord],
+    ) -> Result<Credential, StoreError> {
+        self.put_sync(credential, events)
     }
 
-    async fn delete(&self, subject: &Subject, version: u64) -> Result<(), StoreError> {
+    async fn delete_with(
+        &self,
+        subject: &Subject,
+        version: u64,
+        events: &[EventRecord],
+    ) -> Result<(), StoreError> {
         let mut records = self.records();
         if records.live.get(subject).map(|c| c.version) != Some(version) {
             return Err(StoreError::Conflict);
         }
         records.live.remove(subject);
         records.deleted.insert(subject.clone(), version);
+        records.record(events);
         Ok(())
+    }
+
+    async fn find_by_refresh_token(&self, index_key: &str) -> Result<Vec<Subject>, StoreError> {
+        // The reference adapter computes the keys on the fly; real stores keep them as an index.
+        Ok(self
+            .records()
+            .live
+            .values()
+            .filter(|c| {
+                c.refresh_token
+                    .as_ref()
+                    .is_some_and(|t| index_keys(t).iter().any(|k| k == index_key))
+            })
+            .map(|c| c.subject.clone())
+            .collect())
     }
 
     async fn list(
@@ -160,6 +225,150 @@ impl CredentialStore for MemoryStore {
     }
 }
 
+#[async_trait]
+impl EventStore for MemoryStore {
+    async fn append(&self, events: &[EventRecord]) -> Result<(), StoreError> {
+        self.records().record(events);
+        Ok(())
+    }
+
+    async fn claim_due(
+        &self,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        let mut records = self.records();
+        let mut claimed = Vec::new();
+        for entry in records.outbox.values_mut() {
+            if claimed.len() >= limit {
+                break;
+            }
+            if entry.event.state == DeliveryState::Pending
+                && entry.event.next_attempt_at <= now
+                && entry.leased_until.is_none_or(|until| until <= now)
+            {
+                entry.leased_until = Some(now + lease);
+                claimed.push(entry.event.clone());
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn settle(&self, id: &str, settlement: &Settlement) -> Result<(), StoreError> {
+        let mut records = self.records();
+        if let Some(entry) = records.outbox.get_mut(id) {
+            let event = &mut entry.event;
+            event.attempts = event.attempts.saturating_add(1);
+            entry.leased_until = None;
+            match settlement {
+                Settlement::Delivered { at } => {
+                    event.state = DeliveryState::Delivered;
+                    event.delivered_at = Some(*at);
+                    event.last_error = None;
+                }
+                Settlement::RetryAt { at, error } => {
+                    event.next_attempt_at = *at;
+                    event.last_error = Some(error.clone());
+                }
+                Settlement::Failed { error } => {
+                    event.state = DeliveryState::Failed;
+                    event.last_error = Some(error.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn list_events(
+        &self,
+        filter: EventFilter,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<EventPage, StoreError> {
+        let records = self.records();
+        let mut items: Vec<OutboxEvent> = records
+            .outbox
+            .values()
+            .filter(|e| {
+                cursor
+                    .as_deref()
+                    .is_none_or(|after| e.event.record.id.as_str() > after)
+            })
+            .filter(|e| filter.admits(e.event.state))
+            .take(limit.saturating_add(1))
+            .map(|e| e.event.clone())
+            .collect();
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|e| e.record.id.clone())
+        } else {
+            None
+        };
+        Ok(EventPage { items, next_cursor })
+    }
+
+    async fn event(&self, id: &str) -> Result<Option<OutboxEvent>, StoreError> {
+        Ok(self.records().outbox.get(id).map(|e| e.event.clone()))
+    }
+
+    async fn replay(&self, id: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let mut records = self.records();
+        let Some(entry) = records.outbox.get_mut(id) else {
+            return Ok(false);
+        };
+        entry.event.state = DeliveryState::Pending;
+        entry.event.attempts = 0;
+        entry.event.next_attempt_at = now;
+        entry.event.delivered_at = None;
+        entry.leased_until = None;
+        Ok(true)
+    }
+
+    async fn counts(&self) -> Result<EventCounts, StoreError> {
+        let records = self.records();
+        let mut counts = EventCounts::default();
+        for entry in records.outbox.values() {
+            match entry.event.state {
+                DeliveryState::Pending => counts.pending += 1,
+                DeliveryState::Delivered => counts.delivered += 1,
+                DeliveryState::Failed => counts.failed += 1,
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn purge_delivered(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut records = self.records();
+        let n = records.outbox.len();
+        records.outbox.retain(|_, e| {
+            e.event.state != DeliveryState::Delivered
+                || e.event.delivered_at.is_none_or(|at| at >= before)
+        });
+        Ok((n - records.outbox.len()) as u64)
+    }
+
+    async fn first_sight(
+        &self,
+        jti: &str,
+        now: OffsetDateTime,
+        keep_for: time::Duration,
+    ) -> Result<bool, StoreError> {
+        let mut records = self.records();
+        records.seen.retain(|_, at| *at + keep_for > now);
+        if records.seen.contains_key(jti) {
+            return Ok(false);
+        }
+        records.seen.insert(jti.to_owned(), now);
+        Ok(true)
+    }
+
+    async fn unsee(&self, jti: &str) -> Result<(), StoreError> {
+        self.records().seen.remove(jti);
+        Ok(())
+    }
+}
+
 struct MemoryLock {
     store: MemoryStore,
     subject: Subject,
@@ -173,7 +382,7 @@ impl UserLock for MemoryLock {
     }
 
     async fn put(&mut self, credential: &Credential) -> Result<Credential, StoreError> {
-        self.store.put_sync(credential)
+        self.store.put_sync(credential, &[])
     }
 
     async fn release(self: Box<Self>) -> Result<(), StoreError> {

@@ -12,6 +12,7 @@ use futures::{Stream, StreamExt};
 use time::OffsetDateTime;
 
 use crate::credential::Credential;
+use crate::events::EventRecord;
 use crate::identity::{Profile, Scopes, Subject};
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 
@@ -297,6 +298,11 @@ pub struct CredentialPage {
 /// - `delete` is conditional like `put`: it removes the record only if its version is the one given.
 /// - `pending_revocations` MUST NOT read every record: it is an index (a partial index, a marker per record).
 /// - `list` and `pending_revocations` MUST NOT stop at an unreadable record: they report it and go on.
+/// - `put_with`/`delete_with` write their events (see [`crate::events::EventStore`], implemented by the same
+///   adapter) atomically with the change; a conflicting write records no event.
+/// - Every write that stores a refresh token keeps its [`crate::risc::index_keys`] (digests only, never the token
+///   or its prefix in clear) for `find_by_refresh_token`; a write that removes the token drops them.
+/// - `disabled` and `refresh_failing_since` are stored and read back like every other field.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait CredentialStore: Send + Sync {
@@ -310,14 +316,48 @@ pub trait CredentialStore: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError::Conflict`] when the version moved; the others as for `get`.
-    async fn put(&self, credential: &Credential) -> Result<Credential, StoreError>;
+    async fn put(&self, credential: &Credential) -> Result<Credential, StoreError> {
+        self.put_with(credential, &[]).await
+    }
+
+    /// `put`, recording `events` in the outbox **in the same atomic write**: after a crash either the new record
+    /// and its events are there, or neither. On a conflict nothing is written.
+    ///
+    /// # Errors
+    /// As `put`.
+    async fn put_with(
+        &self,
+        credential: &Credential,
+        events: &[EventRecord],
+    ) -> Result<Credential, StoreError>;
 
     /// Deletes a subject's record if its version is `version`. A later first write for the subject gets a version
     /// greater than `version`.
     ///
     /// # Errors
     /// [`StoreError::Conflict`] when there is no record or its version moved; the others as for `get`.
-    async fn delete(&self, subject: &Subject, version: u64) -> Result<(), StoreError>;
+    async fn delete(&self, subject: &Subject, version: u64) -> Result<(), StoreError> {
+        self.delete_with(subject, version, &[]).await
+    }
+
+    /// `delete`, recording `events` in the same atomic step (as `put_with`).
+    ///
+    /// # Errors
+    /// As `delete`.
+    async fn delete_with(
+        &self,
+        subject: &Subject,
+        version: u64,
+        events: &[EventRecord],
+    ) -> Result<(), StoreError>;
+
+    /// The subjects whose stored refresh token has `index_key` among its [`crate::risc::index_keys`] (kept with
+    /// each write that stores a refresh token; a lookup, not a scan). May return a subject whose token no longer
+    /// matches (the caller checks); MUST return every one that does.
+    ///
+    /// # Errors
+    /// As for `get`.
+    async fn find_by_refresh_token(&self, index_key: &str) -> Result<Vec<Subject>, StoreError>;
 
     /// Lists records (credentials and pending revocations) in the store's own stable order, starting after
     /// `cursor` (a [`CredentialPage::next_cursor`]), at most `limit`.

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use crate::credential::{CachedAccess, ConsentState, Credential};
+use crate::events::EventStore;
 use crate::grants;
 use crate::identity::{DRIVE_APPDATA_SCOPE, Profile, Scopes, Subject};
 use crate::ports::{
@@ -249,6 +250,9 @@ pub struct OfflineAccess {
     pub(crate) recent: RecentCredentials,
     pub(crate) store_health: StoreHealth,
     pub(crate) google_api: Option<Arc<dyn GoogleApi>>,
+    /// The outbox and `jti` register (RISC needs it; events are recorded only with `record_events`).
+    pub(crate) events: Option<Arc<dyn EventStore>>,
+    record_events: bool,
     /// What a Drive call needs (built once: it is checked on every call).
     drive_scopes: Scopes,
 }
@@ -271,6 +275,8 @@ impl OfflineAccess {
             recent,
             store_health,
             google_api: None,
+            events: None,
+            record_events: false,
             drive_scopes: drive_scopes(),
         }
     }
@@ -280,6 +286,28 @@ impl OfflineAccess {
     pub fn with_google_api(mut self, api: Arc<dyn GoogleApi>) -> Self {
         self.google_api = Some(api);
         self
+    }
+
+    /// Adds the event store (the same storage as the credential store): RISC's `jti` register, and with `record`
+    /// the outbox every grant change writes its events to (for webhooks; off when no webhook is configured, so
+    /// nothing piles up).
+    #[must_use]
+    pub fn with_events(mut self, events: Arc<dyn EventStore>, record: bool) -> Self {
+        self.events = Some(events);
+        self.record_events = record;
+        self
+    }
+
+    /// Whether grant changes record events for the team.
+    #[must_use]
+    pub fn records_events(&self) -> bool {
+        self.record_events && self.events.is_some()
+    }
+
+    /// The event store, if one was added.
+    #[must_use]
+    pub fn event_store(&self) -> Option<&Arc<dyn EventStore>> {
+        self.events.as_ref()
     }
 
     /// The settings.

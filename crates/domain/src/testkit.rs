@@ -25,9 +25,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::events::{
+    DeliveryState, Event, EventCounts, EventData, EventFilter, EventRecord, EventStore, Settlement,
+};
+use crate::risc::index_keys;
 use crate::{
-    AccessToken, CachedAccess, ConsentState, Credential, CredentialStore, Email, Profile,
-    RefreshToken, Scopes, StoreError, Subject,
+    AccessToken, AccountDisabled, CachedAccess, ConsentState, Credential, CredentialStore, Email,
+    Profile, RefreshToken, Scopes, StoreError, Subject,
 };
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -71,6 +75,8 @@ pub fn credential(sub: &str, refresh: Option<&str>, access: &str) -> Credential 
             scopes: Scopes::parse("openid email").unwrap(),
         }),
         consent: ConsentState::Active,
+        disabled: None,
+        refresh_failing_since: None,
         version: 0,
         created_at: NOW,
         updated_at: NOW,
@@ -591,4 +597,474 @@ pub async fn a_record_under_an_unknown_key_is_a_loud_error(
     // Only a delete at its version removes it (an operator's way out when a key is lost).
     reader.delete(&cred.subject, written.version).await.unwrap();
     assert!(writer.get(&cred.subject).await.unwrap().is_none());
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The outbox, the RISC `jti` register and the refresh-token index
+// ---------------------------------------------------------------------------------------------------------------
+
+/// One store seen through both ports (the same storage): what [`run_event_contract`] checks.
+pub type BothPorts = (Arc<dyn CredentialStore>, Arc<dyn EventStore>);
+
+/// Runs every check of the outbox, the `jti` register and the refresh-token index, each against a new empty
+/// store from `fresh`.
+pub async fn run_event_contract<F, Fut>(mut fresh: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = BothPorts>,
+{
+    events_written_with_a_change_are_pending_and_due(fresh().await).await;
+    a_conflicting_write_records_no_event(fresh().await).await;
+    a_claimed_event_is_leased_to_one_claimer(fresh().await).await;
+    settling_moves_an_event_through_its_states(fresh().await).await;
+    events_list_oldest_first_by_page_and_filter(fresh().await).await;
+    delivered_events_are_purged_by_age(fresh().await).await;
+    a_jti_is_seen_first_once(fresh().await).await;
+    concurrent_first_sights_admit_exactly_one(fresh().await).await;
+    disabled_and_refresh_failing_round_trip(fresh().await).await;
+    a_refresh_token_is_found_by_either_index_key(fresh().await).await;
+}
+
+/// An event record for tests.
+#[must_use]
+pub fn event(data_sub: &str, at: OffsetDateTime) -> EventRecord {
+    Event::new(
+        EventData::Forgotten {
+            sub: data_sub.to_owned(),
+        },
+        at,
+    )
+    .record()
+}
+
+/// Events written with `put_with` and `delete_with` (and `append`) are pending, due at once, with their body.
+pub async fn events_written_with_a_change_are_pending_and_due((store, events): BothPorts) {
+    let first = event("2001", NOW);
+    let stored = store
+        .put_with(
+            &credential("2001", Some("1//a"), "ya29.a"),
+            std::slice::from_ref(&first),
+        )
+        .await
+        .unwrap();
+    let second = event("2001", NOW + time::Duration::SECOND);
+    store
+        .delete_with(
+            &stored.subject,
+            stored.version,
+            std::slice::from_ref(&second),
+        )
+        .await
+        .unwrap();
+    let third = event("2002", NOW + time::Duration::seconds(2));
+    events.append(std::slice::from_ref(&third)).await.unwrap();
+    assert_eq!(
+        events.counts().await.unwrap(),
+        EventCounts {
+            pending: 3,
+            delivered: 0,
+            failed: 0
+        }
+    );
+    let due = events
+        .claim_due(NOW + time::Duration::seconds(2), time::Duration::MINUTE, 10)
+        .await
+        .unwrap();
+    let records: Vec<&EventRecord> = due.iter().map(|e| &e.record).collect();
+    assert_eq!(
+        records,
+        vec![&first, &second, &third],
+        "oldest first, exactly as written"
+    );
+    for e in &due {
+        assert_eq!(e.state, DeliveryState::Pending);
+        assert_eq!(e.attempts, 0);
+        assert!(e.last_error.is_none());
+    }
+    assert_eq!(
+        events.event(&first.id).await.unwrap().unwrap().record,
+        first
+    );
+    assert!(
+        events
+            .event("evt_00000000000000000000000000000000")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// A `put_with` or `delete_with` that conflicts writes no event.
+pub async fn a_conflicting_write_records_no_event((store, events): BothPorts) {
+    let stored = store
+        .put(&credential("2101", Some("1//a"), "ya29.a"))
+        .await
+        .unwrap();
+    let mut stale = stored.clone();
+    stale.version = 0;
+    assert!(matches!(
+        store.put_with(&stale, &[event("2101", NOW)]).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        store
+            .delete_with(&stored.subject, stored.version + 1, &[event("2101", NOW)])
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(events.counts().await.unwrap(), EventCounts::default());
+}
+
+/// `claim_due` leases an event: a second claim before the lease ends gets nothing, one after gets it again.
+pub async fn a_claimed_event_is_leased_to_one_claimer((_store, events): BothPorts) {
+    let e = event("2201", NOW);
+    events.append(std::slice::from_ref(&e)).await.unwrap();
+    let lease = time::Duration::seconds(30);
+    assert_eq!(events.claim_due(NOW, lease, 10).await.unwrap().len(), 1);
+    assert!(
+        events
+            .claim_due(NOW + time::Duration::seconds(29), lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = events
+        .claim_due(NOW + time::Duration::seconds(31), lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].record.id, e.id, "the same id on every try");
+    // Not due yet: not claimed.
+    let later = event("2202", NOW + time::Duration::HOUR);
+    events.append(std::slice::from_ref(&later)).await.unwrap();
+    let claimed = events
+        .claim_due(NOW + time::Duration::MINUTE * 2, lease, 10)
+        .await
+        .unwrap();
+    assert!(claimed.iter().all(|c| c.record.id != later.id));
+}
+
+/// Retry, delivered, failed and replay, with attempts and the last error.
+pub async fn settling_moves_an_event_through_its_states((_store, events): BothPorts) {
+    let a = event("2301", NOW);
+    let b = event("2302", NOW);
+    events.append(&[a.clone(), b.clone()]).await.unwrap();
+    let lease = time::Duration::seconds(30);
+    assert_eq!(events.claim_due(NOW, lease, 10).await.unwrap().len(), 2);
+    let retry_at = NOW + time::Duration::seconds(5);
+    events
+        .settle(
+            &a.id,
+            &Settlement::RetryAt {
+                at: retry_at,
+                error: "HTTP 500".into(),
+            },
+        )
+        .await
+        .unwrap();
+    events
+        .settle(&b.id, &Settlement::Delivered { at: NOW })
+        .await
+        .unwrap();
+    let got = events.event(&a.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.state, got.attempts, got.next_attempt_at),
+        (DeliveryState::Pending, 1, retry_at)
+    );
+    assert_eq!(got.last_error.as_deref(), Some("HTTP 500"));
+    let delivered = events.event(&b.id).await.unwrap().unwrap();
+    assert_eq!(
+        (delivered.state, delivered.attempts, delivered.delivered_at),
+        (DeliveryState::Delivered, 1, Some(NOW))
+    );
+    // The retry frees the lease: due again at `retry_at`, not before; a delivered event never again.
+    assert!(
+        events
+            .claim_due(retry_at - time::Duration::SECOND, lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = events.claim_due(retry_at, lease, 10).await.unwrap();
+    assert_eq!(
+        again
+            .iter()
+            .map(|e| e.record.id.clone())
+            .collect::<Vec<_>>(),
+        vec![a.id.clone()]
+    );
+    events
+        .settle(
+            &a.id,
+            &Settlement::Failed {
+                error: "gave up".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let failed = events.event(&a.id).await.unwrap().unwrap();
+    assert_eq!((failed.state, failed.attempts), (DeliveryState::Failed, 2));
+    assert!(
+        events
+            .claim_due(NOW + time::Duration::DAY, lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        events.counts().await.unwrap(),
+        EventCounts {
+            pending: 0,
+            delivered: 1,
+            failed: 1
+        }
+    );
+    // Replay: pending and due again, attempts reset, same body.
+    let replay_at = NOW + time::Duration::HOUR;
+    assert!(events.replay(&a.id, replay_at).await.unwrap());
+    assert!(
+        !events
+            .replay("evt_00000000000000000000000000000000", replay_at)
+            .await
+            .unwrap()
+    );
+    let replayed = events.claim_due(replay_at, lease, 10).await.unwrap();
+    assert_eq!(replayed.len(), 1);
+    assert_eq!(
+        (replayed[0].state, replayed[0].attempts),
+        (DeliveryState::Pending, 0)
+    );
+    assert_eq!(replayed[0].record, a);
+    // Settling an unknown id is not an error.
+    events
+        .settle(
+            "evt_00000000000000000000000000000000",
+            &Settlement::Delivered { at: NOW },
+        )
+        .await
+        .unwrap();
+}
+
+/// `list_events` pages oldest first through every event once, and filters by state.
+pub async fn events_list_oldest_first_by_page_and_filter((_store, events): BothPorts) {
+    let all: Vec<EventRecord> = (0..7)
+        .map(|i| event(&format!("240{i}"), NOW + time::Duration::milliseconds(i)))
+        .collect();
+    events.append(&all).await.unwrap();
+    events
+        .claim_due(NOW + time::Duration::SECOND, time::Duration::SECOND, 2)
+        .await
+        .unwrap();
+    events
+        .settle(&all[0].id, &Settlement::Failed { error: "x".into() })
+        .await
+        .unwrap();
+    events
+        .settle(&all[1].id, &Settlement::Delivered { at: NOW })
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = events
+            .list_events(EventFilter::All, cursor, 3)
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 3);
+        seen.extend(page.items.into_iter().map(|e| e.record.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, all.iter().map(|e| e.id.clone()).collect::<Vec<_>>());
+    let failed = events
+        .list_events(EventFilter::Failed, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        failed
+            .items
+            .iter()
+            .map(|e| &e.record.id)
+            .collect::<Vec<_>>(),
+        vec![&all[0].id]
+    );
+    let pending = events
+        .list_events(EventFilter::Pending, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(pending.items.len(), 5);
+    assert!(
+        pending
+            .items
+            .iter()
+            .all(|e| e.state == DeliveryState::Pending)
+    );
+}
+
+/// `purge_delivered` removes only delivered events delivered before the cut.
+pub async fn delivered_events_are_purged_by_age((_store, events): BothPorts) {
+    let old = event("2501", NOW);
+    let new = event("2502", NOW);
+    let pending = event("2503", NOW);
+    events
+        .append(&[old.clone(), new.clone(), pending.clone()])
+        .await
+        .unwrap();
+    events
+        .claim_due(NOW, time::Duration::SECOND, 10)
+        .await
+        .unwrap();
+    events
+        .settle(&old.id, &Settlement::Delivered { at: NOW })
+        .await
+        .unwrap();
+    events
+        .settle(
+            &new.id,
+            &Settlement::Delivered {
+                at: NOW + time::Duration::DAY,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        events
+            .purge_delivered(NOW + time::Duration::HOUR)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(events.event(&old.id).await.unwrap().is_none());
+    assert!(events.event(&new.id).await.unwrap().is_some());
+    assert!(events.event(&pending.id).await.unwrap().is_some());
+}
+
+/// A `jti` is seen first once; `unsee` makes it new again; it is kept at least `keep_for`.
+pub async fn a_jti_is_seen_first_once((_store, events): BothPorts) {
+    let keep = time::Duration::days(7);
+    assert!(events.first_sight("jti-1", NOW, keep).await.unwrap());
+    assert!(
+        !events
+            .first_sight("jti-1", NOW + time::Duration::days(6), keep)
+            .await
+            .unwrap()
+    );
+    assert!(events.first_sight("jti-2", NOW, keep).await.unwrap());
+    events.unsee("jti-2").await.unwrap();
+    assert!(events.first_sight("jti-2", NOW, keep).await.unwrap());
+    // Past its retention a jti may be forgotten (and then is new again); within it, never.
+    assert!(
+        !events
+            .first_sight("jti-2", NOW + keep - time::Duration::SECOND, keep)
+            .await
+            .unwrap()
+    );
+}
+
+/// Of concurrent `first_sight` calls for one `jti`, exactly one is first.
+pub async fn concurrent_first_sights_admit_exactly_one((_store, events): BothPorts) {
+    let firsts = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let events = Arc::clone(&events);
+            let firsts = Arc::clone(&firsts);
+            tokio::spawn(async move {
+                if events
+                    .first_sight("jti-race", NOW, time::Duration::days(7))
+                    .await
+                    .unwrap()
+                {
+                    firsts.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(firsts.load(Ordering::SeqCst), 1);
+}
+
+/// `disabled` (with and without a reason) and `refresh_failing_since` are stored and read back.
+pub async fn disabled_and_refresh_failing_round_trip((store, _events): BothPorts) {
+    let mut cred = credential("2601", Some("1//a"), "ya29.a");
+    cred.disabled = Some(AccountDisabled {
+        reason: Some("hijacking".into()),
+        since: NOW,
+    });
+    cred.refresh_failing_since = Some(NOW - time::Duration::HOUR);
+    let stored = store.put(&cred).await.unwrap();
+    let got = store.get(&cred.subject).await.unwrap().unwrap();
+    assert_eq!(got.disabled, cred.disabled);
+    assert_eq!(got.refresh_failing_since, cred.refresh_failing_since);
+    let mut enabled = got.clone();
+    enabled.disabled = Some(AccountDisabled {
+        reason: None,
+        since: NOW,
+    });
+    enabled.refresh_failing_since = None;
+    store.put(&enabled).await.unwrap();
+    let got = store.get(&cred.subject).await.unwrap().unwrap();
+    assert_eq!(
+        got.disabled,
+        Some(AccountDisabled {
+            reason: None,
+            since: NOW
+        })
+    );
+    assert_eq!(got.refresh_failing_since, None);
+    let mut cleared = got;
+    cleared.disabled = None;
+    store.put(&cleared).await.unwrap();
+    assert_eq!(
+        store.get(&cred.subject).await.unwrap().unwrap().disabled,
+        None
+    );
+    assert!(stored.version > 0);
+}
+
+/// A stored refresh token is found by both of its index keys; another token's keys find nothing of it.
+pub async fn a_refresh_token_is_found_by_either_index_key((store, _events): BothPorts) {
+    let token = RefreshToken::parse("1//0gAbCdEfGhIjKlMnOpQrStUvWxYz-2701").unwrap();
+    let mut cred = credential("2701", None, "ya29.a");
+    cred.refresh_token = Some(token.clone());
+    store.put(&cred).await.unwrap();
+    store
+        .put(&credential(
+            "2702",
+            Some("1//another-token-entirely"),
+            "ya29.b",
+        ))
+        .await
+        .unwrap();
+    store
+        .put(&credential("2703", None, "ya29.c"))
+        .await
+        .unwrap();
+    let keys = index_keys(&token);
+    assert_eq!(keys.len(), 2);
+    for key in &keys {
+        assert_eq!(
+            store.find_by_refresh_token(key).await.unwrap(),
+            vec![subject("2701")]
+        );
+    }
+    let other = RefreshToken::parse("1//zzzzzzzzzzzzzzzzzzzz").unwrap();
+    for key in index_keys(&other) {
+        assert!(store.find_by_refresh_token(&key).await.unwrap().is_empty());
+    }
+    // A new token replaces the index entries: the new one is found.
+    let current = store.get(&subject("2701")).await.unwrap().unwrap();
+    let mut rotated = current.clone();
+    let new_token = RefreshToken::parse("1//0gRotatedTokenValue-0000000000").unwrap();
+    rotated.refresh_token = Some(new_token.clone());
+    store.put(&rotated).await.unwrap();
+    for key in index_keys(&new_token) {
+        assert_eq!(
+            store.find_by_refresh_token(&key).await.unwrap(),
+            vec![subject("2701")]
+        );
+    }
 }

@@ -173,6 +173,8 @@ impl Record {
             refresh_token,
             access,
             consent: self.consent,
+            disabled: None,
+            refresh_failing_since: None,
             version: self.version,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -237,6 +239,8 @@ mod tests {
             } else {
                 ConsentState::Active
             },
+            disabled: None,
+            refresh_failing_since: None,
             version,
             created_at: at,
             updated_at: at,

@@ -34,6 +34,8 @@ fn credential(sub: &str, version: u64) -> Credential {
             scopes,
         }),
         consent: ConsentState::Active,
+        disabled: None,
+        refresh_failing_since: None,
         version,
         created_at: now,
         updated_at: now,

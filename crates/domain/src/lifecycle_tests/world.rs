@@ -464,14 +464,28 @@ impl CredentialStore for Store {
         self.inner.get(subject).await
     }
 
-    async fn put(&self, credential: &Credential) -> Result<Credential, StoreError> {
+    async fn put_with(
+        &self,
+        credential: &Credential,
+        events: &[crate::events::EventRecord],
+    ) -> Result<Credential, StoreError> {
         self.check_write()?;
-        self.inner.put(credential).await
+        self.inner.put_with(credential, events).await
     }
 
-    async fn delete(&self, subject: &Subject, version: u64) -> Result<(), StoreError> {
+    async fn delete_with(
+        &self,
+        subject: &Subject,
+        version: u64,
+        events: &[crate::events::EventRecord],
+    ) -> Result<(), StoreError> {
         self.check_write()?;
-        self.inner.delete(subject, version).await
+        self.inner.delete_with(subject, version, events).await
+    }
+
+    async fn find_by_refresh_token(&self, index_key: &str) -> Result<Vec<Subject>, StoreError> {
+        self.check()?;
+        self.inner.find_by_refresh_token(index_key).await
     }
 
     async fn list(

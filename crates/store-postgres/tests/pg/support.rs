@@ -122,6 +122,8 @@ pub(crate) fn credential(sub: &str, refresh: Option<&str>, access: &str) -> Cred
             scopes: Scopes::parse("openid email").unwrap(),
         }),
         consent: ConsentState::Active,
+        disabled: None,
+        refresh_failing_since: None,
         version: 0,
         created_at: NOW,
         updated_at: NOW,
