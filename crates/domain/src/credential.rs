@@ -196,6 +196,8 @@ impl Credential {
             self.refresh_token = Some(refresh);
             self.consent = ConsentState::Active;
         }
+        // Google just authenticated the user: the account works again.
+        self.disabled = None;
         self.access = Some(grant.access);
         self.updated_at = now;
     }
@@ -213,6 +215,7 @@ impl Credential {
             self.refresh_token = Some(refresh);
         }
         self.access = Some(grant.access);
+        self.refresh_failing_since = None;
         self.updated_at = now;
     }
 

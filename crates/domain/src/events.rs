@@ -203,21 +203,23 @@ impl Event {
     }
 }
 
-/// A fresh event id: `evt_`, the time in milliseconds (12 hex digits) and 80 random bits (20 hex digits).
+/// A fresh event id: `evt_`, the time in milliseconds (12 hex digits), a per-process sequence number (8 hex
+/// digits, so ids made in one process within one millisecond still sort by creation) and 48 random bits.
 #[must_use]
 pub fn new_event_id(now: OffsetDateTime) -> String {
+    static SEQUENCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let millis = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-    let mut random = [0u8; 10];
-    // The system's CSPRNG; if it ever failed the id would still be unique enough by its time and the counter-free
-    // fallback below (the thread's address and a hash seed), but aws-lc-rs does not fail on Linux.
+    let sequence = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut random = [0u8; 6];
+    // The system's CSPRNG (it does not fail on Linux); the sequence keeps ids unique within a process anyway.
     if aws_lc_rs::rand::fill(&mut random).is_err() {
         use std::hash::{BuildHasher, RandomState};
         let fallback = RandomState::new().hash_one(millis).to_le_bytes();
-        random[..8].copy_from_slice(&fallback);
+        random.copy_from_slice(&fallback[..6]);
     }
     let mut id = String::with_capacity(36);
     id.push_str("evt_");
-    let _ = write!(id, "{:012x}", millis & 0xffff_ffff_ffff);
+    let _ = write!(id, "{:012x}{sequence:08x}", millis & 0xffff_ffff_ffff);
     for byte in random {
         let _ = write!(id, "{byte:02x}");
     }
@@ -563,15 +565,15 @@ mod tests {
     #[test]
     fn scope_changes_name_what_was_added_and_removed() {
         let sub = Subject::parse("1").unwrap();
-        let a = Scopes::parse("openid email").unwrap();
-        let b = Scopes::parse("openid profile").unwrap();
+        let a = Scopes::parse("openid https://www.googleapis.com/auth/drive.appdata").unwrap();
+        let b = Scopes::parse("openid https://www.googleapis.com/auth/calendar").unwrap();
         assert_eq!(EventData::scopes_changed(&sub, &a, &a), None);
         assert_eq!(
             EventData::scopes_changed(&sub, &a, &b),
             Some(EventData::ScopesChanged {
                 sub: "1".into(),
-                added: vec!["profile".into()],
-                removed: vec!["email".into()],
+                added: vec!["https://www.googleapis.com/auth/calendar".into()],
+                removed: vec!["https://www.googleapis.com/auth/drive.appdata".into()],
             })
         );
     }

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::events::{EventData, RevokedBy};
 use crate::grants::{self, Change, Outcome, Stored, same_token};
 use crate::identity::Subject;
 use crate::ports::{RevokeError, StoreError};
@@ -36,19 +37,35 @@ impl OfflineAccess {
         let token = stored.refresh_token().cloned();
         let revoked_at_google = self.revoke(subject, token.as_ref()).await;
         let now = self.ports.clock.now();
-        let ((), outcome) = grants::update(&*self.ports.store, subject, |stored| match stored {
-            Stored::Absent => Change::Keep(()),
-            // Google revoked the grant, and with it every token of it (also one rotated meanwhile).
-            Stored::Credential(_) | Stored::PendingRevocation(_) if revoked_at_google => {
-                Change::Delete(())
-            }
-            Stored::PendingRevocation(_) => Change::Keep(()),
-            Stored::Credential(mut credential) => {
-                credential.mark_forgotten(now);
-                Change::Put(credential, ())
-            }
-        })
-        .await?;
+        let forgotten = || {
+            let sub = subject.as_str().to_owned();
+            vec![
+                EventData::Revoked {
+                    sub: sub.clone(),
+                    source: RevokedBy::Forget,
+                },
+                EventData::Forgotten { sub },
+            ]
+        };
+        let record = self.records_events();
+        let ((), outcome) =
+            grants::update_recording(&*self.ports.store, subject, now, record, |stored| {
+                match stored {
+                    Stored::Absent => (Change::Keep(()), Vec::new()),
+                    // Google revoked the grant, and with it every token of it (also one rotated meanwhile). A
+                    // pending revocation was already reported when it was forgotten.
+                    Stored::PendingRevocation(_) if revoked_at_google => {
+                        (Change::Delete(()), Vec::new())
+                    }
+                    Stored::Credential(_) if revoked_at_google => (Change::Delete(()), forgotten()),
+                    Stored::PendingRevocation(_) => (Change::Keep(()), Vec::new()),
+                    Stored::Credential(mut credential) => {
+                        credential.mark_forgotten(now);
+                        (Change::Put(credential, ()), forgotten())
+                    }
+                }
+            })
+            .await?;
         self.recent.invalidate(subject, None);
         if matches!(outcome, Outcome::Written(_)) {
             tracing::warn!(subject = %subject, "revocation at Google failed; the credential is unusable now and the revocation will be retried");

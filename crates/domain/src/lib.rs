@@ -15,7 +15,10 @@
 
 pub mod broker;
 pub mod credential;
+pub mod delivery;
 pub mod events;
+#[cfg(test)]
+mod events_tests;
 mod forget;
 mod grants;
 pub mod identity;

@@ -27,6 +27,8 @@ pub(crate) struct Usable {
     pub(crate) scopes: Scopes,
     /// The cached access token, if any.
     pub(crate) access: Option<CachedAccess>,
+    /// Whether Google disabled the account (no token is handed out).
+    pub(crate) disabled: bool,
 }
 
 impl Usable {
@@ -36,6 +38,7 @@ impl Usable {
             consent: credential.consent,
             scopes: credential.scopes.clone(),
             access: credential.access.clone(),
+            disabled: credential.disabled.is_some(),
         })
     }
 }
@@ -159,6 +162,7 @@ mod tests {
         Usable {
             consent: ConsentState::Active,
             scopes: Scopes::parse(crate::identity::DRIVE_APPDATA_SCOPE).unwrap(),
+            disabled: false,
             access: Some(CachedAccess {
                 token: AccessToken::parse(token).unwrap(),
                 expires_at: OffsetDateTime::UNIX_EPOCH,

@@ -8,6 +8,7 @@
 //! and the refresh decides again on what is stored now.
 
 use crate::credential::{CachedAccess, ConsentState};
+use crate::events::{EventData, RevokedBy};
 use crate::grants::{self, Change, Outcome, Stored, same_token};
 use crate::identity::{Profile, Scopes, Subject};
 use crate::ports::{StoreError, TokenError, TokenResponse};
@@ -73,6 +74,9 @@ impl OfflineAccess {
                     return Ok(access.clone());
                 }
             }
+            if credential.disabled.is_some() {
+                return Err(AccessError::AccountDisabled);
+            }
             if credential.consent == ConsentState::Revoked {
                 return Err(AccessError::ReconsentRequired);
             }
@@ -95,7 +99,8 @@ impl OfflineAccess {
                     return Err(AccessError::Misconfigured(m));
                 }
                 Err(TokenError::Rejected(m)) => return Err(AccessError::Misconfigured(m)),
-                Err(TokenError::Unavailable { .. } | TokenError::Timeout) => {
+                Err(e @ (TokenError::Unavailable { .. } | TokenError::Timeout)) => {
+                    self.mark_refresh_failing(subject, &refresh_token, &e).await;
                     return Err(AccessError::UpstreamUnavailable);
                 }
                 Err(TokenError::Protocol(m)) => return Err(AccessError::Upstream(m)),
@@ -104,22 +109,39 @@ impl OfflineAccess {
             let grant = grant_from(response, profile, now, &credential.scopes);
             let read_version = credential.version;
             let as_of = RecentCredentials::now();
-            let ((), outcome) = grants::update(store, subject, |stored| match stored {
-                Stored::Credential(mut current)
-                    if same_token(current.refresh_token.as_ref(), Some(&refresh_token)) =>
-                {
-                    let mut grant = grant.clone();
-                    if current.version != read_version {
-                        // Written meanwhile (a sign-in may have widened the grant): an answer that may predate that
-                        // write must not narrow it.
-                        grant.scopes = grant.scopes.map(|s| s.union(&current.scopes));
+            let record = self.records_events();
+            let ((), outcome) =
+                grants::update_recording(store, subject, now, record, |stored| match stored {
+                    Stored::Credential(mut current)
+                        if same_token(current.refresh_token.as_ref(), Some(&refresh_token)) =>
+                    {
+                        let mut grant = grant.clone();
+                        if current.version != read_version {
+                            // Written meanwhile (a sign-in may have widened the grant): an answer that may predate that
+                            // write must not narrow it.
+                            grant.scopes = grant.scopes.map(|s| s.union(&current.scopes));
+                        }
+                        let before = current.scopes.clone();
+                        let was_failing = current.refresh_failing_since.is_some();
+                        current.apply_refresh(grant, now);
+                        let mut events = Vec::new();
+                        if record {
+                            events.extend(EventData::scopes_changed(
+                                subject,
+                                &before,
+                                &current.scopes,
+                            ));
+                            if was_failing {
+                                events.push(EventData::Recovered {
+                                    sub: subject.as_str().to_owned(),
+                                });
+                            }
+                        }
+                        (Change::Put(current, ()), events)
                     }
-                    current.apply_refresh(grant, now);
-                    Change::Put(current, ())
-                }
-                _ => Change::Keep(()),
-            })
-            .await?;
+                    _ => (Change::Keep(()), Vec::new()),
+                })
+                .await?;
             let Outcome::Written(written) = outcome else {
                 tracing::info!(subject = %subject, "the refreshed grant is no longer the stored one (forgotten or replaced meanwhile); deciding again");
                 continue;
@@ -146,22 +168,82 @@ impl OfflineAccess {
         rejected: &RefreshToken,
     ) -> Result<bool, StoreError> {
         let now = self.ports.clock.now();
-        let (revoked, outcome) =
-            grants::update(&*self.ports.store, subject, |stored| match stored {
+        let record = self.records_events();
+        let (revoked, outcome) = grants::update_recording(
+            &*self.ports.store,
+            subject,
+            now,
+            record,
+            |stored| match stored {
                 Stored::Credential(mut current)
                     if same_token(current.refresh_token.as_ref(), Some(rejected)) =>
                 {
+                    let was_revoked = current.consent == ConsentState::Revoked;
                     current.mark_revoked(now);
-                    Change::Put(current, true)
+                    let events = if was_revoked {
+                        Vec::new()
+                    } else {
+                        vec![EventData::Revoked {
+                            sub: subject.as_str().to_owned(),
+                            source: RevokedBy::InvalidGrant,
+                        }]
+                    };
+                    (Change::Put(current, true), events)
                 }
-                _ => Change::Keep(false),
-            })
-            .await?;
+                _ => (Change::Keep(false), Vec::new()),
+            },
+        )
+        .await?;
         if let Outcome::Written(written) = &outcome {
             tracing::warn!(subject = %subject, "refresh token rejected (invalid_grant): consent marked revoked");
             self.recent.invalidate(subject, Usable::of(written));
         }
         Ok(revoked)
+    }
+
+    /// Records that Google kept failing to refresh this grant (after the retries), once per outage: the first
+    /// failure sets `refresh_failing_since` and reports `grant.refresh_failing`; the next refresh that works clears
+    /// it and reports `grant.recovered`. Only while events are recorded (the state exists for them); a failure to
+    /// record is logged, the caller's answer is the outage either way.
+    async fn mark_refresh_failing(
+        &self,
+        subject: &Subject,
+        token: &RefreshToken,
+        error: &TokenError,
+    ) {
+        if !self.records_events() {
+            return;
+        }
+        let now = self.ports.clock.now();
+        let error = match error {
+            TokenError::Timeout => "Google's token endpoint timed out".to_owned(),
+            _ => "Google's token endpoint was unavailable".to_owned(),
+        };
+        let result =
+            grants::update_recording(
+                &*self.ports.store,
+                subject,
+                now,
+                true,
+                |stored| match stored {
+                    Stored::Credential(mut current)
+                        if current.refresh_failing_since.is_none()
+                            && same_token(current.refresh_token.as_ref(), Some(token)) =>
+                    {
+                        current.refresh_failing_since = Some(now);
+                        let data = EventData::RefreshFailing {
+                            sub: subject.as_str().to_owned(),
+                            error: error.clone(),
+                        };
+                        (Change::Put(current, ()), vec![data])
+                    }
+                    _ => (Change::Keep(()), Vec::new()),
+                },
+            )
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(subject = %subject, error = %e, "could not record a failing refresh");
+        }
     }
 
     /// The profile of a refreshed ID token, when it passes the token endpoint's checks and names the same user.

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use crate::credential::AccountDisabled;
+use crate::credential::{AccountDisabled, ConsentState};
 use crate::events::{Event, EventData, RevokedBy};
 use crate::grants::{self, Change, Outcome, Stored};
 use crate::identity::Subject;
@@ -387,7 +387,7 @@ impl OfflineAccess {
     }
 
     /// `tokens-revoked` (no `token`) or `token-revoked` (the credential holding that refresh token): consent
-    /// revoked and tokens purged, as after `invalid_grant`, with `grant.revoked` (`source: risc`).
+    /// revoked and the access token purged, as after `invalid_grant`, with `grant.revoked` (`source: risc`).
     async fn revoke_by_risc(
         &self,
         subject: &Subject,
@@ -404,14 +404,12 @@ impl OfflineAccess {
                         current.refresh_token.as_ref().is_some_and(|r| t.matches(r))
                     }) =>
                 {
-                    let had_grant = current.consent != crate::ConsentState::Revoked
-                        || current.refresh_token.is_some()
-                        || current.access.is_some();
-                    if !had_grant {
+                    if current.consent == ConsentState::Revoked && current.access.is_none() {
                         return (Change::Keep(()), Vec::new());
                     }
+                    // As after `invalid_grant`: the access token goes; the refresh token stays (dead at Google,
+                    // and a store never replaces one with none).
                     current.mark_revoked(now);
-                    current.refresh_token = None;
                     (
                         Change::Put(current, ()),
                         vec![EventData::Revoked {

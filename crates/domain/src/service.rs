@@ -170,6 +170,9 @@ pub enum AccessError {
     /// The grant was revoked: the app must sign the user in again with consent.
     #[error("the user's grant was revoked; the app must ask for consent again")]
     ReconsentRequired,
+    /// Google disabled the account (RISC `account-disabled`): no token is handed out until it is enabled.
+    #[error("Google disabled this account; no token is handed out until it is enabled again")]
+    AccountDisabled,
     /// No refresh token was ever stored and the access token expired.
     #[error("no refresh token is stored; the app must request offline access again")]
     NoOfflineAccess,
@@ -366,6 +369,9 @@ impl OfflineAccess {
         margin: time::Duration,
     ) -> Result<CachedAccess, AccessError> {
         let usable = self.usable(subject).await?;
+        if usable.disabled {
+            return Err(AccessError::AccountDisabled);
+        }
         let missing = required.difference(&usable.scopes);
         if !missing.is_empty() {
             return Err(AccessError::ScopeMissing(missing));

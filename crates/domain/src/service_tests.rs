@@ -18,21 +18,22 @@ use crate::service::{
     AccessError, DriveUseError, ForgetError, OfflineAccess, Ports, Settings, SignInError,
 };
 
-const START: time::OffsetDateTime = datetime!(2026-11-24 12:00 UTC);
-const ALICE: &str = "111111111111111111111";
-const BOB: &str = "222222222222222222222";
-const FULL_SCOPES: &str = "openid email profile https://www.googleapis.com/auth/drive.appdata";
+pub(crate) const START: time::OffsetDateTime = datetime!(2026-11-24 12:00 UTC);
+pub(crate) const ALICE: &str = "111111111111111111111";
+pub(crate) const BOB: &str = "222222222222222222222";
+pub(crate) const FULL_SCOPES: &str =
+    "openid email profile https://www.googleapis.com/auth/drive.appdata";
 
-fn sub(s: &str) -> Subject {
+pub(crate) fn sub(s: &str) -> Subject {
     Subject::parse(s).unwrap()
 }
 
 /// ID tokens in these tests carry the subject in their middle segment; the mock verifier reads it back.
-fn id_token_for(subject: &str) -> IdToken {
+pub(crate) fn id_token_for(subject: &str) -> IdToken {
     IdToken::parse(&format!("eyJhbGciOiJSUzI1NiJ9.{subject}.c2ln")).unwrap()
 }
 
-fn verifier() -> MockIdTokenVerifier {
+pub(crate) fn verifier() -> MockIdTokenVerifier {
     let mut verifier = MockIdTokenVerifier::new();
     verifier.expect_verify().returning(mock_verify);
     verifier.expect_verify_exchanged().returning(mock_verify);
@@ -41,7 +42,10 @@ fn verifier() -> MockIdTokenVerifier {
 }
 
 /// The mock verifier's rule: the subject is the token's middle segment; `bad` fails.
-fn mock_verify(token: &IdToken, now: time::OffsetDateTime) -> Result<VerifiedIdToken, VerifyError> {
+pub(crate) fn mock_verify(
+    token: &IdToken,
+    now: time::OffsetDateTime,
+) -> Result<VerifiedIdToken, VerifyError> {
     {
         let subject = token.expose_secret().split('.').nth(1).unwrap_or_default();
         if subject == "bad" {
@@ -63,7 +67,11 @@ fn mock_verify(token: &IdToken, now: time::OffsetDateTime) -> Result<VerifiedIdT
     }
 }
 
-fn token_response(access: &str, refresh: Option<&str>, subject: Option<&str>) -> TokenResponse {
+pub(crate) fn token_response(
+    access: &str,
+    refresh: Option<&str>,
+    subject: Option<&str>,
+) -> TokenResponse {
     TokenResponse {
         access_token: AccessToken::parse(access).unwrap(),
         expires_in: Duration::from_secs(3599),
@@ -73,13 +81,13 @@ fn token_response(access: &str, refresh: Option<&str>, subject: Option<&str>) ->
     }
 }
 
-struct Harness {
-    service: Arc<OfflineAccess>,
-    store: MemoryStore,
-    clock: Arc<ManualClock>,
+pub(crate) struct Harness {
+    pub(crate) service: Arc<OfflineAccess>,
+    pub(crate) store: MemoryStore,
+    pub(crate) clock: Arc<ManualClock>,
 }
 
-fn harness(tokens: MockTokenEndpoint, drive: MockDrive) -> Harness {
+pub(crate) fn harness(tokens: MockTokenEndpoint, drive: MockDrive) -> Harness {
     harness_with(
         tokens,
         drive,
@@ -91,7 +99,11 @@ fn harness(tokens: MockTokenEndpoint, drive: MockDrive) -> Harness {
     )
 }
 
-fn harness_with(tokens: MockTokenEndpoint, drive: MockDrive, settings: Settings) -> Harness {
+pub(crate) fn harness_with(
+    tokens: MockTokenEndpoint,
+    drive: MockDrive,
+    settings: Settings,
+) -> Harness {
     let store = MemoryStore::new();
     let clock = Arc::new(ManualClock::new(START));
     let service = OfflineAccess::new(
@@ -111,12 +123,12 @@ fn harness_with(tokens: MockTokenEndpoint, drive: MockDrive, settings: Settings)
     }
 }
 
-fn code(c: &str) -> AuthCode {
+pub(crate) fn code(c: &str) -> AuthCode {
     AuthCode::parse(c).unwrap()
 }
 
 /// A token endpoint whose exchange answers each code in turn, counting calls.
-fn exchanging(answers: Vec<TokenResponse>) -> (MockTokenEndpoint, Arc<AtomicUsize>) {
+pub(crate) fn exchanging(answers: Vec<TokenResponse>) -> (MockTokenEndpoint, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
     let mut tokens = MockTokenEndpoint::new();
@@ -127,7 +139,7 @@ fn exchanging(answers: Vec<TokenResponse>) -> (MockTokenEndpoint, Arc<AtomicUsiz
     (tokens, calls)
 }
 
-async fn signed_in(h: &Harness) {
+pub(crate) async fn signed_in(h: &Harness) {
     h.service.sign_in(&code("4/0first"), None).await.unwrap();
 }
 
@@ -285,7 +297,7 @@ async fn a_failed_id_token_verification_is_not_remembered_for_the_code() {
     assert!(again.unwrap().offline_access());
 }
 
-fn refreshing(
+pub(crate) fn refreshing(
     sign_in: TokenResponse,
     refresh: impl Fn(usize) -> Result<TokenResponse, TokenError> + Send + Sync + 'static,
 ) -> (MockTokenEndpoint, Arc<AtomicUsize>) {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 use crate::credential::{CachedAccess, Credential, Grant};
+use crate::events::EventData;
 use crate::grants::{self, Change, Outcome, Stored};
 use crate::identity::{Profile, Scopes, Subject};
 use crate::ports::{CredentialStore, StoreError, TokenError, TokenResponse};
@@ -147,11 +148,12 @@ impl OfflineAccess {
         let first = if exchanged.suspect {
             None
         } else {
-            let (new_user, outcome) = grants::update(store, &subject, |stored| match stored {
-                Stored::PendingRevocation(_) => Change::Keep(None),
-                other => sign_in_change(other, exchanged).map(Some),
-            })
-            .await?;
+            let (new_user, outcome) = self
+                .update_sign_in(&subject, |stored| match stored {
+                    Stored::PendingRevocation(_) => Change::Keep(None),
+                    other => sign_in_change(other, exchanged).map(Some),
+                })
+                .await?;
             new_user.map(|new_user| (new_user, outcome))
         };
         let (new_user, outcome) = match first {
@@ -222,18 +224,20 @@ impl OfflineAccess {
             },
         };
         let now = self.ports.clock.now();
-        let decided = grants::update(store, subject, |stored| match (stored, works) {
-            (stored, Some(true)) => sign_in_change(stored, &checked),
-            (Stored::Absent, _) => {
-                let mut credential = Credential::first(subject.clone(), checked.grant.clone(), now);
-                credential.mark_revoked(now);
-                Change::Put(credential, true)
-            }
-            // Another sign-in or a forget came first: tokens not known to work add nothing; the answer is what is
-            // stored.
-            (Stored::Credential(_) | Stored::PendingRevocation(_), _) => Change::Keep(false),
-        })
-        .await?;
+        let decided = self
+            .update_sign_in(subject, |stored| match (stored, works) {
+                (stored, Some(true)) => sign_in_change(stored, &checked),
+                (Stored::Absent, _) => {
+                    let mut credential =
+                        Credential::first(subject.clone(), checked.grant.clone(), now);
+                    credential.mark_revoked(now);
+                    Change::Put(credential, true)
+                }
+                // Another sign-in or a forget came first: tokens not known to work add nothing; the answer is what is
+                // stored.
+                (Stored::Credential(_) | Stored::PendingRevocation(_), _) => Change::Keep(false),
+            })
+            .await?;
         if works != Some(true) {
             tracing::warn!(subject = %subject, "the grant of this sign-in was revoked by a pending revocation finishing meanwhile");
         }
@@ -277,7 +281,6 @@ impl OfflineAccess {
         exchanged: &Exchanged,
         pending: &Credential,
     ) -> Result<(bool, Outcome), SignInError> {
-        let store = &*self.ports.store;
         let subject = &exchanged.subject;
         let mut checked = Exchanged {
             subject: subject.clone(),
@@ -296,20 +299,84 @@ impl OfflineAccess {
         }
         let version = pending.version;
         let now = self.ports.clock.now();
-        Ok(grants::update(store, subject, |stored| match stored {
-            Stored::PendingRevocation(p) if p.version == version => {
-                let mut credential = Credential::cancelling(p, checked.grant.clone(), now);
-                if dead {
-                    credential.mark_revoked(now);
+        Ok(self
+            .update_sign_in(subject, |stored| match stored {
+                Stored::PendingRevocation(p) if p.version == version => {
+                    let mut credential = Credential::cancelling(p, checked.grant.clone(), now);
+                    if dead {
+                        credential.mark_revoked(now);
+                    }
+                    Change::Put(credential, true)
                 }
-                Change::Put(credential, true)
-            }
-            // Changed meanwhile (under the lock only a lock-free writer can: a sign-in): merge as usual.
-            other if !dead => sign_in_change(other, &checked),
-            _ => Change::Keep(false),
-        })
-        .await?)
+                // Changed meanwhile (under the lock only a lock-free writer can: a sign-in): merge as usual.
+                other if !dead => sign_in_change(other, &checked),
+                _ => Change::Keep(false),
+            })
+            .await?)
     }
+}
+
+impl OfflineAccess {
+    /// The update primitive for a sign-in's write, recording (when events are on) `user.signed_in`, and
+    /// `grant.scopes_changed` / `account.enabled` when the write changed those of a stored credential.
+    async fn update_sign_in<T>(
+        &self,
+        subject: &Subject,
+        mut decide: impl FnMut(Stored) -> Change<T>,
+    ) -> Result<(T, Outcome), StoreError> {
+        let record = self.records_events();
+        let required = &self.settings.required_scopes;
+        let now = self.ports.clock.now();
+        grants::update_recording(&*self.ports.store, subject, now, record, |stored| {
+            if !record {
+                return (decide(stored), Vec::new());
+            }
+            let before = match &stored {
+                Stored::Credential(c) => Some((c.scopes.clone(), c.disabled.is_some())),
+                Stored::Absent | Stored::PendingRevocation(_) => None,
+            };
+            let change = decide(stored);
+            let events = match &change {
+                Change::Put(after, _) => sign_in_events(subject, before, after, required),
+                Change::Keep(_) | Change::Delete(_) => Vec::new(),
+            };
+            (change, events)
+        })
+        .await
+    }
+}
+
+/// What a sign-in's write reports: `user.signed_in`, and for a stored credential the scope change and the lifted
+/// disablement (a new user's scopes are in `user.signed_in`).
+fn sign_in_events(
+    subject: &Subject,
+    before: Option<(Scopes, bool)>,
+    after: &Credential,
+    required: &Scopes,
+) -> Vec<EventData> {
+    let sub = subject.as_str().to_owned();
+    let mut events = vec![EventData::SignedIn {
+        sub: sub.clone(),
+        email: after.profile.email.as_ref().map(|e| e.as_str().to_owned()),
+        new_user: before.is_none(),
+        offline_access: after.offline_access(),
+        scopes: after.scopes.iter().map(str::to_owned).collect(),
+        missing_scopes: required
+            .difference(&after.scopes)
+            .iter()
+            .map(str::to_owned)
+            .collect(),
+    }];
+    if let Some((scopes, was_disabled)) = before {
+        events.extend(EventData::scopes_changed(subject, &scopes, &after.scopes));
+        if was_disabled && after.disabled.is_none() {
+            events.push(EventData::AccountEnabled {
+                sub,
+                reason: Some("signed_in".to_owned()),
+            });
+        }
+    }
+    events
 }
 
 /// The sign-in's decision on what is stored: a first credential, a cancelled pending revocation (both count as a
