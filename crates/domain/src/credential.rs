@@ -219,6 +219,17 @@ impl Credential {
         self.updated_at = now;
     }
 
+    /// The consent as the API and operator commands show it: `disabled` while Google has disabled the account,
+    /// else [`ConsentState::as_str`].
+    #[must_use]
+    pub fn shown_consent(&self) -> &'static str {
+        if self.disabled.is_some() {
+            "disabled"
+        } else {
+            self.consent.as_str()
+        }
+    }
+
     /// Whether this record is a pending revocation (see [`ConsentState::Forgotten`]).
     #[must_use]
     pub fn is_forgotten(&self) -> bool {

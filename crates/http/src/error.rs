@@ -135,7 +135,7 @@ impl ApiError {
         )
     }
 
-    fn upstream_unavailable() -> Self {
+    pub(crate) fn upstream_unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "upstream_unavailable",
@@ -309,6 +309,11 @@ impl From<AccessError> for ApiError {
                 "No credential is stored for this user; sign in with a server auth code first.",
             ),
             AccessError::ReconsentRequired => Self::reconsent_required(),
+            AccessError::AccountDisabled => Self::new(
+                StatusCode::FORBIDDEN,
+                "account_disabled",
+                "Google disabled this account; no token is used until Google enables it again or the user signs in.",
+            ),
             AccessError::NoOfflineAccess => Self::new(
                 StatusCode::CONFLICT,
                 "reconsent_required",

@@ -23,6 +23,7 @@
 //! | 403 | `missing_csrf_header` | `POST /authcode` without a non-empty `X-Requested-With` |
 //! | 403 | `subject_mismatch` | the code belongs to another user than the Bearer's; nothing stored |
 //! | 403 | `scope_missing` | `drive.appdata` not granted; no Drive call made |
+//! | 403 | `account_disabled` | Google disabled the account (RISC); no token used, no Google call made |
 //! | 403 | `forbidden` | Drive forbade the operation |
 //! | 404 | `not_found` | no stored credential, no such Drive file, unknown path, `/metrics` without a renderer |
 //! | 405 | `method_not_allowed` | wrong method (with `Allow`) |
@@ -54,6 +55,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{get, post};
 use offline_access_domain::OfflineAccess;
+use offline_access_domain::risc::SecurityEventVerifier;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
 
@@ -102,6 +104,7 @@ pub struct AppState {
     config: Arc<HttpConfig>,
     limiter: Arc<ratelimit::RateLimiter>,
     metrics: Option<MetricsRender>,
+    risc: Option<Arc<dyn SecurityEventVerifier>>,
 }
 
 impl AppState {
@@ -115,7 +118,16 @@ impl AppState {
             config: Arc::new(config),
             limiter: Arc::new(limiter),
             metrics: None,
+            risc: None,
         }
+    }
+
+    /// Receives Google's security events on `POST /risc`, verified by `verifier` (the service needs an event
+    /// store, [`OfflineAccess::with_events`]). Without it `POST /risc` answers 404 `not_found`.
+    #[must_use]
+    pub fn with_risc(mut self, verifier: Arc<dyn SecurityEventVerifier>) -> Self {
+        self.risc = Some(verifier);
+        self
     }
 
     /// Serves `render()` (Prometheus text, e.g. `PrometheusHandle::render`) on `/metrics`. Without it `/metrics`
@@ -139,7 +151,7 @@ impl fmt::Debug for AppState {
 /// Every route of the API with its layers (span and metrics per request, JSON errors, security headers, request
 /// timeout, panic guard). No CORS layer: no foreign origin is ever approved.
 pub fn router(state: AppState) -> Router {
-    use routes::{authcode, drive, me, ops};
+    use routes::{authcode, drive, me, ops, risc};
     let timeout = state.config.request_timeout;
     Router::new()
         .route("/authcode", post(authcode::post_authcode))
@@ -157,6 +169,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/me/drive/files/{id}/content",
             get(drive::get_content).put(drive::put_content),
         )
+        .route("/risc", post(risc::post_risc))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -238,6 +251,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         routes::drive::get_file,
         routes::drive::get_content,
         routes::drive::put_content,
+        routes::risc::post_risc,
         routes::drive::delete_file,
         routes::ops::healthz,
         routes::ops::readyz,

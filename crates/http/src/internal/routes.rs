@@ -45,7 +45,7 @@ impl UserSummary {
         Self {
             sub: c.subject.as_str().to_owned(),
             email: c.profile.email.as_ref().map(|e| e.as_str().to_owned()),
-            consent: c.consent.as_str(),
+            consent: c.shown_consent(),
             scopes: c.scopes.iter().map(str::to_owned).collect(),
             offline_access: c.offline_access(),
             updated_at: c

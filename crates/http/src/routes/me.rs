@@ -22,7 +22,8 @@ pub(crate) struct MeView {
     pub(crate) scopes: Vec<String>,
     /// Whether a refresh token is stored and the grant active.
     pub(crate) offline_access: bool,
-    /// `active`, or `revoked` when Google refused the refresh token (the app must ask for consent again).
+    /// `active`; `revoked` when Google refused the refresh token or revoked the grant (the app must ask for consent
+    /// again); `disabled` while Google has disabled the account (Cross-Account Protection).
     #[schema(example = "active")]
     pub(crate) consent: &'static str,
     /// Whether `drive.appdata` was granted.
@@ -51,7 +52,7 @@ pub(crate) async fn get_me(
         user: UserView::new(&credential.subject, &credential.profile),
         scopes: scopes_of(&credential),
         offline_access: credential.offline_access(),
-        consent: credential.consent.as_str(),
+        consent: credential.shown_consent(),
         drive_available: drive_available(&credential),
     }))
 }

@@ -4,6 +4,7 @@ pub(crate) mod authcode;
 pub(crate) mod drive;
 pub(crate) mod me;
 pub(crate) mod ops;
+pub(crate) mod risc;
 
 use std::future::Future;
 
