@@ -39,25 +39,21 @@ pub(crate) fn routes() -> Router<Control> {
         .route("/_fake/stats", get(stats))
 }
 
-fn bad_request(message: impl Into<String>) -> Response {
-    json_response(
-        StatusCode::BAD_REQUEST,
-        &json!({"error": "bad_request", "message": message.into()}),
-    )
+/// A control API error: `{"error": code, "message"}` with `status`.
+pub(crate) fn error_json(status: StatusCode, code: &str, message: &str) -> Response {
+    json_response(status, &json!({"error": code, "message": message}))
+}
+
+pub(crate) fn bad_request(message: impl Into<String>) -> Response {
+    error_json(StatusCode::BAD_REQUEST, "bad_request", &message.into())
 }
 
 fn not_found(message: String) -> Response {
-    json_response(
-        StatusCode::NOT_FOUND,
-        &json!({"error": "not_found", "message": message}),
-    )
+    error_json(StatusCode::NOT_FOUND, "not_found", &message)
 }
 
 fn internal(message: String) -> Response {
-    json_response(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        &json!({"error": "internal", "message": message}),
-    )
+    error_json(StatusCode::INTERNAL_SERVER_ERROR, "internal", &message)
 }
 
 impl IntoResponse for ControlError {
@@ -67,7 +63,7 @@ impl IntoResponse for ControlError {
 }
 
 /// Parses a JSON body; an empty body counts as `{}` when `empty_ok`.
-fn parse<T: DeserializeOwned>(body: &Bytes, empty_ok: bool) -> Result<T, ControlError> {
+pub(crate) fn parse<T: DeserializeOwned>(body: &Bytes, empty_ok: bool) -> Result<T, ControlError> {
     let text: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
         if empty_ok {
             b"{}"
@@ -82,7 +78,7 @@ fn parse<T: DeserializeOwned>(body: &Bytes, empty_ok: bool) -> Result<T, Control
     serde_json::from_slice(text).map_err(|e| ControlError(format!("invalid request body: {e}")))
 }
 
-fn created(v: &Value) -> Response {
+pub(crate) fn created(v: &Value) -> Response {
     json_response(StatusCode::CREATED, v)
 }
 
@@ -174,7 +170,7 @@ async fn revoke_user(
         Ok(Path(s)) => s,
         Err(e) => return bad_request(format!("bad user path: {e}")),
     };
-    if c.inner.revoke_user(&sub) {
+    if c.revoke_user(&sub).await {
         json_response(StatusCode::OK, &json!({"sub": sub, "revoked": true}))
     } else {
         not_found(format!("no user with sub {sub:?}"))

@@ -55,6 +55,7 @@ pub(crate) fn app(control: Control) -> Router {
         .route("/tokeninfo", get(tokeninfo).post(tokeninfo))
         .merge(crate::control::routes())
         .merge(crate::authorize::routes())
+        .merge(crate::risc::routes())
         .with_state(control.clone());
     google
         .merge(crate::drive::router(control.clone()))
@@ -76,6 +77,8 @@ pub(crate) fn classify(path: &str) -> Endpoint {
         "/.well-known/openid-configuration" => Endpoint::Discovery,
         "/o/oauth2/auth" | "/o/oauth2/v2/auth" => Endpoint::Authorize,
         p if p.starts_with("/o/oauth2/v2/auth/") => Endpoint::Authorize,
+        "/.well-known/risc-configuration" => Endpoint::Risc,
+        p if p.starts_with("/v1beta/stream") => Endpoint::Risc,
         p if p.starts_with("/drive/") => Endpoint::Drive,
         p if p.starts_with("/upload/") => Endpoint::Upload,
         _ => Endpoint::Other,
@@ -142,6 +145,9 @@ async fn observe(State(control): State<Control>, req: Request, next: Next) -> Re
         sub: note.sub.or(bearer_sub),
         client_id: note.client_id,
         fault: fault.map(|f| f.kind().to_owned()),
+        event: None,
+        jti: None,
+        error: None,
     });
     response
 }
@@ -210,7 +216,7 @@ fn fault_response(endpoint: Endpoint, fault: &Fault) -> Response {
     }
     let status = status_or(fault.status, StatusCode::INTERNAL_SERVER_ERROR);
     match endpoint {
-        Endpoint::Drive | Endpoint::Upload | Endpoint::Other => google_envelope(
+        Endpoint::Drive | Endpoint::Upload | Endpoint::Risc | Endpoint::Other => google_envelope(
             status,
             drive_reason(status),
             "Fault injected by fake-google",
@@ -253,7 +259,8 @@ fn drive_reason(status: StatusCode) -> &'static str {
     }
 }
 
-fn grpc_status(status: StatusCode) -> &'static str {
+/// The gRPC status name Google's APIs put in their error envelope's `status`.
+pub(crate) fn grpc_status(status: StatusCode) -> &'static str {
     match status.as_u16() {
         400 => "INVALID_ARGUMENT",
         401 => "UNAUTHENTICATED",
@@ -759,6 +766,9 @@ mod tests {
         assert_eq!(classify("/o/oauth2/v2/auth/consent"), Endpoint::Authorize);
         assert_eq!(classify("/o/oauth2/auth"), Endpoint::Authorize);
         assert_eq!(classify("/o/oauth2/v2/authx"), Endpoint::Other);
+        assert_eq!(classify("/v1beta/stream:update"), Endpoint::Risc);
+        assert_eq!(classify("/v1beta/stream/status"), Endpoint::Risc);
+        assert_eq!(classify("/.well-known/risc-configuration"), Endpoint::Risc);
     }
 
     #[test]

@@ -17,6 +17,13 @@ const FIXED_KEYS: [&[u8]; 3] = [
     include_bytes!("keys/key3.pk8.der"),
 ];
 
+/// The PKCS#8 DER of the key handed out as the private key of `POST /_fake/service-accounts`:
+/// the last fixed key, which signs only after two rotations (the fake never checks a
+/// service-account JWT's signature, so any RSA key does; this one costs no generation).
+pub(crate) fn service_account_der() -> &'static [u8] {
+    FIXED_KEYS[FIXED_KEYS.len() - 1]
+}
+
 /// Why a key could not be made.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum KeyError {
@@ -92,9 +99,15 @@ impl SigningKey {
         json!({"n": self.n, "kid": self.kid, "use": "sig", "e": self.e, "alg": "RS256", "kty": "RSA"})
     }
 
-    /// Signs `header.claims` (both already JSON) as a compact JWS.
+    /// Signs `claims_json` as a compact JWS with the header `{"alg":"RS256","kid","typ":"JWT"}`.
     pub(crate) fn sign_jwt(&self, claims_json: &[u8]) -> Result<String, KeyError> {
-        let header = format!(r#"{{"alg":"RS256","kid":"{}","typ":"JWT"}}"#, self.kid);
+        self.sign_jwt_typed("JWT", claims_json)
+    }
+
+    /// Signs `claims_json` as a compact JWS whose header's `typ` is `typ` (a JSON-safe string,
+    /// e.g. `secevent+jwt` for a Security Event Token).
+    pub(crate) fn sign_jwt_typed(&self, typ: &str, claims_json: &[u8]) -> Result<String, KeyError> {
+        let header = format!(r#"{{"alg":"RS256","kid":"{}","typ":"{typ}"}}"#, self.kid);
         let mut out = String::with_capacity(1024);
         URL_SAFE_NO_PAD.encode_string(header.as_bytes(), &mut out);
         out.push('.');

@@ -37,6 +37,7 @@ mod pages;
 mod pkce;
 #[cfg(test)]
 mod proptests;
+mod risc;
 mod server;
 mod state;
 mod users;
@@ -49,6 +50,9 @@ pub use model::{
     ANDROID_CLIENT_ID, CodeRequest, ControlError, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
     DEFAULT_SCOPES, Endpoint, Fault, GrantInfo, IdTokenRequest, JournalEntry, MintedCode,
     OAuthClient, Settings, SettingsPatch, UserSpec,
+};
+pub use risc::{
+    DisableReason, RiscDelivery, RiscEvent, RiscEventType, RiscStream, TokenIdentifierAlg,
 };
 
 use state::Inner;
@@ -226,9 +230,15 @@ impl Control {
 
     /// The user removes the app's access: every token of theirs stops working and their next
     /// code yields a refresh token again (`POST /_fake/users/{sub}/revoke`). Returns whether the
-    /// user was known.
+    /// user was known. Then, when a RISC stream is enabled and requests `tokens-revoked`, sends
+    /// that event (one per client the user ever granted) and waits for the receiver's answers;
+    /// a receiver that is down fails nothing (see the journal).
     pub async fn revoke_user(&self, sub: &str) -> bool {
-        self.inner.revoke_user(sub)
+        let known = self.inner.revoke_user(sub);
+        if known {
+            risc::after_user_revoked(self, sub).await;
+        }
+        known
     }
 
     /// The user's grants, one per client they ever consented to, by client ID: the scopes granted

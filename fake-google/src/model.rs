@@ -400,6 +400,9 @@ pub enum Endpoint {
     Discovery,
     /// The authorization endpoint and its pages (`/o/oauth2/v2/auth...`, `/o/oauth2/auth`).
     Authorize,
+    /// The RISC (Cross-Account Protection) API `/v1beta/stream...` and
+    /// `GET /.well-known/risc-configuration`.
+    Risc,
     /// Anything else outside `/_fake/` (answered 501).
     Other,
 }
@@ -417,6 +420,7 @@ impl Endpoint {
             Self::Tokeninfo => "tokeninfo",
             Self::Discovery => "discovery",
             Self::Authorize => "authorize",
+            Self::Risc => "risc",
             Self::Other => "other",
         }
     }
@@ -548,13 +552,15 @@ impl Fault {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalEntry {
     /// Which endpoint (`token`, `revoke`, `certs`, `drive`, `upload`, `userinfo`, `tokeninfo`,
-    /// `discovery`, `other`).
+    /// `discovery`, `authorize`, `risc`, `other`), or `risc_delivery` for a Security Event Token
+    /// the fake POSTed to a RISC receiver.
     pub endpoint: String,
     /// HTTP method.
     pub method: String,
-    /// Path without the query string.
+    /// Path without the query string; for a `risc_delivery`, the receiver's URL without its query.
     pub path: String,
-    /// Status answered; 0 when the connection was dropped by a fault.
+    /// Status answered (for a `risc_delivery`, the receiver's); 0 when the connection was dropped
+    /// by a fault (or the receiver could not be reached).
     pub status: u16,
     /// The token request's `grant_type`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -568,6 +574,15 @@ pub struct JournalEntry {
     /// The kind of fault that fired (`status`, `delay`, `drop_connection`, `malformed_json`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
+    /// A `risc_delivery`'s event type (`tokens-revoked`, `verification`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// A `risc_delivery`'s `jti` (the same for every repeat of one token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// Why a `risc_delivery` failed: the receiver was unreachable or timed out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One user's grant to one client: `GET /_fake/users/{sub}/grants` and [`crate::Control::grants`].

@@ -35,7 +35,7 @@ pub(crate) struct Sharded<V> {
 }
 
 impl<V> Sharded<V> {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             hasher: RandomState::new(),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
@@ -47,7 +47,7 @@ impl<V> Sharded<V> {
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn clear(&self) {
+    pub(crate) fn clear(&self) {
         for s in &self.shards {
             s.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
@@ -232,6 +232,8 @@ pub(crate) struct Inner {
     pub(crate) authorizations: crate::authorize::Pending,
     /// The `--config` file, re-applied by a reset.
     pub(crate) baseline: RwLock<Option<crate::config::ConfigFile>>,
+    /// The RISC stream and each grant's latest refresh token ([`crate::risc`]).
+    pub(crate) risc: crate::risc::RiscState,
 }
 
 impl Inner {
@@ -253,6 +255,7 @@ impl Inner {
             drive: DriveStore::new(),
             authorizations: crate::authorize::Pending::new(),
             baseline: RwLock::new(None),
+            risc: crate::risc::RiscState::default(),
         }
     }
 
@@ -640,6 +643,7 @@ impl Inner {
         self.clients.reset();
         self.authorizations.clear();
         self.drive.clear();
+        self.risc.clear();
         self.keys.reset()
     }
 
@@ -770,18 +774,13 @@ impl Inner {
         };
         let scopes = consent.scopes;
         let refresh_token = consent.issue_refresh.then(|| {
-            let token = format!("1//0{}", random_token(100));
-            self.refresh.shard(&token).insert(
-                token.clone(),
-                RefreshRecord {
-                    sub: record.sub.clone(),
-                    client_id: record.client_id.clone(),
-                    azp: record.azp.clone(),
-                    generation: consent.generation,
-                    rotated: false,
-                },
-            );
-            token
+            self.issue_refresh(RefreshRecord {
+                sub: record.sub.clone(),
+                client_id: record.client_id.clone(),
+                azp: record.azp.clone(),
+                generation: consent.generation,
+                rotated: false,
+            })
         });
         let (access_token, expires_in) = self.issue_access(
             &record.sub,
@@ -855,7 +854,6 @@ impl Inner {
         let now = self.now();
         let settings = self.settings();
         let refresh_token = if settings.rotate_refresh_tokens {
-            let new = format!("1//0{}", random_token(100));
             {
                 let mut shard = self.refresh.shard(token);
                 match shard.get_mut(token) {
@@ -863,14 +861,10 @@ impl Inner {
                     _ => return Err(dead()),
                 }
             }
-            self.refresh.shard(&new).insert(
-                new.clone(),
-                RefreshRecord {
-                    rotated: false,
-                    ..record.clone()
-                },
-            );
-            Some(new)
+            Some(self.issue_refresh(RefreshRecord {
+                rotated: false,
+                ..record.clone()
+            }))
         } else {
             None
         };
@@ -908,6 +902,15 @@ impl Inner {
             token_type: "Bearer",
             id_token,
         })
+    }
+
+    /// Stores a new refresh token of `record`'s grant (RISC names each grant's latest one).
+    fn issue_refresh(&self, record: RefreshRecord) -> String {
+        let token = format!("1//0{}", random_token(100));
+        self.risc
+            .note_refresh_token(&record.sub, &record.client_id, &token);
+        self.refresh.shard(&token).insert(token.clone(), record);
+        token
     }
 
     fn issue_access(
@@ -1079,12 +1082,7 @@ pub(crate) fn profile_of(
     verified: Option<bool>,
     hd: Option<&str>,
 ) -> Result<Profile, ControlError> {
-    let valid_email = email.len() <= 254
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && email
-            .split_once('@')
-            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@'));
-    if !valid_email {
+    if !crate::users::is_email(email) {
         return Err(ControlError(format!(
             "email {email:?} is not an email address"
         )));

@@ -4,6 +4,15 @@
 use crate::model::{ControlError, UserSpec};
 use crate::state::{Inner, Profile, profile_of, sub_for};
 
+/// Whether `s` is shaped like an e-mail address: at most 254 characters, no whitespace or
+/// control character, one `@` between non-empty parts.
+pub(crate) fn is_email(s: &str) -> bool {
+    s.len() <= 254
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+        && s.split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@'))
+}
+
 /// A known account.
 #[derive(Clone, Debug)]
 pub(crate) struct Account {

@@ -83,6 +83,32 @@ impl Ctx {
         .await
     }
 
+    /// A JSON POST, with a Bearer when given.
+    pub(crate) async fn post_json(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+        body: &Value,
+    ) -> (u16, Value) {
+        let mut req = self.http.post(self.url(path)).json(body);
+        if let Some(token) = bearer {
+            req = req.bearer_auth(token);
+        }
+        split(req.send().await.unwrap()).await
+    }
+
+    /// A GET's status and JSON body.
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
+        split(self.http.get(self.url(path)).send().await.unwrap()).await
+    }
+
+    /// A GET that must answer JSON of type `T`.
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        let resp = self.http.get(self.url(path)).send().await.unwrap();
+        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+        resp.json().await.unwrap()
+    }
+
     pub(crate) async fn get_bearer(&self, path: &str, token: &str) -> (u16, Value) {
         split(
             self.http

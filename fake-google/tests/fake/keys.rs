@@ -11,25 +11,11 @@ use serde_json::Value;
 use crate::helpers::{Ctx, s, spawn};
 
 async fn jwks(ctx: &Ctx) -> JwkSet {
-    ctx.http
-        .get(ctx.url("/oauth2/v3/certs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    ctx.get_json("/oauth2/v3/certs").await
 }
 
 async fn pems(ctx: &Ctx) -> HashMap<String, String> {
-    ctx.http
-        .get(ctx.url("/oauth2/v1/certs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    ctx.get_json("/oauth2/v1/certs").await
 }
 
 fn validation(aud: &str) -> Validation {

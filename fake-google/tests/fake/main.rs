@@ -14,6 +14,7 @@ mod info;
 mod keys;
 mod pkce;
 mod revoke;
+mod risc;
 mod robustness;
 mod tls;
 mod token;
