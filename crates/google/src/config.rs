@@ -88,15 +88,8 @@ impl ClientSecret {
     /// [`ConfigError::ClientSecret`] when the JSON is malformed, has neither (or both) objects, or lacks a
     /// non-empty `client_id` or `client_secret`. The message never quotes the file's content.
     pub fn from_json(json: &str) -> Result<Self, ConfigError> {
-        let file: SecretFile = serde_json::from_str(json).map_err(|e| {
-            // serde_json's messages can quote values (the secret): report only the position and class.
-            ConfigError::ClientSecret(format!(
-                "{:?} error at line {} column {}",
-                e.classify(),
-                e.line(),
-                e.column()
-            ))
-        })?;
+        let file: SecretFile =
+            serde_json::from_str(json).map_err(|e| ConfigError::ClientSecret(unquoted(&e)))?;
         let (body, kind) = match (file.web, file.installed) {
             (Some(body), None) => (body, ClientKind::Web),
             (None, Some(body)) => (body, ClientKind::Installed),
@@ -271,6 +264,16 @@ impl fmt::Debug for GoogleConfig {
     }
 }
 
+/// A JSON error of a file holding a secret, by its class and position only: serde_json's messages can quote values.
+pub(crate) fn unquoted(error: &serde_json::Error) -> String {
+    format!(
+        "{:?} error at line {} column {}",
+        error.classify(),
+        error.line(),
+        error.column()
+    )
+}
+
 fn invalid(key: &'static str, reason: &str) -> ConfigError {
     ConfigError::Invalid {
         key,
@@ -286,6 +289,10 @@ pub(crate) struct Endpoints {
     pub(crate) certs: Url,
     /// `.../drive/v3/files` (no trailing slash).
     pub(crate) drive_files: String,
+    /// `.../.well-known/risc-configuration`: the RISC discovery document (`issuer`, `jwks_uri`).
+    pub(crate) risc_configuration: Url,
+    /// The RISC management API's base (`https://risc.googleapis.com`, no trailing slash).
+    pub(crate) risc_api: String,
     /// `.../upload/drive/v3/files` (no trailing slash).
     pub(crate) upload_files: String,
     /// The base URL every Google API host maps to (the proxy keeps the caller's path under its path); `None` =
@@ -295,11 +302,19 @@ pub(crate) struct Endpoints {
 
 const OAUTH_HOST: &str = "https://oauth2.googleapis.com";
 const APIS_HOST: &str = "https://www.googleapis.com";
+const ACCOUNTS_HOST: &str = "https://accounts.google.com";
+const RISC_HOST: &str = "https://risc.googleapis.com";
 
 impl Endpoints {
     pub(crate) fn resolve(base_url: Option<&str>) -> Result<Self, ConfigError> {
-        let (oauth, apis, proxy_base) = match base_url {
-            None => (OAUTH_HOST.to_owned(), APIS_HOST.to_owned(), None),
+        let (oauth, apis, accounts, risc, proxy_base) = match base_url {
+            None => (
+                OAUTH_HOST.to_owned(),
+                APIS_HOST.to_owned(),
+                ACCOUNTS_HOST.to_owned(),
+                RISC_HOST.to_owned(),
+                None,
+            ),
             Some(base) => {
                 let parsed = Url::parse(base)
                     .map_err(|e| invalid("base_url", &format!("it is not a URL ({e})")))?;
@@ -316,7 +331,7 @@ impl Endpoints {
                     return Err(invalid("base_url", "it must not hold credentials"));
                 }
                 let base = parsed.as_str().trim_end_matches('/').to_owned();
-                (base.clone(), base, Some(parsed))
+                (base.clone(), base.clone(), base.clone(), base, Some(parsed))
             }
         };
         let url = |s: String| {
@@ -328,6 +343,8 @@ impl Endpoints {
             certs: url(format!("{apis}/oauth2/v3/certs"))?,
             drive_files: format!("{apis}/drive/v3/files"),
             upload_files: format!("{apis}/upload/drive/v3/files"),
+            risc_configuration: url(format!("{accounts}/.well-known/risc-configuration"))?,
+            risc_api: risc,
             proxy_base,
         })
     }
@@ -352,6 +369,11 @@ mod tests {
             e.upload_files,
             "https://www.googleapis.com/upload/drive/v3/files"
         );
+        assert_eq!(
+            e.risc_configuration.as_str(),
+            "https://accounts.google.com/.well-known/risc-configuration"
+        );
+        assert_eq!(e.risc_api, "https://risc.googleapis.com");
     }
 
     #[test]
@@ -370,6 +392,11 @@ mod tests {
             e.upload_files,
             "http://127.0.0.1:9000/fake/upload/drive/v3/files"
         );
+        assert_eq!(
+            e.risc_configuration.as_str(),
+            "http://127.0.0.1:9000/fake/.well-known/risc-configuration"
+        );
+        assert_eq!(e.risc_api, "http://127.0.0.1:9000/fake");
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Google's signing keys (JWKS) with a cache: `max-age` minus `Age`, single-flight fetches, a rate-limited
-//! refetch on an unknown `kid`, and a bounded grace on fetch failures.
+//! Documents fetched from Google and cached: `max-age` minus `Age`, single-flight fetches and a bounded grace on
+//! fetch failures ([`Cached`]); for Google's signing keys (JWKS) also a rate-limited refetch on an unknown `kid`
+//! ([`KeyCache`]). The ID-token verifier and the RISC verifier each hold one key cache; the RISC discovery document
+//! is cached the same way.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,8 +26,8 @@ pub const FAILURE_BACKOFF: Duration = Duration::from_secs(1);
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 /// Longest cache lifetime we accept, whatever `max-age` says.
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
-/// Largest JWKS document we read.
-const MAX_JWKS_BODY: usize = 256 * 1024;
+/// Largest document (a JWKS, a discovery document) we read.
+const MAX_BODY: usize = 256 * 1024;
 /// Most keys we keep from one document.
 const MAX_KEYS: usize = 32;
 
@@ -50,9 +52,24 @@ impl SigningKey {
     }
 }
 
-/// One fetched key set.
-pub(crate) struct KeySet {
-    keys: HashMap<String, Arc<SigningKey>>,
+/// A document [`Cached`] can hold: parsed once from the body of a `200` answer.
+pub(crate) trait Document: Sized + Send + Sync + 'static {
+    /// Parses the body; the error says why it is unusable (never quoting it).
+    fn parse(body: &[u8]) -> Result<Self, String>;
+}
+
+/// Google's signing keys by `kid`.
+pub(crate) struct Keys(HashMap<String, Arc<SigningKey>>);
+
+impl Document for Keys {
+    fn parse(body: &[u8]) -> Result<Self, String> {
+        parse_jwks(body).map(Self)
+    }
+}
+
+/// One fetched document.
+pub(crate) struct Fetched<D> {
+    pub(crate) doc: D,
     /// Counts successful fetches; a waiter compares it to know whether someone fetched while it waited.
     generation: u64,
     fresh_until: OffsetDateTime,
@@ -65,17 +82,27 @@ struct FetchState {
     last_failure: Option<OffsetDateTime>,
 }
 
-/// The cache. Reads take a short `RwLock`; fetches are serialised by an async mutex (single flight).
-pub(crate) struct KeyCache {
+/// The document could not be fetched and no cached copy is within grace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unavailable;
+
+/// A cached document. Reads take a short `RwLock`; fetches are serialised by an async mutex (single flight).
+/// Failures are never cached: the next caller after [`FAILURE_BACKOFF`] fetches again.
+pub(crate) struct Cached<D> {
     http: reqwest::Client,
     url: Url,
+    /// The `endpoint` label of the request metrics, and the logs' name for the document.
+    endpoint: &'static str,
     clock: Arc<dyn Clock>,
     grace: Duration,
-    current: RwLock<Option<Arc<KeySet>>>,
+    current: RwLock<Option<Arc<Fetched<D>>>>,
     fetch: tokio::sync::Mutex<FetchState>,
     /// Fetch attempts so far (success or failure): lets waiters share the outcome of the fetch they waited on.
     attempts: AtomicU64,
 }
+
+/// Google's signing keys, cached, with the unknown-`kid` refetch.
+pub(crate) type KeyCache = Cached<Keys>;
 
 /// What the cache decided for a `kid`.
 enum Lookup {
@@ -88,16 +115,18 @@ enum Lookup {
     NeedFetch,
 }
 
-impl KeyCache {
+impl<D: Document> Cached<D> {
     pub(crate) fn new(
         http: reqwest::Client,
         url: Url,
+        endpoint: &'static str,
         clock: Arc<dyn Clock>,
         grace: Duration,
     ) -> Self {
         Self {
             http,
             url,
+            endpoint,
             clock,
             grace,
             current: RwLock::new(None),
@@ -106,27 +135,127 @@ impl KeyCache {
         }
     }
 
-    fn snapshot(&self) -> Option<Arc<KeySet>> {
+    /// Where the document is fetched from.
+    pub(crate) fn url(&self) -> &Url {
+        &self.url
+    }
+
+    fn snapshot(&self) -> Option<Arc<Fetched<D>>> {
         self.current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
-    fn usable_until(&self, set: &KeySet) -> OffsetDateTime {
-        set.fresh_until.saturating_add(to_time(self.grace))
+    fn usable_until(&self, fetched: &Fetched<D>) -> OffsetDateTime {
+        fetched.fresh_until.saturating_add(to_time(self.grace))
     }
 
-    /// Whether keys are loaded and within their lifetime plus grace.
-    pub(crate) fn keys_loaded(&self) -> bool {
+    /// Whether the document is loaded and within its lifetime plus grace.
+    pub(crate) fn loaded(&self) -> bool {
         let now = self.clock.now();
         self.snapshot()
-            .is_some_and(|set| now < self.usable_until(&set))
+            .is_some_and(|fetched| now < self.usable_until(&fetched))
     }
 
+    /// A usable document: the cached one while fresh, else fetched now (see [`Cached::refresh`]).
+    pub(crate) async fn get(&self) -> Result<Arc<Fetched<D>>, Unavailable> {
+        let now = self.clock.now();
+        match self.snapshot() {
+            Some(fetched) if now < fetched.fresh_until => Ok(fetched),
+            _ => self.refresh().await,
+        }
+    }
+
+    /// Returns a usable document: fresh (fetched now or by the fetch we waited on), or stale within grace when the
+    /// fetch failed. Single flight: concurrent callers share one fetch.
+    async fn refresh(&self) -> Result<Arc<Fetched<D>>, Unavailable> {
+        let seen_attempts = self.attempts.load(Ordering::Acquire);
+        let mut state = self.fetch.lock().await;
+        let now = self.clock.now();
+        let current = self.snapshot();
+        if let Some(fetched) = &current
+            && now < fetched.fresh_until
+        {
+            return Ok(Arc::clone(fetched));
+        }
+        let someone_just_tried = self.attempts.load(Ordering::Acquire) != seen_attempts;
+        let backing_off = state
+            .last_failure
+            .is_some_and(|at| now < at.saturating_add(to_time(FAILURE_BACKOFF)));
+        if !someone_just_tried
+            && !backing_off
+            && let Ok(fetched) = self.fetch_now(&mut state, now).await
+        {
+            return Ok(fetched);
+        }
+        // The fetch failed (now or just before): serve the cached document within grace, else fail closed.
+        match current {
+            Some(fetched) if now < self.usable_until(&fetched) => {
+                tracing::warn!(
+                    document = self.endpoint,
+                    "serving a cached Google document after a failed fetch"
+                );
+                Ok(fetched)
+            }
+            _ => Err(Unavailable),
+        }
+    }
+
+    /// One GET of the document; on success installs it. Call with the fetch lock held.
+    async fn fetch_now(
+        &self,
+        state: &mut FetchState,
+        now: OffsetDateTime,
+    ) -> Result<Arc<Fetched<D>>, ()> {
+        self.attempts.fetch_add(1, Ordering::AcqRel);
+        let started = Instant::now();
+        let request = self.http.get(self.url.clone());
+        let parsed = match http::send(request, MAX_BODY).await {
+            Ok(answer) if answer.status == StatusCode::OK => D::parse(&answer.body)
+                .map(|doc| (doc, cache_ttl(&answer.headers)))
+                .map_err(|reason| ("protocol", reason)),
+            Ok(answer) => Err((
+                "unavailable",
+                format!("HTTP status {}", answer.status.as_u16()),
+            )),
+            Err(Failure::Timeout) => Err(("timeout", "timed out".to_owned())),
+            Err(Failure::Unreachable) => Err(("unavailable", "unreachable".to_owned())),
+            Err(Failure::TooLarge) => Err(("protocol", "document too large".to_owned())),
+        };
+        match parsed {
+            Ok((doc, ttl)) => {
+                http::record(self.endpoint, "ok", started);
+                state.generation += 1;
+                state.last_failure = None;
+                let fetched = Arc::new(Fetched {
+                    doc,
+                    generation: state.generation,
+                    fresh_until: now.saturating_add(to_time(ttl)),
+                });
+                *self.current.write().unwrap_or_else(PoisonError::into_inner) =
+                    Some(Arc::clone(&fetched));
+                tracing::info!(
+                    document = self.endpoint,
+                    ttl_secs = ttl.as_secs(),
+                    "fetched a Google document"
+                );
+                Ok(fetched)
+            }
+            Err((outcome, reason)) => {
+                http::record(self.endpoint, outcome, started);
+                state.last_failure = Some(now);
+                tracing::warn!(document = self.endpoint, %reason, "fetching a Google document failed");
+                Err(())
+            }
+        }
+    }
+}
+
+impl KeyCache {
     fn lookup(&self, kid: &str, now: OffsetDateTime) -> Lookup {
         match self.snapshot() {
-            Some(set) if now < set.fresh_until => match set.keys.get(kid) {
+            Some(set) if now < set.fresh_until => match set.doc.0.get(kid) {
                 Some(key) => Lookup::Found(Arc::clone(key)),
                 None => Lookup::Missing {
                     generation: set.generation,
@@ -155,54 +284,21 @@ impl KeyCache {
                 }
             }
             Lookup::NeedFetch => {
-                let set = self.refresh().await?;
-                set.keys
-                    .get(kid)
-                    .map(Arc::clone)
-                    .ok_or(VerifyError::UnknownKey)
+                let set = self
+                    .refresh()
+                    .await
+                    .map_err(|Unavailable| VerifyError::KeysUnavailable)?;
+                key_of(&set, kid)
             }
         }
     }
 
     /// Loads the keys unless a fresh set is cached (for start-up and readiness).
     pub(crate) async fn prefetch(&self) -> Result<(), VerifyError> {
-        let now = self.clock.now();
-        if self.snapshot().is_some_and(|set| now < set.fresh_until) {
-            return Ok(());
-        }
-        self.refresh().await.map(|_| ())
-    }
-
-    /// Returns a usable set: fresh (fetched now or by the fetch we waited on), or stale within grace when the
-    /// fetch failed. Single flight: concurrent callers share one fetch.
-    async fn refresh(&self) -> Result<Arc<KeySet>, VerifyError> {
-        let seen_attempts = self.attempts.load(Ordering::Acquire);
-        let mut state = self.fetch.lock().await;
-        let now = self.clock.now();
-        let current = self.snapshot();
-        if let Some(set) = &current
-            && now < set.fresh_until
-        {
-            return Ok(Arc::clone(set));
-        }
-        let someone_just_tried = self.attempts.load(Ordering::Acquire) != seen_attempts;
-        let backing_off = state
-            .last_failure
-            .is_some_and(|at| now < at.saturating_add(to_time(FAILURE_BACKOFF)));
-        if !someone_just_tried
-            && !backing_off
-            && let Ok(set) = self.fetch_now(&mut state, now).await
-        {
-            return Ok(set);
-        }
-        // The fetch failed (now or just before): serve the cached keys within grace, else fail closed.
-        match current {
-            Some(set) if now < self.usable_until(&set) => {
-                tracing::warn!("serving cached Google signing keys after a failed fetch");
-                Ok(set)
-            }
-            _ => Err(VerifyError::KeysUnavailable),
-        }
+        self.get()
+            .await
+            .map(|_| ())
+            .map_err(|Unavailable| VerifyError::KeysUnavailable)
     }
 
     async fn refetch_for_unknown_kid(
@@ -216,79 +312,36 @@ impl KeyCache {
             && set.generation != seen_generation
         {
             // Someone fetched while we waited: their answer is ours.
-            return set
-                .keys
-                .get(kid)
-                .map(Arc::clone)
-                .ok_or(VerifyError::UnknownKey);
+            return key_of(&set, kid);
         }
         let rate_limited = state
             .last_unknown_kid_refetch
             .is_some_and(|at| now < at.saturating_add(to_time(UNKNOWN_KID_REFETCH_INTERVAL)));
         if rate_limited {
-            tracing::debug!("unknown kid; refetch rate-limited");
+            tracing::debug!(
+                document = self.endpoint,
+                "unknown kid; refetch rate-limited"
+            );
             return Err(VerifyError::UnknownKey);
         }
         state.last_unknown_kid_refetch = Some(now);
-        tracing::info!("unknown kid; refetching Google's signing keys");
+        tracing::info!(
+            document = self.endpoint,
+            "unknown kid; refetching Google's signing keys"
+        );
         match self.fetch_now(&mut state, now).await {
-            Ok(set) => set
-                .keys
-                .get(kid)
-                .map(Arc::clone)
-                .ok_or(VerifyError::UnknownKey),
+            Ok(set) => key_of(&set, kid),
             Err(()) => Err(VerifyError::UnknownKey),
         }
     }
+}
 
-    /// One GET of the JWKS; on success installs the new set. Call with the fetch lock held.
-    async fn fetch_now(
-        &self,
-        state: &mut FetchState,
-        now: OffsetDateTime,
-    ) -> Result<Arc<KeySet>, ()> {
-        self.attempts.fetch_add(1, Ordering::AcqRel);
-        let started = Instant::now();
-        let request = self.http.get(self.url.clone());
-        let parsed = match http::send(request, MAX_JWKS_BODY).await {
-            Ok(answer) if answer.status == StatusCode::OK => parse_jwks(&answer.body)
-                .map(|keys| (keys, cache_ttl(&answer.headers)))
-                .map_err(|reason| ("protocol", reason)),
-            Ok(answer) => Err((
-                "unavailable",
-                format!("HTTP status {}", answer.status.as_u16()),
-            )),
-            Err(Failure::Timeout) => Err(("timeout", "timed out".to_owned())),
-            Err(Failure::Unreachable) => Err(("unavailable", "unreachable".to_owned())),
-            Err(Failure::TooLarge) => Err(("protocol", "document too large".to_owned())),
-        };
-        match parsed {
-            Ok((keys, ttl)) => {
-                http::record("jwks", "ok", started);
-                state.generation += 1;
-                state.last_failure = None;
-                let set = Arc::new(KeySet {
-                    keys,
-                    generation: state.generation,
-                    fresh_until: now.saturating_add(to_time(ttl)),
-                });
-                *self.current.write().unwrap_or_else(PoisonError::into_inner) =
-                    Some(Arc::clone(&set));
-                tracing::info!(
-                    keys = set.keys.len(),
-                    ttl_secs = ttl.as_secs(),
-                    "fetched Google's signing keys"
-                );
-                Ok(set)
-            }
-            Err((outcome, reason)) => {
-                http::record("jwks", outcome, started);
-                state.last_failure = Some(now);
-                tracing::warn!(%reason, "fetching Google's signing keys failed");
-                Err(())
-            }
-        }
-    }
+fn key_of(set: &Fetched<Keys>, kid: &str) -> Result<Arc<SigningKey>, VerifyError> {
+    set.doc
+        .0
+        .get(kid)
+        .map(Arc::clone)
+        .ok_or(VerifyError::UnknownKey)
 }
 
 fn to_time(duration: Duration) -> time::Duration {

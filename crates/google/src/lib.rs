@@ -10,7 +10,12 @@
 //! - [`Google::drive`] → [`GoogleDrive`], a [`offline_access_domain::Drive`];
 //! - [`Google::api`] → [`GoogleApiProxy`], a [`offline_access_domain::GoogleApi`] (the internal API's proxy),
 //!   with the host allowlist ([`ProxyHosts`]) and header filters ([`filter_request_headers`],
-//!   [`filter_response_headers`]) the HTTP adapter applies too.
+//!   [`filter_response_headers`]) the HTTP adapter applies too;
+//! - [`Google::security_events`] → [`RiscVerifier`], an
+//!   [`offline_access_domain::risc::SecurityEventVerifier`] (Cross-Account Protection's Security Event Tokens).
+//!
+//! [`RiscStreams`] manages the RISC stream (register the receiver, verify, status) as a service account
+//! ([`ServiceAccountKey`]); it needs no [`Google`].
 //!
 //! See `docs/google-adapter.md` for the endpoints, the error mapping and the verification rules.
 
@@ -19,6 +24,7 @@ mod drive;
 mod http;
 mod jwks;
 mod proxy;
+mod risc;
 mod tokens;
 mod verify;
 
@@ -37,6 +43,11 @@ pub use proxy::{
     DEFAULT_PROXY_HOSTS, GoogleApiProxy, ProxyHosts, filter_request_headers,
     filter_response_headers,
 };
+pub use risc::{
+    Delivery, MAX_JTI_LEN, MAX_SET_LEN, PUSH_DELIVERY_METHOD, RISC_AUDIENCE, RiscApiError,
+    RiscStreams, RiscVerifier, SERVICE_ACCOUNT_JWT_LIFETIME, ServiceAccountError,
+    ServiceAccountKey, StreamConfig, StreamStatus,
+};
 pub use tokens::GoogleTokens;
 pub use verify::{GOOGLE_ISSUERS, JwksVerifier, MAX_LIFETIME, MAX_TOKEN_LEN};
 
@@ -47,6 +58,7 @@ pub struct Google {
     verifier: Arc<JwksVerifier>,
     drive: Arc<GoogleDrive>,
     api: Arc<GoogleApiProxy>,
+    security_events: Arc<RiscVerifier>,
 }
 
 impl Google {
@@ -80,7 +92,13 @@ impl Google {
             redirect_uri: config.redirect_uri.clone(),
         });
         let verifier = Arc::new(JwksVerifier {
-            cache: jwks::KeyCache::new(client.clone(), endpoints.certs, clock, config.jwks_grace),
+            cache: jwks::KeyCache::new(
+                client.clone(),
+                endpoints.certs,
+                "jwks",
+                Arc::clone(&clock),
+                config.jwks_grace,
+            ),
             rules: verify::Rules {
                 client_id: config.client_id.clone(),
                 allowed_azp: config.allowed_azp.clone(),
@@ -101,6 +119,19 @@ impl Google {
             appfolder,
             timeout: config.request_timeout,
         });
+        let security_events = Arc::new(RiscVerifier::new(
+            client.clone(),
+            endpoints.risc_configuration,
+            clock,
+            config.jwks_grace,
+            risc::SetRules {
+                audiences: std::iter::once(&config.client_id)
+                    .chain(&config.allowed_azp)
+                    .cloned()
+                    .collect(),
+                leeway: config.leeway,
+            },
+        ));
         let api = Arc::new(GoogleApiProxy {
             http: client,
             hosts: config.proxy_hosts.clone(),
@@ -112,6 +143,7 @@ impl Google {
             verifier,
             drive,
             api,
+            security_events,
         })
     }
 
@@ -137,5 +169,12 @@ impl Google {
     #[must_use]
     pub fn api(&self) -> Arc<GoogleApiProxy> {
         Arc::clone(&self.api)
+    }
+
+    /// The verifier of Google's Security Event Tokens (RISC): `aud` must be the client ID or one of
+    /// `allowed_azp`; `iat` at most `leeway` ahead.
+    #[must_use]
+    pub fn security_events(&self) -> Arc<RiscVerifier> {
+        Arc::clone(&self.security_events)
     }
 }

@@ -202,7 +202,38 @@ impl JwksVerifier {
         now: OffsetDateTime,
         source: Source,
     ) -> Result<(VerifiedIdToken, String, Option<Arc<SigningKey>>, Times), VerifyError> {
-        if token.len() > MAX_TOKEN_LEN {
+        let jws = Jws::parse(token, MAX_TOKEN_LEN)?;
+        // From the token endpoint, over the TLS connection this server opened: Google vouches for the token even
+        // when its key is not published yet or the keys cannot be fetched (§3.1.3.7 step 6).
+        let key = jws
+            .verify(&self.cache, source == Source::TokenEndpoint)
+            .await?;
+        let claims_json = jws.payload()?;
+        let claims: Claims<'_> = parse_object(&claims_json)
+            .ok_or(VerifyError::Malformed("payload is not a JSON object"))?;
+        let (verified, times) = check_claims_and_times(&claims, &self.rules, now, source)?;
+        Ok((verified, jws.kid, key, times))
+    }
+}
+
+/// A compact JWS (RFC 7515) whose header passed: RS256, no `crit`. Its signature is checked by [`Jws::verify`].
+/// Shared by ID tokens and Security Event Tokens.
+pub(crate) struct Jws<'t> {
+    /// The header's `kid` (empty when absent or not a string).
+    pub(crate) kid: String,
+    /// `header.payload`: the signed bytes.
+    signed: &'t str,
+    payload_b64: &'t str,
+    signature_b64: &'t str,
+}
+
+impl<'t> Jws<'t> {
+    /// Splits `token` (at most `max_len` bytes) and checks its header, before any key lookup.
+    ///
+    /// # Errors
+    /// [`VerifyError::Malformed`] (size, segments, header, `crit`), [`VerifyError::UnsupportedAlgorithm`].
+    pub(crate) fn parse(token: &'t str, max_len: usize) -> Result<Self, VerifyError> {
+        if token.len() > max_len {
             return Err(VerifyError::Malformed("token too large"));
         }
         let mut parts = token.split('.');
@@ -223,40 +254,54 @@ impl JwksVerifier {
         if header.crit {
             return Err(VerifyError::Malformed("crit header"));
         }
-        // `jku`, `x5u`, `jwk` and `x5c` are ignored: keys come only from Google's configured JWKS URL.
-        let kid = text_of(header.kid.as_ref()).unwrap_or_default();
-        let key = match (self.cache.key(kid, kid_is_plausible(kid)).await, source) {
-            (Ok(key), _) => Some(key),
-            // From the token endpoint, over the TLS connection this server opened: Google vouches for the token
-            // even when its key is not published yet or the keys cannot be fetched (§3.1.3.7 step 6).
+        // `jku`, `x5u`, `jwk` and `x5c` are ignored: keys come only from the configured JWKS URL.
+        let kid = text_of(header.kid.as_ref()).unwrap_or_default().to_owned();
+        Ok(Self {
+            kid,
+            signed: &token[..header_b64.len() + 1 + payload_b64.len()],
+            payload_b64,
+            signature_b64,
+        })
+    }
+
+    /// Verifies the signature with the key `cache` holds for the `kid` (a plausible unknown `kid` refetches the
+    /// keys once, rate-limited); the key used, or `None` when `keyless` allowed going without (a token from the
+    /// token endpoint whose plausible `kid` is not published yet, or whose keys cannot be fetched).
+    ///
+    /// # Errors
+    /// [`VerifyError::UnknownKey`], [`VerifyError::KeysUnavailable`], [`VerifyError::BadSignature`].
+    pub(crate) async fn verify(
+        &self,
+        cache: &KeyCache,
+        keyless: bool,
+    ) -> Result<Option<Arc<SigningKey>>, VerifyError> {
+        let plausible = kid_is_plausible(&self.kid);
+        let key = match cache.key(&self.kid, plausible).await {
+            Ok(key) => key,
             // Only a `kid` shaped like Google's: a token without one, or with a path or SQL in it, is no key
             // rotation in progress.
-            (
-                Err(VerifyError::UnknownKey | VerifyError::KeysUnavailable),
-                Source::TokenEndpoint,
-            ) if kid_is_plausible(kid) => {
+            Err(VerifyError::UnknownKey | VerifyError::KeysUnavailable) if keyless && plausible => {
                 tracing::info!(
                     "ID token from the token endpoint accepted without its key (unknown or unavailable): the TLS connection vouches for it"
                 );
-                None
+                return Ok(None);
             }
-            (Err(e), _) => return Err(e),
+            Err(e) => return Err(e),
         };
-        if let Some(key) = &key {
-            let (signature, signature_len) =
-                decode_signature(signature_b64).ok_or(VerifyError::BadSignature)?;
-            let message_len = header_b64.len() + 1 + payload_b64.len();
-            let message = &token.as_bytes()[..message_len];
-            if !key.verifies(message, &signature[..signature_len]) {
-                return Err(VerifyError::BadSignature);
-            }
+        let (signature, signature_len) =
+            decode_signature(self.signature_b64).ok_or(VerifyError::BadSignature)?;
+        if !key.verifies(self.signed.as_bytes(), &signature[..signature_len]) {
+            return Err(VerifyError::BadSignature);
         }
-        let claims_json = decode_segment(payload_b64)
-            .ok_or(VerifyError::Malformed("payload is not base64url"))?;
-        let claims: Claims<'_> = parse_object(&claims_json)
-            .ok_or(VerifyError::Malformed("payload is not a JSON object"))?;
-        let (verified, times) = check_claims_and_times(&claims, &self.rules, now, source)?;
-        Ok((verified, kid.to_owned(), key, times))
+        Ok(Some(key))
+    }
+
+    /// The payload, base64url-decoded (its signature must be verified before it is trusted).
+    ///
+    /// # Errors
+    /// [`VerifyError::Malformed`].
+    pub(crate) fn payload(&self) -> Result<Vec<u8>, VerifyError> {
+        decode_segment(self.payload_b64).ok_or(VerifyError::Malformed("payload is not base64url"))
     }
 }
 
@@ -325,7 +370,7 @@ impl IdTokenVerifier for JwksVerifier {
     }
 
     fn keys_loaded(&self) -> bool {
-        self.cache.keys_loaded()
+        self.cache.loaded()
     }
 }
 
@@ -340,7 +385,7 @@ pub(crate) fn kid_is_plausible(kid: &str) -> bool {
 
 /// A JSON value as far as the rules need it; strings borrow from the decoded segment unless they hold escapes.
 #[derive(Debug)]
-enum Claim<'a> {
+pub(crate) enum Claim<'a> {
     Null,
     Bool(bool),
     Int(i64),
@@ -460,7 +505,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 }
 
 /// Parses one JSON object (not an array: derived structs would read one positionally) with nothing after it.
-fn parse_object<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Option<T> {
+pub(crate) fn parse_object<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Option<T> {
     let first = json.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         return None;
@@ -472,7 +517,7 @@ fn parse_object<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Option<T> {
 }
 
 /// The string, when the value is one.
-fn text_of<'c>(claim: Option<&'c Claim<'_>>) -> Option<&'c str> {
+pub(crate) fn text_of<'c>(claim: Option<&'c Claim<'_>>) -> Option<&'c str> {
     match claim {
         Some(Claim::Text(s)) => Some(s),
         _ => None,

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::support::{KEY1, KID1, SUB, b64, claims, config, jwks_server, now, sign};
 
 #[derive(Debug, Clone)]
-enum Mutation {
+pub(crate) enum Mutation {
     None,
     Flip { at: usize, xor: u8 },
     Truncate { at: usize },
@@ -82,7 +82,7 @@ fn claim_name() -> impl Strategy<Value = String> {
     ]
 }
 
-fn mutation() -> impl Strategy<Value = Mutation> {
+pub(crate) fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         1 => Just(Mutation::None),
         4 => (any::<usize>(), 1u8..=255).prop_map(|(at, xor)| Mutation::Flip { at, xor }),
@@ -103,7 +103,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 }
 
 /// The mutated token, and whether it carries a genuine signature over its own claims (so it may verify).
-fn apply(genuine: &str, mutation: &Mutation) -> (String, Option<Value>) {
+pub(crate) fn apply(genuine: &str, mutation: &Mutation) -> (String, Option<Value>) {
     let segments: Vec<&str> = genuine.split('.').collect();
     let with_claim = |name: &str, value: &Value| {
         let mut claims = claims();

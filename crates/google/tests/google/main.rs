@@ -9,6 +9,8 @@ mod observability;
 mod props;
 mod proxy;
 mod remembered;
+mod risc;
+mod risc_streams;
 mod support;
 mod tls;
 mod tokens;
