@@ -149,7 +149,7 @@ impl Errors {
         }
         if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::INVALID_SCHEMA_NAME {
             return StoreError::Other(
-                "the credentials table does not exist: run `offline-access migrate` (or enable \
+                "the offline-access tables do not exist: run `offline-access migrate` (or enable \
                  store.migrate_on_start)"
                     .to_owned(),
             );

@@ -7,6 +7,10 @@
 //!   and purposes as the file store; [`PgStore::reencrypt_all`] moves every row to the newest key.
 //! - Versions never repeat for a subject, also across deletes (an epoch from a sequence per first write, a count
 //!   after); listings page by subject, report unreadable rows and go on; `ping` is readiness (migrated, writable).
+//! - The same store is the domain's [`EventStore`](offline_access_domain::events::EventStore): events are written
+//!   into an `outbox` table in the same statement as the credential change they report, claimed by any number of
+//!   instances at once (`FOR UPDATE SKIP LOCKED`), and RISC `jti`s are registered in `risc_jtis`. Each stored
+//!   refresh token keeps its RISC index keys (digests) in indexed columns.
 //! - Writes use optimistic concurrency in one statement; [`CredentialStore::lock_user`](
 //!   offline_access_domain::CredentialStore::lock_user) is a transaction-level advisory lock, so one instance
 //!   refreshes a user's token at a time and a crashed holder's lock ends with its connection.
@@ -19,6 +23,7 @@ mod error;
 mod lock;
 mod migrate;
 mod options;
+mod outbox;
 mod row;
 mod sql;
 mod store;

@@ -172,7 +172,7 @@ impl UserLock for PgUserLock {
         }
         // An ordinary write on the main pool: durable when this returns, whatever happens to the lock later.
         let conn = self.inner.conn().await?;
-        self.inner.put_on(&conn, credential).await
+        self.inner.put_on(&conn, credential, &[]).await
     }
 
     /// Ends the lock's transaction. An error means the lock may have been lost before this (its connection

@@ -32,6 +32,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "versions_revocations_access_scopes",
         sql: include_str!("../migrations/0002_versions_revocations_access_scopes.sql"),
     },
+    Migration {
+        version: 3,
+        name: "outbox_jtis_token_index_account_state",
+        sql: include_str!("../migrations/0003_outbox_jtis_token_index_account_state.sql"),
+    },
 ];
 
 /// The migration this build's statements need (the newest it knows): [`ping`](crate::PgStore) reports a schema
@@ -75,6 +80,15 @@ mod tests {
         assert_eq!(
             MIGRATIONS[0].checksum(),
             "2a2b230e3c3bbc2983abf631ffd3049c699a4a0a77f4541b4d60bf965c8c494c"
+        );
+    }
+
+    #[test]
+    fn the_second_migration_is_never_edited() {
+        // Released with the previous version: databases record this checksum.
+        assert_eq!(
+            MIGRATIONS[1].checksum(),
+            "6b284d31b9e8022155ca89f5cf08b52a2a472fe0db0b5c65fa525cd2cd96db9f"
         );
     }
 

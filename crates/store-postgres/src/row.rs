@@ -4,9 +4,10 @@
 //! opens in the other with the same keys.
 
 use offline_access_crypto::{CryptoError, KeyRing};
+use offline_access_domain::risc::{TokenIdentifier, TokenIdentifierAlg, index_keys};
 use offline_access_domain::{
-    AccessToken, CachedAccess, ConsentState, Credential, Profile, RefreshToken, Scopes, StoreError,
-    Subject,
+    AccessToken, AccountDisabled, CachedAccess, ConsentState, Credential, Profile, RefreshToken,
+    Scopes, StoreError, Subject,
 };
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -20,14 +21,49 @@ pub(crate) const PURPOSE_ACCESS: &str = "access_token";
 
 /// The columns every query returns, in the order [`decode`] reads them.
 pub(crate) const COLUMNS: &str = "subject, profile, scopes, consent, refresh_token, access_token, \
-                                  access_expires_at, key_id, version, created_at, updated_at, access_scopes";
+                                  access_expires_at, key_id, version, created_at, updated_at, access_scopes, \
+                                  disabled_since, disabled_reason, refresh_failing_since";
 
-/// A credential's tokens, sealed with the newest key.
+/// A credential's tokens, sealed with the newest key, and the refresh token's index keys.
 pub(crate) struct Sealed {
     pub(crate) refresh_token: Option<String>,
     pub(crate) access_token: Option<String>,
     pub(crate) access_expires_at: Option<OffsetDateTime>,
     pub(crate) key_id: String,
+    pub(crate) index: IndexKeys,
+}
+
+/// The index keys of a refresh token as stored (`rt_prefix_key`, `rt_hash_key`): digests only.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct IndexKeys {
+    /// The key of its 16-character prefix (none for a shorter token).
+    pub(crate) prefix: Option<String>,
+    /// The key of its double SHA-512.
+    pub(crate) hash: Option<String>,
+}
+
+/// How many leading characters RISC's `prefix` identifier names.
+const RISC_PREFIX_CHARS: usize = 16;
+
+impl IndexKeys {
+    /// The keys of `token` ([`index_keys`]), each in its column: the prefix key is the one a `prefix` identifier of
+    /// the token has, the other is the hash key.
+    pub(crate) fn of(token: &RefreshToken) -> IndexKeys {
+        let head: Zeroizing<String> = Zeroizing::new(
+            token
+                .expose_secret()
+                .chars()
+                .take(RISC_PREFIX_CHARS)
+                .collect(),
+        );
+        let prefix = TokenIdentifier::new(TokenIdentifierAlg::Prefix, &head)
+            .ok()
+            .map(|id| id.index_key());
+        let hash = index_keys(token)
+            .into_iter()
+            .find(|key| Some(key) != prefix.as_ref());
+        IndexKeys { prefix, hash }
+    }
 }
 
 impl Sealed {
@@ -52,6 +88,11 @@ impl Sealed {
             access_token,
             access_expires_at: credential.access.as_ref().map(|a| a.expires_at),
             key_id: keys.newest_id().to_owned(),
+            index: credential
+                .refresh_token
+                .as_ref()
+                .map(IndexKeys::of)
+                .unwrap_or_default(),
         })
     }
 }
@@ -95,12 +136,18 @@ fn decode_fields(row: &Row, keys: &KeyRing, subject_text: &str) -> Result<Creden
     let updated_at: OffsetDateTime = row.try_get(10).map_err(|e| format!("updated_at: {e}"))?;
     let access_scopes: Option<Json<Scopes>> =
         row.try_get(11).map_err(|e| format!("access_scopes: {e}"))?;
+    let disabled_since: Option<OffsetDateTime> = row
+        .try_get(12)
+        .map_err(|e| format!("disabled_since: {e}"))?;
+    let disabled_reason: Option<String> = row
+        .try_get(13)
+        .map_err(|e| format!("disabled_reason: {e}"))?;
+    let refresh_failing_since: Option<OffsetDateTime> = row
+        .try_get(14)
+        .map_err(|e| format!("refresh_failing_since: {e}"))?;
 
     let refresh_token = refresh_sealed
-        .map(|sealed| {
-            let plain = open_text(keys, subject_text, PURPOSE_REFRESH, sealed)?;
-            RefreshToken::parse(as_text(&plain)).map_err(|e| format!("refresh token: {e}"))
-        })
+        .map(|sealed| open_refresh_token(keys, subject_text, sealed))
         .transpose()?;
     let access = match (access_sealed, expires_at) {
         (Some(sealed), Some(expires_at)) => {
@@ -125,10 +172,26 @@ fn decode_fields(row: &Row, keys: &KeyRing, subject_text: &str) -> Result<Creden
         refresh_token,
         access,
         consent,
+        // Rows written before migration 0003 have neither (NULL).
+        disabled: disabled_since.map(|since| AccountDisabled {
+            reason: disabled_reason,
+            since,
+        }),
+        refresh_failing_since,
         version: u64::try_from(version).map_err(|_| format!("negative version {version}"))?,
         created_at,
         updated_at,
     })
+}
+
+/// Opens a sealed refresh token of `subject`'s row.
+pub(crate) fn open_refresh_token(
+    keys: &KeyRing,
+    subject: &str,
+    sealed: &str,
+) -> Result<RefreshToken, String> {
+    let plain = open_text(keys, subject, PURPOSE_REFRESH, sealed)?;
+    RefreshToken::parse(as_text(&plain)).map_err(|e| format!("refresh token: {e}"))
 }
 
 /// Opens one sealed token and checks it is text. The plaintext is zeroized on drop; the caller parses it straight
@@ -151,4 +214,32 @@ fn open_text(
 fn as_text(plain: &[u8]) -> &str {
     // Checked by `open_text`.
     std::str::from_utf8(plain).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_keys_go_to_their_columns_and_are_the_domains() {
+        let token = RefreshToken::parse("1//0gAbCdEfGhIjKlMnOpQrSt").unwrap();
+        let keys = IndexKeys::of(&token);
+        let prefix = TokenIdentifier::new(TokenIdentifierAlg::Prefix, "1//0gAbCdEfGhIjK")
+            .unwrap()
+            .index_key();
+        assert_eq!(keys.prefix.as_deref(), Some(prefix.as_str()));
+        let hash = keys.hash.clone().unwrap();
+        assert_ne!(hash, prefix);
+        assert_eq!(index_keys(&token), vec![prefix, hash.clone()]);
+        // Digests only: 64 hex digits, nothing of the token.
+        assert!(hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn a_token_shorter_than_the_prefix_has_only_a_hash_key() {
+        let token = RefreshToken::parse("1//short").unwrap();
+        let keys = IndexKeys::of(&token);
+        assert_eq!(keys.prefix, None);
+        assert_eq!(keys.hash.map(|h| vec![h]), Some(index_keys(&token)));
+    }
 }

@@ -3,22 +3,25 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use offline_access_crypto::KeyRing;
+use offline_access_domain::events::EventRecord;
 use offline_access_domain::{
     Credential, CredentialPage, CredentialStore, StoreError, Subject, UserLock,
 };
-use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::Json;
+use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::{NoTls, Row};
 
 use crate::error::{Errors, redact_url};
 use crate::lock::{PgUserLock, TxConn, begin_locked};
 use crate::migrate::{CREATE_MIGRATIONS_TABLE, LATEST_MIGRATION, MIGRATION_LOCK, MIGRATIONS};
 use crate::options::{PgOptions, millis};
-use crate::row::{Sealed, decode, version_param};
+use crate::outbox::EventColumns;
+use crate::row::{IndexKeys, Sealed, decode, open_refresh_token, version_param};
 use crate::sql::Statements;
 
 /// A pool of `size` connections with the store's timeouts.
@@ -50,6 +53,9 @@ const RESEAL_ATTEMPTS: usize = 5;
 /// Longest listing cursor accepted: a subject (the `credentials.subject` CHECK allows 255 characters).
 const MAX_CURSOR_CHARS: usize = 255;
 
+/// Rows per step when `migrate` indexes refresh tokens stored without their index keys.
+const INDEX_BATCH: i64 = 500;
+
 /// A [`CredentialStore`] on PostgreSQL (one row per user in `credentials`), shared by any number of service
 /// instances.
 ///
@@ -63,6 +69,13 @@ const MAX_CURSOR_CHARS: usize = 255;
 /// - [`list`](CredentialStore::list) and [`pending_revocations`](CredentialStore::pending_revocations) page by
 ///   subject (the cursor is the last subject); the latter reads only the partial index of forgotten rows. A row
 ///   that cannot be read is reported in [`CredentialPage::unreadable`] and skipped.
+/// - [`put_with`](CredentialStore::put_with) and [`delete_with`](CredentialStore::delete_with) write their events
+///   into the `outbox` table in the same statement as the change (a data-modifying CTE: one statement, one
+///   transaction, one round trip; events only when the row was written). Each write storing a refresh token
+///   stores its RISC index keys (digests) in indexed columns, for
+///   [`find_by_refresh_token`](CredentialStore::find_by_refresh_token).
+/// - It is also the [`EventStore`](offline_access_domain::events::EventStore): the outbox (claimed with
+///   `FOR UPDATE SKIP LOCKED`, so instances claim different events) and the RISC `jti` register.
 /// - [`ping`](CredentialStore::ping) is readiness: reachable, migrated to this build's schema, writable.
 /// - [`lock_user`](CredentialStore::lock_user) opens a transaction on a connection of a separate lock pool and
 ///   takes `pg_advisory_xact_lock(hashtext(namespace), hashtext(subject))` (it works for users without a row
@@ -74,7 +87,7 @@ const MAX_CURSOR_CHARS: usize = 255;
 ///   in transaction mode.
 #[derive(Clone)]
 pub struct PgStore {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
@@ -90,6 +103,8 @@ pub(crate) struct Inner {
     pub(crate) options: PgOptions,
     /// Key of this store's user locks (differs per schema, so stores in other schemas never contend).
     pub(crate) lock_namespace: String,
+    /// `first_sight` calls so far: every so many, one purges expired `jti`s.
+    pub(crate) jti_calls: AtomicU64,
 }
 
 impl fmt::Debug for PgStore {
@@ -158,6 +173,7 @@ impl PgStore {
                 errors,
                 options,
                 lock_namespace,
+                jti_calls: AtomicU64::new(0),
             }),
         };
         store.inner.check_reachable().await?;
@@ -174,6 +190,11 @@ impl PgStore {
     /// advisory lock (concurrent starters wait for each other; the loser finds nothing left to do). Creates the
     /// schema if one is configured. Returns how many were applied (0 when up to date).
     ///
+    /// Then, outside that transaction, it gives every row that holds a refresh token but no index keys (written
+    /// before migration 0003, or by an instance of the previous release during a rolling upgrade) its keys, in
+    /// batches (see [`CredentialStore::find_by_refresh_token`]); a row whose token cannot be opened is logged and
+    /// left as it is.
+    ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the database is unreachable; [`StoreError::Other`] when an applied
     /// migration's checksum differs from this build's (someone edited it) or a statement fails. Nothing is applied
@@ -183,17 +204,25 @@ impl PgStore {
         let map = |e: tokio_postgres::Error| inner.errors.driver("applying migrations", &e);
         let mut conn = inner.conn().await?;
         let tx = conn.transaction().await.map_err(map)?;
-        match inner.migrate_in(&tx).await {
+        let count = match inner.migrate_in(&tx).await {
             Ok(count) => {
                 tx.commit().await.map_err(map)?;
-                Ok(count)
+                count
             }
             Err(e) => {
                 // Roll back now rather than when the transaction is dropped, so the locks go at once.
                 let _ = tx.rollback().await;
-                Err(e)
+                return Err(e);
             }
+        };
+        let indexed = inner.index_refresh_tokens(&conn).await?;
+        if indexed > 0 {
+            tracing::info!(
+                indexed,
+                "stored the RISC index keys of refresh tokens written without them"
+            );
         }
+        Ok(count)
     }
 
     /// Like [`CredentialStore::lock_user`], but returns `None` at once if another task or instance holds the
@@ -394,6 +423,105 @@ impl Inner {
         Ok(count)
     }
 
+    /// Gives rows holding a refresh token without index keys their keys (see [`PgStore::migrate`]); how many.
+    /// Each row is updated only if it still holds the very ciphertext read, so a concurrent write is never undone.
+    async fn index_refresh_tokens(&self, conn: &Object) -> Result<u64, StoreError> {
+        let map = |e: tokio_postgres::Error| self.errors.driver("indexing refresh tokens", &e);
+        let select = conn
+            .prepare_cached(&self.sql.unindexed)
+            .await
+            .map_err(map)?;
+        let update = conn
+            .prepare_cached(&self.sql.index_tokens)
+            .await
+            .map_err(map)?;
+        let (mut after, mut indexed) = (String::new(), 0);
+        loop {
+            let rows = conn
+                .query(&select, &[&after, &INDEX_BATCH])
+                .await
+                .map_err(map)?;
+            let (mut subjects, mut sealed, mut prefixes, mut hashes) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for row in &rows {
+                let subject: &str = row.try_get(0).map_err(map)?;
+                let ciphertext: &str = row.try_get(1).map_err(map)?;
+                match open_refresh_token(&self.keys, subject, ciphertext) {
+                    Ok(token) => {
+                        let IndexKeys { prefix, hash } = IndexKeys::of(&token);
+                        subjects.push(subject);
+                        sealed.push(ciphertext);
+                        prefixes.push(prefix);
+                        hashes.push(hash);
+                    }
+                    Err(reason) => tracing::warn!(
+                        subject,
+                        %reason,
+                        "a stored refresh token cannot be opened: not indexed for RISC lookups"
+                    ),
+                }
+            }
+            if !subjects.is_empty() {
+                indexed += conn
+                    .execute(&update, &[&subjects, &sealed, &prefixes, &hashes])
+                    .await
+                    .map_err(map)?;
+            }
+            match rows.last() {
+                Some(last) if i64::try_from(rows.len()) == Ok(INDEX_BATCH) => {
+                    after = last.try_get(0).map_err(map)?;
+                }
+                _ => return Ok(indexed),
+            }
+        }
+    }
+
+    /// Runs one statement on a pooled connection (prepared once per connection) and returns its rows.
+    pub(crate) async fn query(
+        &self,
+        doing: &str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let map = |e: tokio_postgres::Error| self.errors.driver(doing, &e);
+        let conn = self.conn().await?;
+        let statement = conn.prepare_cached(sql).await.map_err(map)?;
+        conn.query(&statement, params).await.map_err(map)
+    }
+
+    /// Runs a statement answering one row of `bigint` counts (`count(*)`), and returns them.
+    pub(crate) async fn query_counts(
+        &self,
+        doing: &str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<u64>, StoreError> {
+        let rows = self.query(doing, sql, params).await?;
+        let Some(row) = rows.first() else {
+            return Ok(Vec::new());
+        };
+        (0..row.len())
+            .map(|i| {
+                row.try_get::<_, i64>(i)
+                    .map(i64::unsigned_abs)
+                    .map_err(|e| self.errors.driver(doing, &e))
+            })
+            .collect()
+    }
+
+    /// Runs one statement on a pooled connection and returns how many rows it changed.
+    pub(crate) async fn execute(
+        &self,
+        doing: &str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let map = |e: tokio_postgres::Error| self.errors.driver(doing, &e);
+        let conn = self.conn().await?;
+        let statement = conn.prepare_cached(sql).await.map_err(map)?;
+        conn.execute(&statement, params).await.map_err(map)
+    }
+
     /// Checks that the database answers (no table needed: used by `connect`, before any migration).
     async fn check_reachable(&self) -> Result<(), StoreError> {
         let conn = self.conn().await.map_err(unavailable)?;
@@ -532,11 +660,13 @@ impl Inner {
         row.map(|row| decode(&row, &self.keys)).transpose()
     }
 
-    /// Writes one credential on `client` with the version rule, in one statement.
+    /// Writes one credential on `client` with the version rule, and its events (if any) into the outbox, in one
+    /// statement: the events only if the row was written.
     pub(crate) async fn put_on(
         &self,
         client: &Object,
         credential: &Credential,
+        events: &[EventRecord],
     ) -> Result<Credential, StoreError> {
         let doing = "writing a credential";
         let map = |e: tokio_postgres::Error| self.errors.driver(doing, &e);
@@ -546,51 +676,60 @@ impl Inner {
         let scopes = Json(&credential.scopes);
         let consent = credential.consent.as_str();
         let access_scopes = credential.access.as_ref().map(|a| Json(&a.scopes));
-        let row = if credential.version == 0 {
-            let statement = client.prepare_cached(&self.sql.insert).await.map_err(map)?;
-            client
-                .query_opt(
-                    &statement,
-                    &[
-                        &subject,
-                        &profile,
-                        &scopes,
-                        &consent,
-                        &sealed.refresh_token,
-                        &sealed.access_token,
-                        &sealed.access_expires_at,
-                        &sealed.key_id,
-                        &credential.created_at,
-                        &credential.updated_at,
-                        &access_scopes,
-                    ],
-                )
-                .await
-                .map_err(map)?
+        let disabled_since = credential.disabled.as_ref().map(|d| d.since);
+        let disabled_reason = credential
+            .disabled
+            .as_ref()
+            .and_then(|d| d.reason.as_deref());
+        let expected = version_param(credential.version)?;
+        let outboxed = EventColumns::new(events);
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+            &subject,
+            &profile,
+            &scopes,
+            &consent,
+            &sealed.refresh_token,
+            &sealed.access_token,
+            &sealed.access_expires_at,
+            &sealed.key_id,
+        ];
+        let sql = &self.sql;
+        let statement = if credential.version == 0 {
+            params.extend::<[&(dyn ToSql + Sync); 3]>([
+                &credential.created_at,
+                &credential.updated_at,
+                &access_scopes,
+            ]);
+            if events.is_empty() {
+                &sql.insert
+            } else {
+                &sql.insert_with_events
+            }
         } else {
-            let expected = version_param(credential.version)?;
-            let statement = client.prepare_cached(&self.sql.update).await.map_err(map)?;
-            client
-                .query_opt(
-                    &statement,
-                    &[
-                        &subject,
-                        &profile,
-                        &scopes,
-                        &consent,
-                        &sealed.refresh_token,
-                        &sealed.access_token,
-                        &sealed.access_expires_at,
-                        &sealed.key_id,
-                        &expected,
-                        &credential.updated_at,
-                        &self.key_ids,
-                        &access_scopes,
-                    ],
-                )
-                .await
-                .map_err(map)?
+            params.extend::<[&(dyn ToSql + Sync); 4]>([
+                &expected,
+                &credential.updated_at,
+                &self.key_ids,
+                &access_scopes,
+            ]);
+            if events.is_empty() {
+                &sql.update
+            } else {
+                &sql.update_with_events
+            }
         };
+        params.extend::<[&(dyn ToSql + Sync); 5]>([
+            &disabled_since,
+            &disabled_reason,
+            &credential.refresh_failing_since,
+            &sealed.index.prefix,
+            &sealed.index.hash,
+        ]);
+        if !events.is_empty() {
+            params.extend(outboxed.params());
+        }
+        let statement = client.prepare_cached(statement).await.map_err(map)?;
+        let row = client.query_opt(&statement, &params).await.map_err(map)?;
         match row {
             Some(row) => decode(&row, &self.keys),
             // Another version is stored, or a row we cannot read (which is loud, and never overwritten).
@@ -609,27 +748,61 @@ impl CredentialStore for PgStore {
         self.inner.get_on(&conn, subject).await
     }
 
-    async fn put(&self, credential: &Credential) -> Result<Credential, StoreError> {
+    async fn put_with(
+        &self,
+        credential: &Credential,
+        events: &[EventRecord],
+    ) -> Result<Credential, StoreError> {
         let conn = self.inner.conn().await?;
-        self.inner.put_on(&conn, credential).await
+        self.inner.put_on(&conn, credential, events).await
     }
 
-    async fn delete(&self, subject: &Subject, version: u64) -> Result<(), StoreError> {
+    async fn delete_with(
+        &self,
+        subject: &Subject,
+        version: u64,
+        events: &[EventRecord],
+    ) -> Result<(), StoreError> {
         let inner = &*self.inner;
-        let map = |e: tokio_postgres::Error| inner.errors.driver("deleting a credential", &e);
+        let doing = "deleting a credential";
         // A version beyond `bigint` was never stored.
         let expected = i64::try_from(version).map_err(|_| StoreError::Conflict)?;
-        let conn = inner.conn().await?;
-        let statement = conn.prepare_cached(&inner.sql.delete).await.map_err(map)?;
+        let subject = subject.as_str();
         // No decryption: a row sealed under a key that is gone can still be deleted (at its version).
-        match conn
-            .execute(&statement, &[&subject.as_str(), &expected])
-            .await
-            .map_err(map)?
-        {
+        let deleted = if events.is_empty() {
+            inner
+                .execute(doing, &inner.sql.delete, &[&subject, &expected])
+                .await?
+        } else {
+            let outboxed = EventColumns::new(events);
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&subject, &expected];
+            params.extend(outboxed.params());
+            let counts = inner
+                .query_counts(doing, &inner.sql.delete_with_events, &params)
+                .await?;
+            counts.first().copied().unwrap_or(0)
+        };
+        match deleted {
             0 => Err(StoreError::Conflict),
             _ => Ok(()),
         }
+    }
+
+    async fn find_by_refresh_token(&self, index_key: &str) -> Result<Vec<Subject>, StoreError> {
+        let inner = &*self.inner;
+        let doing = "finding a refresh token";
+        let rows = inner
+            .query(doing, &inner.sql.find_by_refresh_token, &[&index_key])
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let text: &str = row.try_get(0).map_err(|e| inner.errors.driver(doing, &e))?;
+                Subject::parse(text).map_err(|_| StoreError::Corrupt {
+                    subject: text.to_owned(),
+                    reason: "invalid subject".to_owned(),
+                })
+            })
+            .collect()
     }
 
     async fn list(

@@ -1,9 +1,10 @@
-//! The storage contract suite (from the file store's `testkit`), run against PostgreSQL; and proof that a token
-//! sealed by the file store opens here (same format, same purposes, same keys).
+//! The storage contract suite and the event contract suite (from the domain's `testkit`), run against PostgreSQL;
+//! and proof that a token sealed by the file store opens here (same format, same purposes, same keys).
 
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use offline_access_domain::events::EventStore;
 use offline_access_domain::testkit;
 use offline_access_domain::{CredentialStore, Subject};
 use offline_access_store_file::FileStore;
@@ -19,13 +20,39 @@ async fn the_postgres_store_meets_the_storage_contract() {
     // One fresh schema per check, dropped when the test ends.
     let dbs = Mutex::new(Vec::new());
     testkit::run_contract(|| {
-        let db = TestDb::new().unwrap();
-        let (url, options) = (db.url.clone(), db.options());
-        dbs.lock().unwrap().push(db);
+        let store = fresh_store(&dbs);
+        async move { store.await as Arc<dyn CredentialStore> }
+    })
+    .await;
+}
+
+/// A migrated store on a new schema (kept in `dbs`, so it is dropped when the test ends).
+fn fresh_store(dbs: &Mutex<Vec<TestDb>>) -> impl Future<Output = Arc<PgStore>> + use<> {
+    let db = TestDb::new().unwrap();
+    let (url, options) = (db.url.clone(), db.options());
+    dbs.lock().unwrap().push(db);
+    async move {
+        let store = PgStore::connect(&url, keys(), options).await.unwrap();
+        store.migrate().await.unwrap();
+        Arc::new(store)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_postgres_store_meets_the_event_contract() {
+    if database_url().is_none() {
+        return;
+    }
+    // One fresh schema per check; both ports are the same store (one pool), as the service composes them.
+    let dbs = Mutex::new(Vec::new());
+    testkit::run_event_contract(|| {
+        let store = fresh_store(&dbs);
         async move {
-            let store = PgStore::connect(&url, keys(), options).await.unwrap();
-            store.migrate().await.unwrap();
-            Arc::new(store) as Arc<dyn CredentialStore>
+            let store = store.await;
+            (
+                Arc::clone(&store) as Arc<dyn CredentialStore>,
+                store as Arc<dyn EventStore>,
+            )
         }
     })
     .await;

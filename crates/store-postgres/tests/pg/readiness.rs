@@ -40,7 +40,7 @@ async fn a_schema_behind_this_build_is_not_ready_and_says_which_migration_it_lac
         .await
         .execute(
             &format!(
-                "DELETE FROM \"{}\".offline_access_migrations WHERE version = 2",
+                "DELETE FROM \"{}\".offline_access_migrations WHERE version = 3",
                 db.schema
             ),
             &[],
@@ -48,8 +48,8 @@ async fn a_schema_behind_this_build_is_not_ready_and_says_which_migration_it_lac
         .await
         .unwrap();
     let message = unavailable(store.ping().await);
-    assert!(message.contains("at migration 1"), "{message}");
-    assert!(message.contains("needs migration 2"), "{message}");
+    assert!(message.contains("at migration 2"), "{message}");
+    assert!(message.contains("needs migration 3"), "{message}");
     assert!(message.contains("offline-access migrate"), "{message}");
 }
 
