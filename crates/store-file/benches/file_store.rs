@@ -1,14 +1,30 @@
-//! `put` and `get` of one credential on the file store (each `put` is a full atomic write with two fsyncs, so
-//! the figure depends mostly on the disk).
+//! `put` and `get` of one credential on the file store, and `put_with` recording one and two events (each `put` is
+//! a full atomic write with two fsyncs; a `put_with` adds the events' tentative file with two more and a rename,
+//! so the figures depend mostly on the disk). The ratio `put_with` / `put` is the events' cost.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use offline_access_crypto::KeyRing;
 use offline_access_domain::CredentialStore;
-use offline_access_domain::testkit::canary_credential;
+use offline_access_domain::events::{Event, EventData, EventRecord, EventStore};
+use offline_access_domain::testkit::{NOW, canary_credential};
 use offline_access_store_file::FileStore;
+
+fn events(n: usize) -> Vec<EventRecord> {
+    (0..n)
+        .map(|_| {
+            Event::new(
+                EventData::Recovered {
+                    sub: "110169484474386276334".into(),
+                },
+                NOW,
+            )
+            .record()
+        })
+        .collect()
+}
 
 fn file_store(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -28,6 +44,26 @@ fn file_store(c: &mut Criterion) {
             current = runtime.block_on(store.put(&current)).unwrap();
         });
     });
+    for n in [1, 2] {
+        let mut made = 0u64;
+        c.bench_function(&format!("file_store_put_with_{n}_events"), |b| {
+            b.iter_batched(
+                || {
+                    // Untimed: the events, and every 200 writes the filing of what they recorded (as the delivery
+                    // loop would), so the outbox's incoming directory does not grow through the run.
+                    made += 1;
+                    if made.is_multiple_of(200) {
+                        runtime.block_on(store.counts()).unwrap();
+                    }
+                    events(n)
+                },
+                |events| {
+                    current = runtime.block_on(store.put_with(&current, &events)).unwrap();
+                },
+                BatchSize::SmallInput,
+            );
+        });
+    }
     c.bench_function("file_store_get", |b| {
         b.iter(|| runtime.block_on(store.get(&subject)).unwrap().unwrap());
     });

@@ -2,7 +2,8 @@
 
 use offline_access_crypto::{CryptoError, KeyRing};
 use offline_access_domain::{
-    AccessToken, CachedAccess, ConsentState, Credential, Profile, RefreshToken, Scopes, Subject,
+    AccessToken, AccountDisabled, CachedAccess, ConsentState, Credential, Profile, RefreshToken,
+    Scopes, Subject,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -17,6 +18,10 @@ pub(crate) const PURPOSE_ACCESS: &str = "access_token";
 
 /// One user's file. Tokens are `v1.<kid>.<base64url>` strings from [`KeyRing::seal`], bound to the subject and
 /// to their field.
+///
+/// Fields added after the first release (`access.scopes`, `disabled`, `refresh_failing_since`, `token_index`,
+/// `write_id`) have serde defaults, so a file written by an earlier version reads (format stays 1: older binaries
+/// ignore fields they do not know).
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Record {
     pub(crate) format: u32,
@@ -33,6 +38,29 @@ pub(crate) struct Record {
     pub(crate) key_id: String,
     pub(crate) refresh_token: Option<String>,
     pub(crate) access: Option<SealedAccess>,
+    /// Set while Google has disabled the account (RISC `account-disabled`).
+    #[serde(default)]
+    pub(crate) disabled: Option<Disabled>,
+    /// Since when refreshes keep failing with Google unavailable.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub(crate) refresh_failing_since: Option<OffsetDateTime>,
+    /// The refresh token's RISC index keys ([`offline_access_domain::risc::index_keys`]: hex SHA-256 digests, never
+    /// the token or its prefix): the entries this record has in `tokens/`. `Some([])` without a refresh token;
+    /// absent (`None`) in a record written before the index existed.
+    #[serde(default)]
+    pub(crate) token_index: Option<Vec<String>>,
+    /// The id of the write that stored this record when it wrote events (`outbox/tentative/<hash>` names it): the
+    /// proof, after a crash, that the write landed and its events must be kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) write_id: Option<String>,
+}
+
+/// `Credential::disabled` as stored.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Disabled {
+    pub(crate) reason: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub(crate) since: OffsetDateTime,
 }
 
 /// The cached access token, sealed, with its expiry and its own scopes in clear.
@@ -46,11 +74,18 @@ pub(crate) struct SealedAccess {
     pub(crate) scopes: Option<Scopes>,
 }
 
-/// The version of a record, readable from any parseable file whatever its format or keys: enough to delete it
-/// conditionally and to name it in a report.
+/// The clear fields of a record, readable from any parseable file whatever its format or keys: enough to delete
+/// it conditionally (and drop its index entries), to name it in a report, to answer an index lookup and to tell
+/// whether a write landed.
 #[derive(Deserialize)]
 pub(crate) struct RecordHead {
     pub(crate) version: u64,
+    #[serde(default)]
+    pub(crate) subject: Option<String>,
+    #[serde(default)]
+    pub(crate) token_index: Option<Vec<String>>,
+    #[serde(default)]
+    pub(crate) write_id: Option<String>,
 }
 
 impl RecordHead {
@@ -68,7 +103,8 @@ impl RecordHead {
 }
 
 impl Record {
-    /// Seals a credential's tokens with the newest key.
+    /// Seals a credential's tokens with the newest key. `token_index` and `write_id` are left empty (`None`) for
+    /// the caller to set.
     pub(crate) fn seal(credential: &Credential, keys: &KeyRing) -> Result<Record, CryptoError> {
         let subject = credential.subject.as_str();
         let refresh_token = credential
@@ -103,6 +139,13 @@ impl Record {
             key_id: keys.newest_id().to_owned(),
             refresh_token,
             access,
+            disabled: credential.disabled.as_ref().map(|d| Disabled {
+                reason: d.reason.clone(),
+                since: d.since,
+            }),
+            refresh_failing_since: credential.refresh_failing_since,
+            token_index: None,
+            write_id: None,
         })
     }
 
@@ -173,8 +216,11 @@ impl Record {
             refresh_token,
             access,
             consent: self.consent,
-            disabled: None,
-            refresh_failing_since: None,
+            disabled: self.disabled.as_ref().map(|d| AccountDisabled {
+                reason: d.reason.clone(),
+                since: d.since,
+            }),
+            refresh_failing_since: self.refresh_failing_since,
             version: self.version,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -239,8 +285,12 @@ mod tests {
             } else {
                 ConsentState::Active
             },
-            disabled: None,
-            refresh_failing_since: None,
+            // A revoked test credential is also disabled and failing, so both shapes of each field round-trip.
+            disabled: revoked.then(|| AccountDisabled {
+                reason: (!name.is_empty()).then(|| name.to_owned()),
+                since: at,
+            }),
+            refresh_failing_since: revoked.then_some(at - time::Duration::minutes(3)),
             version,
             created_at: at,
             updated_at: at,
@@ -272,6 +322,8 @@ mod tests {
             prop_assert_eq!(back.access.as_ref().map(|a| a.expires_at), cred.access.as_ref().map(|a| a.expires_at));
             prop_assert_eq!(back.access.map(|a| a.scopes), cred.access.map(|a| a.scopes));
             prop_assert_eq!(back.consent, cred.consent);
+            prop_assert_eq!(back.disabled, cred.disabled);
+            prop_assert_eq!(back.refresh_failing_since, cred.refresh_failing_since);
             prop_assert_eq!(back.version, version);
             prop_assert_eq!(back.created_at, cred.created_at);
         }
@@ -334,6 +386,56 @@ mod tests {
             back.access.unwrap().scopes,
             Scopes::parse("openid email").unwrap()
         );
+    }
+
+    #[test]
+    fn a_record_of_the_previous_version_without_the_new_fields_reads_with_their_defaults() {
+        let keys = KeyRing::generate_ephemeral();
+        let mut record = Record::seal(
+            &credential("a", Some("1//r"), Some("ya29.a"), "A", true, 3),
+            &keys,
+        )
+        .unwrap();
+        record.token_index = Some(vec!["ab".repeat(32)]);
+        record.write_id = Some("cd".repeat(16));
+        let mut json = serde_json::to_value(&record).unwrap();
+        for field in [
+            "disabled",
+            "refresh_failing_since",
+            "token_index",
+            "write_id",
+        ] {
+            assert!(json.get(field).is_some(), "{field} is written");
+            json.as_object_mut().unwrap().remove(field);
+        }
+        let bytes = serde_json::to_vec(&json).unwrap();
+        let parsed = Record::parse(&bytes).unwrap();
+        assert!(parsed.token_index.is_none() && parsed.write_id.is_none());
+        let back = parsed.open(&keys).unwrap();
+        assert_eq!(back.disabled, None);
+        assert_eq!(back.refresh_failing_since, None);
+        assert_eq!(back.version, 3);
+        let head = RecordHead::parse(&bytes).unwrap();
+        assert_eq!(
+            (
+                head.version,
+                head.subject.as_deref(),
+                head.token_index,
+                head.write_id
+            ),
+            (3, Some("a"), None, None)
+        );
+    }
+
+    #[test]
+    fn a_record_without_events_has_no_write_id_field() {
+        let keys = KeyRing::generate_ephemeral();
+        let json = serde_json::to_value(
+            Record::seal(&credential("a", None, None, "A", false, 1), &keys).unwrap(),
+        )
+        .unwrap();
+        assert!(json.get("write_id").is_none());
+        assert_eq!(json["disabled"], serde_json::Value::Null);
     }
 
     #[test]

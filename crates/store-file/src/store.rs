@@ -1,21 +1,30 @@
 //! [`FileStore`]: the credential store port on a local directory.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind, Read, Write};
+use std::fs::{self, File};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use aws_lc_rs::digest::{SHA256, digest};
 use offline_access_crypto::KeyRing;
+use offline_access_domain::events::EventRecord;
+use offline_access_domain::risc::index_keys;
 use offline_access_domain::{
-    ConsentState, Credential, CredentialPage, CredentialStore, StoreError, Subject, UserLock,
+    ConsentState, Credential, CredentialPage, CredentialStore, RefreshToken, StoreError, Subject,
+    UserLock,
 };
 
+use crate::fsio::{
+    TMP_PREFIX, blocking, create_private_dir, hex_sha256, io_error, is_hex_digest, lock_exclusive,
+    private_file_options, random_hex, read_small, remove_if_present, sorted_names, stems_after,
+    sync_dir, try_lock_exclusive, write_atomic_in,
+};
 use crate::keyed::{KeyedGuard, KeyedMutex};
+use crate::outbox::{BatchOp, OutboxDirs, check_event_ids};
 use crate::record::{Record, RecordHead};
+use crate::risc::RiscDirs;
 
 /// Subdirectory holding one `<sha256(subject)>.json` per user (and short-lived temp files).
 const CREDENTIALS_DIR: &str = "credentials";
@@ -25,21 +34,32 @@ const TOMBSTONES_DIR: &str = "tombstones";
 const PENDING_DIR: &str = "pending";
 /// Subdirectory holding the empty per-user lock files.
 const LOCKS_DIR: &str = "locks";
-/// Prefix of temp files (`.tmp.<hash>.<random>`), written then renamed over the user's file.
-const TMP_PREFIX: &str = ".tmp.";
+/// Subdirectory of the refresh-token index: `tokens/<index key>/<hash>`, one empty file per user holding a token
+/// with that key.
+pub(crate) const TOKENS_DIR: &str = "tokens";
+/// Subdirectory of the outbox (see [`crate::outbox`]).
+const OUTBOX_DIR: &str = "outbox";
+/// Subdirectory of the RISC `jti` register (see [`crate::risc`]).
+const RISC_DIR: &str = "risc";
 /// Prefix of the probe files `ping` writes.
 const PING_PREFIX: &str = ".ping.";
 /// A credential file is a few KiB; anything far larger is not ours.
-const MAX_FILE_LEN: u64 = 1024 * 1024;
+pub(crate) const MAX_FILE_LEN: u64 = 1024 * 1024;
 /// A tombstone holds one decimal `u64` and a newline.
 const MAX_TOMBSTONE_LEN: u64 = 32;
 
-/// A [`CredentialStore`] keeping one encrypted JSON file per user in a local directory.
+/// A [`CredentialStore`] and [`EventStore`](offline_access_domain::events::EventStore) keeping one encrypted JSON
+/// file per user in a local directory.
 ///
 /// - Layout: `<dir>/credentials/<hex sha256(subject)>.json` (mode 0600), `<dir>/tombstones/<hash>` (the last
 ///   version of a deleted record, so versions never repeat), `<dir>/pending/<hash>` (an empty marker per pending
-///   revocation), and `<dir>/locks/<hash>.lock`, `<dir>/locks/<hash>.refresh` (empty lock files). Directories are
-///   created with mode 0700.
+///   revocation), `<dir>/locks/<hash>.lock`, `<dir>/locks/<hash>.refresh` (empty lock files), `<dir>/tokens/`
+///   (the refresh-token index), `<dir>/outbox/` (the events) and `<dir>/risc/` (the `jti` register); see
+///   `docs/storage.md`. Directories are created with mode 0700.
+/// - Events written with a change (`put_with`, `delete_with`) are first made durable in
+///   `outbox/tentative/<hash>`, with a random write id that the new record (or the removal) carries; after the
+///   record's atomic write they are renamed into the outbox. A tentative file left by a crash is kept iff the
+///   record carries its write id (a delete: iff the record is gone), checked under the user's write lock.
 /// - Tokens are sealed with the [`KeyRing`] (AES-256-GCM, AAD = subject + field); the other fields are in clear.
 /// - Writes are atomic (temp file with `O_EXCL`, write, fsync, rename, fsync of the directory) and run under an
 ///   exclusive lock on the user's `.lock` file, where the version check happens: two processes cannot both win.
@@ -47,6 +67,11 @@ const MAX_TOMBSTONE_LEN: u64 = 32;
 ///   hash the page examined. `pending_revocations` lists the markers' names and reads only their records.
 /// - [`CredentialStore::lock_user`] holds an exclusive lock on the user's `.refresh` file (and an in-process mutex),
 ///   so one process on this host refreshes a user at a time; the OS frees it if the holder dies.
+/// - The outbox: every event operation runs under an exclusive lock on `outbox/lock`, which is where a lease is
+///   taken (written into the event's due marker), so each due event is leased to one claimer at a time across
+///   processes. `first_sight` checks and writes a `jti`'s entry under `risc/lock`.
+/// - `find_by_refresh_token` lists `tokens/<index key>/` (an entry per user, kept by each write that changes the
+///   token) and reads only those users' clear fields.
 ///
 /// The directory must be on a local filesystem (advisory `flock` locks).
 #[derive(Clone)]
@@ -54,16 +79,21 @@ pub struct FileStore {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    root: PathBuf,
-    credentials: PathBuf,
-    tombstones: PathBuf,
-    pending: PathBuf,
-    locks: PathBuf,
-    keys: Arc<KeyRing>,
+pub(crate) struct Inner {
+    pub(crate) root: PathBuf,
+    pub(crate) credentials: PathBuf,
+    pub(crate) tombstones: PathBuf,
+    pub(crate) pending: PathBuf,
+    pub(crate) locks: PathBuf,
+    pub(crate) tokens: PathBuf,
+    pub(crate) outbox: OutboxDirs,
+    pub(crate) risc: RiscDirs,
+    pub(crate) keys: Arc<KeyRing>,
     refresh_locks: Arc<KeyedMutex>,
     /// How many times a credential file was opened for reading (for tests of the listing's cost).
     record_reads: AtomicU64,
+    /// When (unix seconds, of the callers' clock) the `jti` register is next swept for expired entries.
+    pub(crate) next_jti_purge: AtomicI64,
 }
 
 /// What a listing found for one user hash.
@@ -86,35 +116,18 @@ impl fmt::Debug for FileStore {
     }
 }
 
-/// Runs blocking file I/O off the async runtime.
-async fn blocking<T, F>(f: F) -> Result<T, StoreError>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Other(format!("file store task failed: {e}")))?
-}
-
-/// Maps an I/O error: a vanished directory or a stale/timed-out mount is "unavailable"; disk full, permission
-/// denied, read-only and the rest are "other". The message names the operation, never file contents.
-fn io_error(what: &str, e: &io::Error) -> StoreError {
-    match e.kind() {
-        ErrorKind::NotFound | ErrorKind::TimedOut | ErrorKind::StaleNetworkFileHandle => {
-            StoreError::Unavailable(format!("{what}: {e}"))
-        }
-        _ => StoreError::Other(format!("{what}: {e}")),
-    }
-}
-
 /// The file name stem of a user: hex SHA-256 of the subject.
-fn user_hash(subject: &str) -> String {
-    hex::encode(digest(&SHA256, subject.as_bytes()))
+pub(crate) fn user_hash(subject: &str) -> String {
+    hex_sha256(subject)
 }
 
-fn is_user_hash(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+pub(crate) fn is_user_hash(s: &str) -> bool {
+    is_hex_digest(s)
+}
+
+/// A refresh token's text, to compare a stored token with a new one.
+fn token_text(token: Option<&RefreshToken>) -> Option<&str> {
+    token.map(RefreshToken::expose_secret)
 }
 
 /// Checks a listing cursor: the last user hash of a page this store made.
@@ -128,130 +141,32 @@ fn parse_cursor(cursor: Option<String>) -> Result<Option<String>, StoreError> {
 }
 
 /// The user hashes named by the entries of `dir` (`<hash><suffix>`), sorted, keeping only those after `cursor`.
-fn hashes_after(dir: &Path, suffix: &str, cursor: Option<&str>) -> Result<Vec<String>, StoreError> {
-    let entries = fs::read_dir(dir).map_err(|e| io_error("listing the store directory", &e))?;
-    let mut hashes = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| io_error("listing the store directory", &e))?;
-        let name = entry.file_name();
-        if let Some(hash) = name.to_str().and_then(|n| n.strip_suffix(suffix))
-            && is_user_hash(hash)
-            && cursor.is_none_or(|after| hash > after)
-        {
-            hashes.push(hash.to_owned());
-        }
-    }
-    hashes.sort_unstable();
-    Ok(hashes)
-}
-
-fn random_hex() -> Result<String, StoreError> {
-    random_hex_io().map_err(|_| StoreError::Other("the random number generator failed".to_owned()))
-}
-
-fn random_hex_io() -> io::Result<String> {
-    let mut bytes = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut bytes)
-        .map_err(|_| io::Error::other("the random number generator failed"))?;
-    Ok(hex::encode(bytes))
-}
-
-#[cfg(unix)]
-fn create_private_dir(path: &Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-}
-
-#[cfg(not(unix))]
-fn create_private_dir(path: &Path) -> io::Result<()> {
-    fs::create_dir_all(path)
-}
-
-/// Options for a new file readable and writable by the owner only.
-fn private_file_options() -> OpenOptions {
-    let mut options = OpenOptions::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options
-}
-
-/// Makes a rename or removal in `dir` durable.
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
-    Ok(())
-}
-
-/// Removes a file; there being none is fine.
-fn remove_if_present(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
-}
-
-/// Writes `bytes` to a new file `tmp` (`O_EXCL`, 0600), syncs it and renames it to `target`.
-fn write_then_rename(tmp: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = private_file_options()
-        .write(true)
-        .create_new(true)
-        .open(tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(tmp, target)
-}
-
-/// Writes `bytes` to `target` atomically: a temp file `.tmp.<hash>.<random>` in `dir` (the target's directory),
-/// fsync, rename, fsync of `dir`. On a failure before the rename the temp file is removed and `target` is
-/// untouched.
-fn write_atomic_in(dir: &Path, hash: &str, target: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = dir.join(format!("{TMP_PREFIX}{hash}.{}", random_hex_io()?));
-    if let Err(e) = write_then_rename(&tmp, target, bytes) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    sync_dir(dir)
-}
-
-/// Opens (creating if needed) an empty lock file. Lock files are never deleted: removing a lock file that
-/// another process holds would let a third one lock a new file of the same name.
-fn open_lock_file(path: &Path) -> Result<File, StoreError> {
-    private_file_options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| io_error("opening a lock file", &e))
+pub(crate) fn hashes_after(
+    dir: &Path,
+    suffix: &str,
+    cursor: Option<&str>,
+) -> Result<Vec<String>, StoreError> {
+    stems_after(dir, suffix, is_user_hash, cursor)
 }
 
 impl FileStore {
-    /// Opens (creating with mode 0700 if needed) a store in `dir`, sealing tokens with `keys`. Removes temp files
-    /// left by a crashed writer (their user's file is untouched: a write only lands by rename).
+    /// Opens (creating with mode 0700 if needed) a store in `dir`, sealing tokens with `keys`, and sweeps it: removes
+    /// temp files left by a crashed writer (their user's file is untouched: a write only lands by rename), settles
+    /// the events of writes a crash interrupted (kept iff the write landed), and, once, indexes the refresh tokens
+    /// of records written before the token index existed.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Other`] when the directory cannot be created or read.
     pub fn open(dir: impl Into<PathBuf>, keys: Arc<KeyRing>) -> Result<FileStore, StoreError> {
         let store = Self::open_without_sweep(dir.into(), keys)?;
-        store.inner.clean_stale_temp_files()?;
+        store.inner.sweep()?;
         Ok(store)
     }
 
-    /// As [`FileStore::open`], but removes crashed writers' temp files on a background thread instead of before
-    /// returning, so start-up does not list a directory of every user (the sweep leaves alone any temp file whose
-    /// writer holds its lock, so it is safe next to live writes). For servers; tests that need the sweep done use
-    /// [`FileStore::open`].
+    /// As [`FileStore::open`], but sweeps on a background thread instead of before returning, so start-up does not
+    /// list a directory of every user (the sweep leaves alone any temp or tentative file whose writer holds its
+    /// lock, so it is safe next to live writes; until a first indexing is done, `find_by_refresh_token` may miss a
+    /// record written by an earlier version). For servers; tests that need the sweep done use [`FileStore::open`].
     ///
     /// # Errors
     /// As [`FileStore::open`].
@@ -264,13 +179,13 @@ impl FileStore {
         let spawned = std::thread::Builder::new()
             .name("file-store-sweep".into())
             .spawn(move || {
-                if let Err(e) = inner.clean_stale_temp_files() {
-                    tracing::warn!(error = %e, "could not sweep temp files left by interrupted writes");
+                if let Err(e) = inner.sweep() {
+                    tracing::warn!(error = %e, "could not sweep what interrupted writes left");
                 }
             });
         if let Err(e) = spawned {
-            tracing::warn!(error = %e, "could not start the temp-file sweep; sweeping now");
-            store.inner.clean_stale_temp_files()?;
+            tracing::warn!(error = %e, "could not start the store sweep; sweeping now");
+            store.inner.sweep()?;
         }
         Ok(store)
     }
@@ -280,7 +195,11 @@ impl FileStore {
         let tombstones = root.join(TOMBSTONES_DIR);
         let pending = root.join(PENDING_DIR);
         let locks = root.join(LOCKS_DIR);
-        for path in [&root, &credentials, &tombstones, &pending, &locks] {
+        let tokens = root.join(TOKENS_DIR);
+        let outbox = OutboxDirs::new(&root.join(OUTBOX_DIR));
+        let risc = RiscDirs::new(&root.join(RISC_DIR));
+        let fixed = [&root, &credentials, &tombstones, &pending, &locks, &tokens];
+        for path in fixed.into_iter().chain(outbox.dirs()).chain(risc.dirs()) {
             create_private_dir(path).map_err(|e| {
                 io_error(&format!("creating store directory {}", path.display()), &e)
             })?;
@@ -292,12 +211,26 @@ impl FileStore {
                 tombstones,
                 pending,
                 locks,
+                tokens,
+                outbox,
+                risc,
                 keys,
                 refresh_locks: Arc::default(),
                 record_reads: AtomicU64::new(0),
+                next_jti_purge: AtomicI64::new(i64::MIN),
             }),
         };
         Ok(store)
+    }
+
+    /// Runs `f` on the store's state on a blocking thread (all file I/O runs there).
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || f(&inner)).await
     }
 
     /// The store's directory.
@@ -334,15 +267,7 @@ impl FileStore {
             return Ok(None);
         };
         let path = self.inner.refresh_lock_path(&hash);
-        let file = blocking(move || {
-            let file = open_lock_file(&path)?;
-            match file.try_lock() {
-                Ok(()) => Ok(Some(file)),
-                Err(fs::TryLockError::WouldBlock) => Ok(None),
-                Err(fs::TryLockError::Error(e)) => Err(io_error("locking a user", &e)),
-            }
-        })
-        .await?;
+        let file = blocking(move || try_lock_exclusive(&path, "locking a user")).await?;
         Ok(file.map(|file| self.guard(subject, file, in_process)))
     }
 
@@ -396,7 +321,7 @@ impl FileStore {
 }
 
 impl Inner {
-    fn credential_path(&self, hash: &str) -> PathBuf {
+    pub(crate) fn credential_path(&self, hash: &str) -> PathBuf {
         self.credentials.join(format!("{hash}.json"))
     }
 
@@ -408,7 +333,7 @@ impl Inner {
         self.pending.join(hash)
     }
 
-    fn write_lock_path(&self, hash: &str) -> PathBuf {
+    pub(crate) fn write_lock_path(&self, hash: &str) -> PathBuf {
         self.locks.join(format!("{hash}.lock"))
     }
 
@@ -417,30 +342,41 @@ impl Inner {
     }
 
     /// Takes the user's write lock (blocking); released when the returned file is dropped.
-    fn write_lock(&self, hash: &str) -> Result<File, StoreError> {
-        let file = open_lock_file(&self.write_lock_path(hash))?;
-        file.lock()
-            .map_err(|e| io_error("locking a credential for writing", &e))?;
-        Ok(file)
+    pub(crate) fn write_lock(&self, hash: &str) -> Result<File, StoreError> {
+        lock_exclusive(
+            &self.write_lock_path(hash),
+            "locking a credential for writing",
+        )
+    }
+
+    /// Takes the user's write lock for a write: also settles the events of an earlier write of this user that a
+    /// crash interrupted (one failed `open` when there are none), so every write starts from a settled outbox.
+    fn lock_for_write(&self, hash: &str) -> Result<File, StoreError> {
+        let lock = self.write_lock(hash)?;
+        self.settle_tentative(hash)?;
+        Ok(lock)
     }
 
     /// Reads a user's file; `None` if there is none.
     fn read_file(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.record_reads.fetch_add(1, Ordering::Relaxed);
-        let file = match File::open(self.credential_path(hash)) {
-            Ok(file) => file,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_error("opening a credential file", &e)),
-        };
-        let mut bytes = Vec::new();
-        file.take(MAX_FILE_LEN + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| io_error("reading a credential file", &e))?;
-        Ok(Some(bytes))
+        self.read_file_uncounted(hash)
+    }
+
+    /// Reads a user's file without counting it as a record read (the outbox and the index only look at its clear
+    /// fields); `None` if there is none.
+    pub(crate) fn read_file_uncounted(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        read_small(&self.credential_path(hash), MAX_FILE_LEN)
+            .map_err(|e| io_error("reading a credential file", &e))
     }
 
     /// Parses a user's file and checks it belongs to the file name's user. `who` names the user in errors.
-    fn parse_record(&self, hash: &str, bytes: &[u8], who: &str) -> Result<Record, StoreError> {
+    pub(crate) fn parse_record(
+        &self,
+        hash: &str,
+        bytes: &[u8],
+        who: &str,
+    ) -> Result<Record, StoreError> {
         let corrupt = |reason: String| StoreError::Corrupt {
             subject: who.to_owned(),
             reason,
@@ -457,7 +393,7 @@ impl Inner {
         Ok(record)
     }
 
-    fn open_record(&self, record: &Record) -> Result<Credential, StoreError> {
+    pub(crate) fn open_record(&self, record: &Record) -> Result<Credential, StoreError> {
         record
             .open(&self.keys)
             .map_err(|reason| StoreError::Corrupt {
@@ -466,27 +402,29 @@ impl Inner {
             })
     }
 
-    fn get(&self, subject: &Subject) -> Result<Option<Credential>, StoreError> {
-        let hash = user_hash(subject.as_str());
-        let Some(bytes) = self.read_file(&hash)? else {
+    /// Reads and parses (without decrypting) a user's record; `None` if there is none.
+    pub(crate) fn read_record(&self, hash: &str, who: &str) -> Result<Option<Record>, StoreError> {
+        let Some(bytes) = self.read_file(hash)? else {
             return Ok(None);
         };
-        let record = self.parse_record(&hash, &bytes, subject.as_str())?;
-        self.open_record(&record).map(Some)
+        self.parse_record(hash, &bytes, who).map(Some)
+    }
+
+    fn get(&self, subject: &Subject) -> Result<Option<Credential>, StoreError> {
+        let hash = user_hash(subject.as_str());
+        self.read_record(&hash, subject.as_str())?
+            .map(|record| self.open_record(&record))
+            .transpose()
     }
 
     /// The last version of the user's deleted record, if the user has a tombstone (the caller holds the write
     /// lock). An unreadable tombstone is an error: guessing could repeat a version.
     fn read_tombstone(&self, hash: &str, who: &str) -> Result<Option<u64>, StoreError> {
-        let file = match File::open(self.tombstone_path(hash)) {
-            Ok(file) => file,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_error("opening a tombstone", &e)),
+        let Some(bytes) = read_small(&self.tombstone_path(hash), MAX_TOMBSTONE_LEN)
+            .map_err(|e| io_error("reading a tombstone", &e))?
+        else {
+            return Ok(None);
         };
-        let mut bytes = Vec::new();
-        file.take(MAX_TOMBSTONE_LEN + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| io_error("reading a tombstone", &e))?;
         std::str::from_utf8(&bytes)
             .ok()
             .and_then(|text| text.trim().parse::<u64>().ok())
@@ -532,32 +470,73 @@ impl Inner {
         }
     }
 
-    fn put(&self, credential: &Credential) -> Result<Credential, StoreError> {
-        let hash = user_hash(credential.subject.as_str());
-        let _lock = self.write_lock(&hash)?;
+    /// `put_with`: the version check, then (with events) the tentative events, the new index entries, the record,
+    /// the confirmation of the events, and the clean-up of what the old record needed.
+    fn put(
+        &self,
+        credential: &Credential,
+        events: &[EventRecord],
+    ) -> Result<Credential, StoreError> {
+        check_event_ids(events)?;
+        let who = credential.subject.as_str();
+        let hash = user_hash(who);
+        let _lock = self.lock_for_write(&hash)?;
         // A corrupt or undecryptable file fails here: it is never overwritten (only `delete` removes it).
-        let stored = self.get(&credential.subject)?;
+        let stored_record = self.read_record(&hash, who)?;
+        let stored = stored_record
+            .as_ref()
+            .map(|record| self.open_record(record))
+            .transpose()?;
         if stored.as_ref().map_or(0, |c| c.version) != credential.version {
             return Err(StoreError::Conflict);
         }
         // Versions never repeat: a first write starts above the last version of a deleted record.
         let tombstone = match &stored {
             Some(_) => None,
-            None => self.read_tombstone(&hash, credential.subject.as_str())?,
+            None => self.read_tombstone(&hash, who)?,
         };
         let floor = stored
             .as_ref()
             .map_or(tombstone.unwrap_or(0), |c| c.version);
         let mut next = credential.clone();
         if next.refresh_token.is_none() {
-            next.refresh_token = stored.and_then(|c| c.refresh_token);
+            next.refresh_token = stored.as_ref().and_then(|c| c.refresh_token.clone());
         }
         next.version = floor.checked_add(1).ok_or(StoreError::Conflict)?;
-        // The index entry exists before the forgotten record does, so a listing never misses it.
-        if next.is_forgotten() {
-            self.mark_pending(&hash)?;
+        // The token index: an unchanged token keeps the stored record's keys (no work); a new one gets its entries
+        // before the record holds it, so a lookup never misses it.
+        let old_keys = stored_record.and_then(|record| record.token_index);
+        let same_token = token_text(stored.as_ref().and_then(|c| c.refresh_token.as_ref()))
+            == token_text(next.refresh_token.as_ref());
+        let keys = match old_keys.as_ref() {
+            Some(keys) if same_token => keys.clone(),
+            _ => next
+                .refresh_token
+                .as_ref()
+                .map(index_keys)
+                .unwrap_or_default(),
+        };
+        let added: Vec<String> = keys
+            .iter()
+            .filter(|k| !old_keys.as_ref().is_some_and(|old| old.contains(*k)))
+            .cloned()
+            .collect();
+        self.add_index_entries(&hash, &added, true)?;
+        let write_id = self.write_tentative(&hash, BatchOp::Put, events)?;
+        let written = (|| {
+            // The index entry exists before the forgotten record does, so a listing never misses it.
+            if next.is_forgotten() {
+                self.mark_pending(&hash)?;
+            }
+            self.write_record(&hash, &next, Some(keys.clone()), write_id.clone())
+        })();
+        if let Err(e) = written {
+            self.settle_tentative_after_failure(&hash, write_id.as_deref());
+            return Err(e);
         }
-        self.write_record(&hash, &next)?;
+        if let Some(write_id) = &write_id {
+            self.confirm_tentative(&hash, write_id);
+        }
         if !next.is_forgotten() {
             self.unmark_pending(&hash);
         }
@@ -568,13 +547,27 @@ impl Inner {
                 tracing::warn!(error = %e, "could not remove a redundant tombstone");
             }
         }
+        if let Some(old) = &old_keys {
+            let dropped: Vec<String> = old.iter().filter(|k| !keys.contains(k)).cloned().collect();
+            self.remove_index_entries(&hash, &dropped);
+        }
+        crate::failpoint::hit("write:done");
         Ok(next)
     }
 
-    /// Seals and writes a credential as it is (the caller holds the write lock).
-    fn write_record(&self, hash: &str, credential: &Credential) -> Result<(), StoreError> {
-        let record = Record::seal(credential, &self.keys)
+    /// Seals and writes a credential as it is (the caller holds the write lock), with its index keys and the id of
+    /// the write when it has events.
+    fn write_record(
+        &self,
+        hash: &str,
+        credential: &Credential,
+        token_index: Option<Vec<String>>,
+        write_id: Option<String>,
+    ) -> Result<(), StoreError> {
+        let mut record = Record::seal(credential, &self.keys)
             .map_err(|e| StoreError::Other(format!("sealing the credential: {e}")))?;
+        record.token_index = token_index;
+        record.write_id = write_id;
         let bytes = serde_json::to_vec_pretty(&record)
             .map_err(|e| StoreError::Other(format!("encoding the credential: {e}")))?;
         self.write_atomic(hash, &bytes)
@@ -590,9 +583,18 @@ impl Inner {
     /// Deletes the record if its version is `version`. Reads only the version (in clear), so a record sealed
     /// under a key that is no longer configured can be deleted too. The tombstone is durable before the record
     /// is removed: after a crash either the record is there or the tombstone is.
-    fn delete(&self, subject: &Subject, version: u64) -> Result<(), StoreError> {
+    ///
+    /// With events, they are first made durable in the user's tentative file; a crash before the record's removal
+    /// leaves the record (and the events are dropped), after it the events are kept.
+    fn delete(
+        &self,
+        subject: &Subject,
+        version: u64,
+        events: &[EventRecord],
+    ) -> Result<(), StoreError> {
+        check_event_ids(events)?;
         let hash = user_hash(subject.as_str());
-        let _lock = self.write_lock(&hash)?;
+        let _lock = self.lock_for_write(&hash)?;
         let Some(bytes) = self.read_file(&hash)? else {
             return Err(StoreError::Conflict);
         };
@@ -603,11 +605,28 @@ impl Inner {
         if head.version != version {
             return Err(StoreError::Conflict);
         }
-        self.write_tombstone(&hash, version)?;
-        remove_if_present(&self.credential_path(&hash))
-            .map_err(|e| io_error("deleting a credential file", &e))?;
-        sync_dir(&self.credentials).map_err(|e| io_error("syncing the store directory", &e))?;
+        let write_id = self.write_tentative(&hash, BatchOp::Delete, events)?;
+        let removed = (|| {
+            self.write_tombstone(&hash, version)?;
+            remove_if_present(&self.credential_path(&hash))
+                .map_err(|e| io_error("deleting a credential file", &e))?;
+            crate::failpoint::hit("delete:removed");
+            sync_dir(&self.credentials).map_err(|e| io_error("syncing the store directory", &e))?;
+            crate::failpoint::hit("delete:durable");
+            Ok(())
+        })();
+        if let Err(e) = removed {
+            self.settle_tentative_after_failure(&hash, write_id.as_deref());
+            return Err(e);
+        }
+        if let Some(write_id) = &write_id {
+            self.confirm_tentative(&hash, write_id);
+        }
         self.unmark_pending(&hash);
+        if let Some(keys) = &head.token_index {
+            self.remove_index_entries(&hash, keys);
+        }
+        crate::failpoint::hit("write:done");
         Ok(())
     }
 
@@ -745,7 +764,7 @@ impl Inner {
 
     /// Re-seals one record under the newest key if it still needs it; `true` if rewritten.
     fn reencrypt_one(&self, hash: &str) -> Result<bool, StoreError> {
-        let _lock = self.write_lock(hash)?;
+        let _lock = self.lock_for_write(hash)?;
         let Some(bytes) = self.read_file(hash)? else {
             return Ok(false);
         };
@@ -754,45 +773,50 @@ impl Inner {
             return Ok(false);
         }
         let credential = self.open_record(&record)?;
-        self.write_record(hash, &credential)?;
+        // Its events (if any) were settled by `lock_for_write`: the write id is of no more use.
+        self.write_record(hash, &credential, record.token_index.clone(), None)?;
         Ok(true)
     }
 
-    /// Removes temp files of crashed writers (of records and of tombstones) and `ping` probes. A temp file whose
-    /// user's write lock is held belongs to a live writer (another process) and is left alone.
-    fn clean_stale_temp_files(&self) -> Result<(), StoreError> {
+    /// What `open` does after creating the directories: removes temp files of crashed writers and `ping` probes,
+    /// settles tentative events left by crashed writes, and indexes refresh tokens of records written before the
+    /// index existed (once).
+    fn sweep(&self) -> Result<(), StoreError> {
         for dir in [&self.credentials, &self.tombstones] {
             self.clean_stale_temp_files_in(dir)?;
         }
-        Ok(())
+        self.sweep_tentatives();
+        self.clean_outbox_temp_files()?;
+        self.clean_risc_temp_files()?;
+        self.index_existing_records()
     }
 
+    /// Removes the temp files of crashed writers in `dir` (of records or tombstones) and `ping` probes. A temp file
+    /// whose user's write lock is held belongs to a live writer (another process) and is left alone.
     fn clean_stale_temp_files_in(&self, dir: &Path) -> Result<(), StoreError> {
-        let entries = fs::read_dir(dir).map_err(|e| io_error("listing the store directory", &e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| io_error("listing the store directory", &e))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
+        let names = sorted_names(dir, |n| {
+            n.starts_with(PING_PREFIX) || n.starts_with(TMP_PREFIX)
+        })?;
+        for name in names {
             if name.starts_with(PING_PREFIX) {
-                let _ = fs::remove_file(entry.path());
+                let _ = fs::remove_file(dir.join(&name));
                 continue;
             }
-            let Some(rest) = name.strip_prefix(TMP_PREFIX) else {
-                continue;
-            };
-            let Some((hash, _)) = rest.split_once('.') else {
+            let Some((hash, _)) = name
+                .strip_prefix(TMP_PREFIX)
+                .and_then(|rest| rest.split_once('.'))
+            else {
                 continue;
             };
             if !is_user_hash(hash) {
                 continue;
             }
-            let lock = open_lock_file(&self.write_lock_path(hash))?;
-            if lock.try_lock().is_ok() {
+            if try_lock_exclusive(&self.write_lock_path(hash), "locking a credential")?.is_some() {
                 tracing::info!(
                     file = name,
                     "removing a temp file left by an interrupted write"
                 );
-                let _ = fs::remove_file(entry.path());
+                let _ = fs::remove_file(dir.join(&name));
             }
         }
         Ok(())
@@ -805,7 +829,7 @@ impl Inner {
         };
         let probe = self
             .credentials
-            .join(format!("{PING_PREFIX}{}", random_hex()?));
+            .join(format!("{PING_PREFIX}{}", random_hex(8)?));
         let mut file = private_file_options()
             .write(true)
             .create_new(true)
@@ -822,21 +846,36 @@ impl Inner {
 #[async_trait]
 impl CredentialStore for FileStore {
     async fn get(&self, subject: &Subject) -> Result<Option<Credential>, StoreError> {
-        let inner = Arc::clone(&self.inner);
         let subject = subject.clone();
-        blocking(move || inner.get(&subject)).await
+        self.run(move |inner| inner.get(&subject)).await
     }
 
-    async fn put(&self, credential: &Credential) -> Result<Credential, StoreError> {
-        let inner = Arc::clone(&self.inner);
+    async fn put_with(
+        &self,
+        credential: &Credential,
+        events: &[EventRecord],
+    ) -> Result<Credential, StoreError> {
         let credential = credential.clone();
-        blocking(move || inner.put(&credential)).await
+        let events = events.to_vec();
+        self.run(move |inner| inner.put(&credential, &events)).await
     }
 
-    async fn delete(&self, subject: &Subject, version: u64) -> Result<(), StoreError> {
-        let inner = Arc::clone(&self.inner);
+    async fn delete_with(
+        &self,
+        subject: &Subject,
+        version: u64,
+        events: &[EventRecord],
+    ) -> Result<(), StoreError> {
         let subject = subject.clone();
-        blocking(move || inner.delete(&subject, version)).await
+        let events = events.to_vec();
+        self.run(move |inner| inner.delete(&subject, version, &events))
+            .await
+    }
+
+    async fn find_by_refresh_token(&self, index_key: &str) -> Result<Vec<Subject>, StoreError> {
+        let index_key = index_key.to_owned();
+        self.run(move |inner| inner.find_by_refresh_token(&index_key))
+            .await
     }
 
     async fn list(
@@ -844,8 +883,7 @@ impl CredentialStore for FileStore {
         cursor: Option<String>,
         limit: usize,
     ) -> Result<CredentialPage, StoreError> {
-        let inner = Arc::clone(&self.inner);
-        blocking(move || inner.list(cursor, limit)).await
+        self.run(move |inner| inner.list(cursor, limit)).await
     }
 
     async fn pending_revocations(
@@ -853,8 +891,8 @@ impl CredentialStore for FileStore {
         cursor: Option<String>,
         limit: usize,
     ) -> Result<CredentialPage, StoreError> {
-        let inner = Arc::clone(&self.inner);
-        blocking(move || inner.pending_revocations(cursor, limit)).await
+        self.run(move |inner| inner.pending_revocations(cursor, limit))
+            .await
     }
 
     async fn lock_user(&self, subject: &Subject) -> Result<Box<dyn UserLock>, StoreError> {
@@ -862,18 +900,12 @@ impl CredentialStore for FileStore {
         // One waiter per user per process on the file lock; the others wait here without holding a thread.
         let in_process = self.inner.refresh_locks.lock(&hash).await;
         let path = self.inner.refresh_lock_path(&hash);
-        let file = blocking(move || {
-            let file = open_lock_file(&path)?;
-            file.lock().map_err(|e| io_error("locking a user", &e))?;
-            Ok(file)
-        })
-        .await?;
+        let file = blocking(move || lock_exclusive(&path, "locking a user")).await?;
         Ok(self.guard(subject, file, in_process))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let inner = Arc::clone(&self.inner);
-        blocking(move || inner.ping()).await
+        self.run(move |inner| inner.ping()).await
     }
 }
 
@@ -921,24 +953,6 @@ mod tests {
         );
         assert!(is_user_hash(&user_hash("110169484474386276334")));
         assert!(!is_user_hash("../etc/passwd"));
-    }
-
-    #[test]
-    fn disk_full_and_permission_errors_are_other_and_a_vanished_directory_is_unavailable() {
-        for kind in [
-            ErrorKind::StorageFull,
-            ErrorKind::PermissionDenied,
-            ErrorKind::ReadOnlyFilesystem,
-        ] {
-            assert!(matches!(
-                io_error("writing", &io::Error::from(kind)),
-                StoreError::Other(_)
-            ));
-        }
-        assert!(matches!(
-            io_error("writing", &io::Error::from(ErrorKind::NotFound)),
-            StoreError::Unavailable(_)
-        ));
     }
 
     #[tokio::test]

@@ -1,14 +1,17 @@
-//! `lock_user` excludes another process on the same host: the test binary re-runs itself as a child that takes
-//! or probes the lock (`lock_holder_child_process`, ignored unless the parent starts it).
+//! `lock_user` excludes another process on the same host, and processes sharing a directory claim disjoint events
+//! and admit each `jti` once: the test binary re-runs itself as a child that takes or probes the lock, claims
+//! events or registers `jti`s (`lock_holder_child_process`, ignored unless the parent starts it).
 
-use std::process::Stdio;
+use std::collections::BTreeSet;
 
-use offline_access_domain::testkit::{canary_credential, subject};
+use offline_access_domain::events::{EventRecord, EventStore};
+use offline_access_domain::testkit::{NOW, canary_credential, event, subject};
 use offline_access_domain::{CredentialStore, RefreshToken};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::io::{AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout};
 
-use crate::helpers::{KEY_A, open};
+use crate::events::claim_all;
+use crate::helpers::{KEY_A, next_line, open, spawn_test_child, wait_for};
 
 const DIR_VAR: &str = "OA_STORE_TEST_CHILD_DIR";
 const MODE_VAR: &str = "OA_STORE_TEST_CHILD_MODE";
@@ -16,7 +19,9 @@ const SUBJECT: &str = "cross-process-user";
 
 /// The child side. `write`: rewrites the user's credential in a loop, printing `ACK <version>` after each.
 /// `hold`: takes the lock, writes a refresh token under it, prints `LOCKED`, waits for a line on
-/// stdin, releases, prints `RELEASED`. `probe`: prints `BUSY` or `FREE` from a non-blocking attempt.
+/// stdin, releases, prints `RELEASED`. `probe`: prints `BUSY` or `FREE` from a non-blocking attempt. `claim`:
+/// claims due events one at a time until none is left, printing `CLAIMED <id>` for each, then `DONE`. `jti`:
+/// prints `READY`, registers `jti-0` .. `jti-49`, printing `FIRST <jti>` for each it was first to see, then `DONE`.
 #[tokio::test]
 #[ignore = "child process of the cross-process lock tests; started by them"]
 async fn lock_holder_child_process() {
@@ -59,38 +64,28 @@ async fn lock_holder_child_process() {
                 println!("ACK {}", cred.version);
             }
         }
+        "claim" => {
+            for id in claim_all(&store, 1).await {
+                println!("CLAIMED {id}");
+            }
+            println!("DONE");
+        }
+        "jti" => {
+            println!("READY");
+            for jti in first_sights(&store).await {
+                println!("FIRST {jti}");
+            }
+            println!("DONE");
+        }
         other => panic!("unknown child mode {other}"),
     }
 }
 
 fn spawn_child(dir: &std::path::Path, mode: &str) -> (Child, Lines<BufReader<ChildStdout>>) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "cross_process::lock_holder_child_process",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(DIR_VAR, dir)
-        .env(MODE_VAR, mode)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    (child, lines)
-}
-
-/// Reads the child's stdout until a line ends with one of `words` (libtest may print the test's name first).
-async fn wait_for(lines: &mut Lines<BufReader<ChildStdout>>, words: &[&str]) -> String {
-    while let Some(line) = lines.next_line().await.unwrap() {
-        if let Some(word) = words.iter().find(|w| line.trim_end().ends_with(**w)) {
-            return (*word).to_owned();
-        }
-    }
-    panic!("the child exited without printing any of {words:?}");
+    spawn_test_child(
+        "cross_process::lock_holder_child_process",
+        &[(DIR_VAR, dir.as_os_str()), (MODE_VAR, mode.as_ref())],
+    )
 }
 
 async fn probe(dir: &std::path::Path) -> String {
@@ -238,4 +233,88 @@ async fn a_writer_killed_mid_write_leaves_a_whole_credential_with_every_acknowle
         1,
         "temp files of the killed writer were cleaned: {names:?}"
     );
+}
+
+const JTIS: usize = 50;
+
+/// Registers `jti-0` .. `jti-49`; those this store saw first.
+async fn first_sights(store: &dyn EventStore) -> Vec<String> {
+    let mut firsts = Vec::new();
+    for j in 0..JTIS {
+        let jti = format!("jti-{j}");
+        if store
+            .first_sight(&jti, NOW, time::Duration::days(7))
+            .await
+            .unwrap()
+        {
+            firsts.push(jti);
+        }
+    }
+    firsts
+}
+
+/// The values of the child's lines `<word> <value>` until it prints `DONE`.
+async fn child_values(lines: &mut Lines<BufReader<ChildStdout>>, word: &str) -> Vec<String> {
+    let mut values = Vec::new();
+    let marker = format!("{word} ");
+    while let Some(line) = next_line(lines).await {
+        if let Some((_, value)) = line.trim_end().rsplit_once(&marker) {
+            values.push(value.to_owned());
+        }
+        if line.trim_end().ends_with("DONE") {
+            return values;
+        }
+    }
+    panic!("the child exited without printing DONE");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_sharing_a_directory_claim_disjoint_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let all: Vec<EventRecord> = (0..150)
+        .map(|i| event("91", NOW + time::Duration::milliseconds(i)))
+        .collect();
+    store.append(&all).await.unwrap();
+    let (mut child, mut lines) = spawn_child(dir.path(), "claim");
+    // Start claiming once the child does (so both claim at once), then collect what the child claimed.
+    let mut theirs = Vec::new();
+    while theirs.is_empty() {
+        let line = next_line(&mut lines).await.expect("the child exited early");
+        if let Some((_, id)) = line.trim_end().rsplit_once("CLAIMED ") {
+            theirs.push(id.to_owned());
+        }
+        assert!(
+            !line.trim_end().ends_with("DONE"),
+            "the child claimed nothing"
+        );
+    }
+    let mine = claim_all(&store, 1).await;
+    theirs.extend(child_values(&mut lines, "CLAIMED").await);
+    assert!(child.wait().await.unwrap().success());
+    let mut seen = BTreeSet::new();
+    for id in mine.iter().chain(&theirs) {
+        assert!(
+            seen.insert(id.clone()),
+            "{id} was claimed by both processes"
+        );
+    }
+    let expected: BTreeSet<String> = all.into_iter().map(|e| e.id).collect();
+    assert_eq!(seen, expected, "every event was claimed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_sharing_a_directory_see_each_jti_first_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let (mut child, mut lines) = spawn_child(dir.path(), "jti");
+    wait_for(&mut lines, &["READY"]).await;
+    let mine = first_sights(&store).await;
+    let theirs = child_values(&mut lines, "FIRST").await;
+    assert!(child.wait().await.unwrap().success());
+    let mut all: Vec<String> = mine.into_iter().chain(theirs).collect();
+    all.sort();
+    let mut expected: Vec<String> = (0..JTIS).map(|j| format!("jti-{j}")).collect();
+    expected.sort();
+    assert_eq!(all, expected, "each jti was first in exactly one process");
 }

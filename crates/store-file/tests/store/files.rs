@@ -1,30 +1,16 @@
 //! The file layout, encryption at rest, crash safety and corruption handling of the file store.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use offline_access_domain::testkit::{CANARY_ACCESS, CANARY_REFRESH, canary_credential, subject};
 use offline_access_domain::{CredentialStore, StoreError};
 use offline_access_store_file::FileStore;
 
-use crate::helpers::{KEY_A, file_names, open, ring};
+use crate::helpers::{KEY_A, all_files, file_names, hash_of, open, ring};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
-
-/// Every file under `dir`, recursively.
-fn all_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(all_files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -402,13 +388,7 @@ async fn puts_and_deletes_leave_no_temp_files_behind() {
     let deleted = store.put(&canary_credential("62")).await.unwrap();
     store.delete(&subject("62"), deleted.version).await.unwrap();
     store.ping().await.unwrap();
-    let hash_62 = store
-        .credential_path(&deleted.subject)
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let hash_62 = hash_of(&store, "62");
     assert_eq!(
         file_names(&dir.path().join("tombstones")),
         [hash_62],

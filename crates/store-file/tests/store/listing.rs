@@ -7,19 +7,9 @@ use offline_access_domain::testkit::{NOW, canary_credential, subject};
 use offline_access_domain::{CredentialPage, CredentialStore, StoreError};
 use offline_access_store_file::FileStore;
 
-use crate::helpers::{KEY_A, KEY_B, file_names, open};
+use crate::helpers::{KEY_A, KEY_B, file_names, hash_of, open};
 
 /// The user hash a store names `sub`'s files with.
-fn hash_of(store: &FileStore, sub: &str) -> String {
-    store
-        .credential_path(&subject(sub))
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
-
 /// Pages through `list` (or `pending_revocations`): the subjects seen, the unreadable reports, the page count.
 async fn all_pages(
     store: &FileStore,

@@ -1,0 +1,284 @@
+//! File-system helpers shared by the credential files, the outbox, the token index and the `jti` register:
+//! private files and directories, atomic replacement, directory syncs, lock files, small reads, error mapping.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind, Read, Write};
+use std::path::Path;
+
+use aws_lc_rs::digest::{SHA256, digest};
+use offline_access_domain::StoreError;
+
+/// Prefix of temp files (`.tmp.<hash>.<random>` or `.tmp.<random>`), written then renamed into place.
+pub(crate) const TMP_PREFIX: &str = ".tmp.";
+
+/// Runs blocking file I/O off the async runtime.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Other(format!("file store task failed: {e}")))?
+}
+
+/// Maps an I/O error: a vanished directory or a stale/timed-out mount is "unavailable"; disk full, permission
+/// denied, read-only and the rest are "other". The message names the operation, never file contents.
+pub(crate) fn io_error(what: &str, e: &io::Error) -> StoreError {
+    match e.kind() {
+        ErrorKind::NotFound | ErrorKind::TimedOut | ErrorKind::StaleNetworkFileHandle => {
+            StoreError::Unavailable(format!("{what}: {e}"))
+        }
+        _ => StoreError::Other(format!("{what}: {e}")),
+    }
+}
+
+/// Hex SHA-256 of `value`: the file name of a user (of its subject) or of a `jti`.
+pub(crate) fn hex_sha256(value: &str) -> String {
+    hex::encode(digest(&SHA256, value.as_bytes()))
+}
+
+/// Whether `s` is a lower-case hex SHA-256 (a user hash, an index key, a `jti` digest): safe as a file name.
+pub(crate) fn is_hex_digest(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// `bytes` random bytes from the system's CSPRNG, in hex.
+pub(crate) fn random_hex_io(bytes: usize) -> io::Result<String> {
+    let mut buf = vec![0u8; bytes];
+    aws_lc_rs::rand::fill(&mut buf)
+        .map_err(|_| io::Error::other("the random number generator failed"))?;
+    Ok(hex::encode(buf))
+}
+
+/// As [`random_hex_io`], as a store error.
+pub(crate) fn random_hex(bytes: usize) -> Result<String, StoreError> {
+    random_hex_io(bytes)
+        .map_err(|_| StoreError::Other("the random number generator failed".to_owned()))
+}
+
+#[cfg(unix)]
+pub(crate) fn create_private_dir(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+#[cfg(not(unix))]
+pub(crate) fn create_private_dir(path: &Path) -> io::Result<()> {
+    fs::create_dir_all(path)
+}
+
+/// Options for a new file readable and writable by the owner only.
+pub(crate) fn private_file_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+}
+
+/// Makes a rename, creation or removal in `dir` durable.
+#[cfg(unix)]
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+pub(crate) fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+/// Removes a file; there being none is fine.
+pub(crate) fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Creates the new file `path` (`O_EXCL`, 0600) holding `bytes`, synced. On a failure the file is removed.
+pub(crate) fn create_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = private_file_options()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    drop(file);
+    if let Err(e) = written {
+        let _ = fs::remove_file(path);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `target` whole: a temp file `.tmp.<tag>.<random>` in `tmp_dir` (on the target's file
+/// system), synced, renamed over `target`. The rename is not synced: callers sync the target's directory when
+/// the rename itself must survive a power loss. On a failure the temp file is removed and `target` is untouched.
+pub(crate) fn replace_file(
+    tmp_dir: &Path,
+    tag: &str,
+    target: &Path,
+    bytes: &[u8],
+) -> io::Result<()> {
+    let tmp = tmp_dir.join(format!("{TMP_PREFIX}{tag}.{}", random_hex_io(8)?));
+    create_synced(&tmp, bytes)?;
+    crate::failpoint::hit("atomic:temp_synced");
+    if let Err(e) = fs::rename(&tmp, target) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    crate::failpoint::hit("atomic:renamed");
+    Ok(())
+}
+
+/// Writes `bytes` to `target` atomically and durably: [`replace_file`] with the temp file in `dir` (the target's
+/// directory), then a sync of `dir`. After a crash at any point the old or the new file is there, whole.
+pub(crate) fn write_atomic_in(
+    dir: &Path,
+    tag: &str,
+    target: &Path,
+    bytes: &[u8],
+) -> io::Result<()> {
+    replace_file(dir, tag, target, bytes)?;
+    sync_dir(dir)?;
+    crate::failpoint::hit("atomic:durable");
+    Ok(())
+}
+
+/// Opens (creating if needed) an empty lock file. Lock files are never deleted: removing a lock file that
+/// another process holds would let a third one lock a new file of the same name.
+pub(crate) fn open_lock_file(path: &Path) -> Result<File, StoreError> {
+    private_file_options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| io_error("opening a lock file", &e))
+}
+
+/// Takes an exclusive `flock` on the lock file `path` (blocking); released when the file is dropped.
+pub(crate) fn lock_exclusive(path: &Path, what: &str) -> Result<File, StoreError> {
+    let file = open_lock_file(path)?;
+    file.lock().map_err(|e| io_error(what, &e))?;
+    Ok(file)
+}
+
+/// Takes an exclusive `flock` on `path` if it is free: `None` when another holder has it.
+pub(crate) fn try_lock_exclusive(path: &Path, what: &str) -> Result<Option<File>, StoreError> {
+    let file = open_lock_file(path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(io_error(what, &e)),
+    }
+}
+
+/// Reads a file of at most `max` bytes (one more is read, so a caller can tell a file that is too long); `None`
+/// when there is no such file.
+pub(crate) fn read_small(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    Ok(Some(bytes))
+}
+
+/// The names in `dir` that are UTF-8 and pass `keep`, sorted; an absent directory has none.
+pub(crate) fn sorted_names(
+    dir: &Path,
+    mut keep: impl FnMut(&str) -> bool,
+) -> Result<Vec<String>, StoreError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error("listing a store directory", &e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error("listing a store directory", &e))?;
+        if let Ok(name) = entry.file_name().into_string()
+            && keep(&name)
+        {
+            names.push(name);
+        }
+    }
+    names.sort_unstable();
+    Ok(names)
+}
+
+/// The stems of the names `<stem><suffix>` in `dir` whose stem is `valid` and comes after `cursor`, sorted.
+pub(crate) fn stems_after(
+    dir: &Path,
+    suffix: &str,
+    valid: impl Fn(&str) -> bool,
+    cursor: Option<&str>,
+) -> Result<Vec<String>, StoreError> {
+    let names = sorted_names(dir, |name| {
+        name.strip_suffix(suffix)
+            .is_some_and(|stem| valid(stem) && cursor.is_none_or(|after| stem > after))
+    })?;
+    Ok(names
+        .into_iter()
+        .filter_map(|name| name.strip_suffix(suffix).map(str::to_owned))
+        .collect())
+}
+
+/// Removes the temp files (`.tmp.*`) in `dir`. The caller makes sure no live writer uses them.
+pub(crate) fn remove_temp_files(dir: &Path) -> Result<(), StoreError> {
+    for name in sorted_names(dir, |n| n.starts_with(TMP_PREFIX))? {
+        tracing::info!(
+            file = name,
+            "removing a temp file left by an interrupted write"
+        );
+        let _ = fs::remove_file(dir.join(name));
+    }
+    Ok(())
+}
+
+/// Creates the directory `path` (mode 0700, its parent must exist): `true` if it was created, `false` if it was
+/// there already.
+pub(crate) fn create_private_dir_once(path: &Path) -> io::Result<bool> {
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    match builder.create(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_full_and_permission_errors_are_other_and_a_vanished_directory_is_unavailable() {
+        for kind in [
+            ErrorKind::StorageFull,
+            ErrorKind::PermissionDenied,
+            ErrorKind::ReadOnlyFilesystem,
+        ] {
+            assert!(matches!(
+                io_error("writing", &io::Error::from(kind)),
+                StoreError::Other(_)
+            ));
+        }
+        assert!(matches!(
+            io_error("writing", &io::Error::from(ErrorKind::NotFound)),
+            StoreError::Unavailable(_)
+        ));
+    }
+}

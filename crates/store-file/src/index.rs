@@ -1,0 +1,191 @@
+//! The refresh-token index of the file store: RISC names a refresh token by its prefix or a double SHA-512 hash;
+//! [`offline_access_domain::risc::index_keys`] turns a token into one hex SHA-256 key for each, and the store keeps
+//! an empty file per (key, user) so that `find_by_refresh_token` opens one directory instead of reading records.
+//!
+//! ```text
+//! tokens/
+//!   <index key>/<hash>    empty, mode 0600: the user <hash> holds (or held) a refresh token with this key
+//!   .indexed              empty: every record's entries were built (once, at open: after an upgrade from a
+//!                         version without the index, or when `tokens/` was lost)
+//! ```
+//!
+//! - A write whose refresh token changes creates the new token's entries **before** the record holds it (and syncs
+//!   their directories), and removes the old token's entries after; a write that keeps the token does nothing
+//!   (the record's `token_index` says its entries exist). A delete removes its entries after the record.
+//! - So an entry exists whenever a record holds its token; a crash can leave a stale entry (a token being or
+//!   having been replaced): the lookup returns only users whose record's `token_index` has the key (a record
+//!   from before the index, without `token_index`, is returned unchecked; the caller compares tokens anyway).
+//! - Neither the token nor its prefix is on disk in clear: only digests, and the user's hash.
+
+use std::fs;
+
+use offline_access_domain::risc::index_keys;
+use offline_access_domain::{StoreError, Subject};
+
+use crate::fsio::{
+    create_private_dir_once, create_synced, io_error, is_hex_digest, private_file_options,
+    remove_if_present, sorted_names, sync_dir,
+};
+use crate::record::RecordHead;
+use crate::store::{Inner, hashes_after, user_hash};
+
+/// Written once every record written before the index existed has its entries.
+const INDEXED_MARKER: &str = ".indexed";
+/// How many times an entry is tried when its directory vanishes meanwhile (another user's entry removed).
+const ENTRY_ATTEMPTS: usize = 3;
+
+impl Inner {
+    /// Creates the user's entries for `keys`; with `durable`, syncs the directories they are in (and `tokens/`
+    /// when a key's directory was created).
+    pub(crate) fn add_index_entries(
+        &self,
+        hash: &str,
+        keys: &[String],
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        let fail = |e: &std::io::Error| io_error("writing the refresh-token index", e);
+        let mut new_dirs = false;
+        for key in keys {
+            if !is_hex_digest(key) {
+                return Err(StoreError::Other(
+                    "a refresh-token index key is not a hex SHA-256".to_owned(),
+                ));
+            }
+            let dir = self.tokens.join(key);
+            let mut attempt = 1;
+            loop {
+                new_dirs |= create_private_dir_once(&dir).map_err(|e| fail(&e))?;
+                match private_file_options()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(dir.join(hash))
+                {
+                    Ok(_) => break,
+                    // The (empty) directory was removed by a write dropping another user's entry: again.
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::NotFound && attempt < ENTRY_ATTEMPTS =>
+                    {
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(fail(&e)),
+                }
+            }
+            if durable {
+                sync_dir(&dir).map_err(|e| fail(&e))?;
+            }
+        }
+        if durable && new_dirs {
+            sync_dir(&self.tokens).map_err(|e| fail(&e))?;
+        }
+        Ok(())
+    }
+
+    /// Removes the user's entries for `keys` (and a key's directory once empty). Failures are logged: a stale
+    /// entry is harmless.
+    pub(crate) fn remove_index_entries(&self, hash: &str, keys: &[String]) {
+        for key in keys.iter().filter(|k| is_hex_digest(k)) {
+            let dir = self.tokens.join(key);
+            if let Err(e) = remove_if_present(&dir.join(hash)) {
+                tracing::warn!(error = %e, "could not remove a stale refresh-token index entry");
+            }
+            // Fails while another user has an entry there: then it stays.
+            let _ = fs::remove_dir(&dir);
+        }
+    }
+
+    /// The users with an entry under `key` whose record still has that key (see the module's documentation).
+    pub(crate) fn find_by_refresh_token(&self, key: &str) -> Result<Vec<Subject>, StoreError> {
+        if !is_hex_digest(key) {
+            return Ok(Vec::new());
+        }
+        let mut found = Vec::new();
+        for hash in sorted_names(&self.tokens.join(key), is_hex_digest)? {
+            let Some(bytes) = self.read_file_uncounted(&hash)? else {
+                continue; // deleted
+            };
+            let head = match RecordHead::parse(&bytes) {
+                Ok(head) => head,
+                Err(reason) => {
+                    tracing::warn!(file = %self.credential_path(&hash).display(), %reason, "an indexed record cannot be read");
+                    continue;
+                }
+            };
+            let Some(subject) = head.subject.filter(|s| user_hash(s) == hash) else {
+                continue;
+            };
+            if head
+                .token_index
+                .is_some_and(|keys| !keys.iter().any(|k| k == key))
+            {
+                continue; // a stale entry: the token was replaced
+            }
+            if let Ok(subject) = Subject::parse(&subject) {
+                found.push(subject);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Once per store directory (while `tokens/.indexed` is missing: after an upgrade, or if `tokens/` was lost):
+    /// gives every record its entries — from its `token_index`, or for a record written before the index existed,
+    /// from its decrypted token under the user's write lock — then writes `tokens/.indexed`. A record that does
+    /// not decrypt (a key no longer configured) is logged and left out: its token cannot be used anyway.
+    pub(crate) fn index_existing_records(&self) -> Result<(), StoreError> {
+        let marker = self.tokens.join(INDEXED_MARKER);
+        if marker.exists() {
+            return Ok(());
+        }
+        let mut indexed = 0usize;
+        for hash in hashes_after(&self.credentials, ".json", None)? {
+            let head = |bytes: Option<Vec<u8>>| bytes.and_then(|b| RecordHead::parse(&b).ok());
+            let Some(found) = head(self.read_file_uncounted(&hash)?) else {
+                continue; // gone, or unreadable (reported by listings)
+            };
+            if let Some(keys) = found.token_index {
+                // A stale entry (the token changing meanwhile) is harmless.
+                self.add_index_entries(&hash, &keys, false)?;
+                indexed += 1;
+                continue;
+            }
+            let _lock = self.write_lock(&hash)?;
+            let Some(bytes) = self.read_file_uncounted(&hash)? else {
+                continue;
+            };
+            let who = format!("file {hash}.json");
+            let keys = self.parse_record(&hash, &bytes, &who).and_then(|record| {
+                match record.token_index {
+                    Some(keys) => Ok(keys), // written meanwhile
+                    None => self.open_record(&record).map(|credential| {
+                        credential
+                            .refresh_token
+                            .as_ref()
+                            .map(index_keys)
+                            .unwrap_or_default()
+                    }),
+                }
+            });
+            match keys {
+                Ok(keys) => {
+                    self.add_index_entries(&hash, &keys, false)?;
+                    indexed += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a record cannot be indexed by its refresh token");
+                }
+            }
+        }
+        let fail = |e: &std::io::Error| io_error("writing the refresh-token index", e);
+        sync_dir(&self.tokens).map_err(|e| fail(&e))?;
+        match create_synced(&marker, b"") {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(fail(&e)),
+        }
+        sync_dir(&self.tokens).map_err(|e| fail(&e))?;
+        if indexed > 0 {
+            tracing::info!(records = indexed, "built the refresh-token index");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,971 @@
+//! The outbox of the file store: events written with the change they report, then leased and settled by the
+//! delivery loop.
+//!
+//! ```text
+//! outbox/
+//!   lock                    flock'd by every outbox operation (claim, settle, list, ...); never by put/delete
+//!   tentative/<hash>        the events of a write in progress for one user (write id + events), synced
+//!   incoming/<write id>     batches of events whose write landed, not filed yet (a rename of the tentative file;
+//!                           `append` writes one too)
+//!   events/<event id>.json  one per event: the record, its state, attempts, next attempt, last error
+//!   due/<event id>          one per pending event: "<due> <lease>" (unix nanoseconds, `-` for no lease)
+//!   .tmp.*                  a file being written under the outbox lock
+//! ```
+//!
+//! **A write with events** (`put_with`, `delete_with`), under the user's write lock, after the version check:
+//! 1. create `tentative/<hash>` (`O_EXCL`) holding a random write id and the events; fsync it and the directory;
+//! 2. write the record carrying that write id (temp, fsync, rename, fsync) — or, for a delete, write the tombstone
+//!    and remove the record;
+//! 3. rename `tentative/<hash>` to `incoming/<write id>` (the confirmation; no fsync: if the rename is lost, the
+//!    tentative file is still there and step 2's evidence decides).
+//!
+//! A tentative file found later (by the next write of that user, which opens it first, or by the sweep at `open`
+//! and before every outbox operation, which takes the user's write lock without waiting) belongs to a write that
+//! stopped: it is confirmed iff the write landed — the record carries its write id (a put), or the record is gone
+//! (a delete) — and removed otherwise. A torn tentative file is removed: it was synced before the record was
+//! written, so its write never landed. So after a crash there are the new record and its events, or the old record
+//! and none.
+//!
+//! **Filing** (under the outbox lock, at the start of every outbox operation): each incoming batch becomes one
+//! `events/<id>.json` per event (written whole: temp, fsync, rename; skipped if it exists) and its `due/<id>`
+//! marker; then both directories are synced and the batch removed. A crash while filing leaves the batch, filed
+//! again by the next operation, idempotently: nothing is lost or doubled.
+//!
+//! **Leases.** `claim_due` runs under the outbox lock: it reads the due markers (oldest id first), skips those not
+//! due or leased until after `now`, checks the event file (the truth: a marker of an event that is no longer
+//! pending is removed), and writes the lease into the marker. Every other claimer, in this process or another,
+//! waits for the lock and then sees the lease. Markers are hints written in place without fsync: a torn or lost
+//! marker means "due now, no lease" and the event file decides; losing a lease in a power cut only means the event
+//! is sent again (delivery is at least once).
+
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use offline_access_domain::StoreError;
+use offline_access_domain::events::{
+    DeliveryState, EventCounts, EventFilter, EventPage, EventRecord, EventStore, OutboxEvent,
+    Settlement, is_event_id,
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::FileStore;
+use crate::failpoint;
+use crate::fsio::{
+    TMP_PREFIX, create_synced, io_error, is_hex_digest, lock_exclusive, private_file_options,
+    random_hex, read_small, remove_if_present, remove_temp_files, replace_file, sorted_names,
+    stems_after, sync_dir, try_lock_exclusive,
+};
+use crate::record::RecordHead;
+use crate::store::Inner;
+
+/// The format of batch and event files written by this version.
+const FORMAT: u32 = 1;
+/// A batch holds the events of one write (a few KiB); anything far larger is not ours.
+const MAX_BATCH_LEN: u64 = 16 * 1024 * 1024;
+/// An event file holds one event's body and state.
+const MAX_EVENT_LEN: u64 = 4 * 1024 * 1024;
+/// A due marker holds two numbers.
+const MAX_MARKER_LEN: u64 = 128;
+/// The suffix of event files.
+const EVENT_SUFFIX: &str = ".json";
+
+/// The outbox's directories and lock file.
+pub(crate) struct OutboxDirs {
+    root: PathBuf,
+    tentative: PathBuf,
+    incoming: PathBuf,
+    events: PathBuf,
+    due: PathBuf,
+    lock: PathBuf,
+}
+
+impl OutboxDirs {
+    /// The outbox under `root` (nothing is created).
+    pub(crate) fn new(root: &Path) -> OutboxDirs {
+        OutboxDirs {
+            root: root.to_owned(),
+            tentative: root.join("tentative"),
+            incoming: root.join("incoming"),
+            events: root.join("events"),
+            due: root.join("due"),
+            lock: root.join("lock"),
+        }
+    }
+
+    /// Its directories, parents first.
+    pub(crate) fn dirs(&self) -> [&PathBuf; 5] {
+        [
+            &self.root,
+            &self.tentative,
+            &self.incoming,
+            &self.events,
+            &self.due,
+        ]
+    }
+
+    fn event_path(&self, id: &str) -> PathBuf {
+        self.events.join(format!("{id}{EVENT_SUFFIX}"))
+    }
+
+    fn due_path(&self, id: &str) -> PathBuf {
+        self.due.join(id)
+    }
+}
+
+/// Which kind of write a batch of events came with (what decides, after a crash, whether the write landed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum BatchOp {
+    /// `put_with`: landed iff the record carries the write id.
+    Put,
+    /// `delete_with`: landed iff the record is gone.
+    Delete,
+    /// `append`: no credential change (never tentative).
+    Append,
+}
+
+/// The events of one write: a tentative file, then an incoming batch.
+#[derive(Serialize, Deserialize)]
+struct Batch {
+    format: u32,
+    op: BatchOp,
+    write_id: String,
+    events: Vec<StoredEvent>,
+}
+
+/// An [`EventRecord`] as stored.
+#[derive(Clone, Serialize, Deserialize)]
+struct StoredEvent {
+    id: String,
+    kind: String,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    body: String,
+}
+
+impl From<&EventRecord> for StoredEvent {
+    fn from(record: &EventRecord) -> Self {
+        StoredEvent {
+            id: record.id.clone(),
+            kind: record.kind.clone(),
+            created_at: record.created_at,
+            body: record.body.clone(),
+        }
+    }
+}
+
+/// [`DeliveryState`] as stored (an unknown state makes the file unreadable, not a guess).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum State {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl From<State> for DeliveryState {
+    fn from(state: State) -> Self {
+        match state {
+            State::Pending => DeliveryState::Pending,
+            State::Delivered => DeliveryState::Delivered,
+            State::Failed => DeliveryState::Failed,
+        }
+    }
+}
+
+/// `events/<id>.json`: one event and its delivery state.
+#[derive(Serialize, Deserialize)]
+struct EventFile {
+    format: u32,
+    #[serde(flatten)]
+    event: StoredEvent,
+    state: State,
+    attempts: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    next_attempt_at: OffsetDateTime,
+    last_error: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    delivered_at: Option<OffsetDateTime>,
+}
+
+impl EventFile {
+    fn new(event: StoredEvent) -> EventFile {
+        EventFile {
+            format: FORMAT,
+            next_attempt_at: event.created_at,
+            event,
+            state: State::Pending,
+            attempts: 0,
+            last_error: None,
+            delivered_at: None,
+        }
+    }
+
+    fn is_pending(&self) -> bool {
+        self.state == State::Pending
+    }
+
+    fn to_outbox(&self) -> OutboxEvent {
+        OutboxEvent {
+            record: EventRecord {
+                id: self.event.id.clone(),
+                kind: self.event.kind.clone(),
+                created_at: self.event.created_at,
+                body: self.event.body.clone(),
+            },
+            state: self.state.into(),
+            attempts: self.attempts,
+            next_attempt_at: self.next_attempt_at,
+            last_error: self.last_error.clone(),
+            delivered_at: self.delivered_at,
+        }
+    }
+}
+
+/// `due/<id>`: when the event is due (a lower bound of its `next_attempt_at`) and until when it is leased.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Marker {
+    due: i128,
+    lease: Option<i128>,
+}
+
+impl Marker {
+    /// A marker that cannot be read: due now, no lease (the event file decides).
+    const UNKNOWN: Marker = Marker {
+        due: i128::MIN,
+        lease: None,
+    };
+
+    fn parse(bytes: &[u8]) -> Marker {
+        let text = std::str::from_utf8(bytes).unwrap_or_default();
+        let mut parts = text.split_whitespace();
+        let due = parts.next().and_then(|d| d.parse::<i128>().ok());
+        let lease = match parts.next() {
+            Some("-") => Some(None),
+            Some(l) => l.parse::<i128>().ok().map(Some),
+            None => None,
+        };
+        match (due, lease) {
+            (Some(due), Some(lease)) => Marker { due, lease },
+            _ => Marker::UNKNOWN,
+        }
+    }
+
+    fn encode(self) -> String {
+        match self.lease {
+            Some(lease) => format!("{} {lease}\n", self.due),
+            None => format!("{} -\n", self.due),
+        }
+    }
+}
+
+fn nanos(at: OffsetDateTime) -> i128 {
+    at.unix_timestamp_nanos()
+}
+
+fn corrupt(id: &str, reason: String) -> StoreError {
+    StoreError::Corrupt {
+        subject: format!("outbox event {id}"),
+        reason,
+    }
+}
+
+/// Category and position only: serde's message could quote file content.
+fn parse_error(what: &str, e: &serde_json::Error) -> String {
+    format!(
+        "not a valid {what} ({:?} error at line {}, column {})",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+}
+
+/// Refuses event ids that are not this crate's (they name files).
+pub(crate) fn check_event_ids(events: &[EventRecord]) -> Result<(), StoreError> {
+    match events.iter().find(|e| !is_event_id(&e.id)) {
+        Some(bad) => Err(StoreError::Other(format!(
+            "`{}` is not an event id (evt_ and 32 hex digits)",
+            bad.id.escape_debug()
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn encode_batch(
+    op: BatchOp,
+    write_id: &str,
+    events: &[EventRecord],
+) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(&Batch {
+        format: FORMAT,
+        op,
+        write_id: write_id.to_owned(),
+        events: events.iter().map(StoredEvent::from).collect(),
+    })
+    .map_err(|e| StoreError::Other(format!("encoding events: {e}")))
+}
+
+fn parse_batch(bytes: &[u8]) -> Result<Batch, String> {
+    let batch: Batch =
+        serde_json::from_slice(bytes).map_err(|e| parse_error("batch of events", &e))?;
+    if batch.format != FORMAT {
+        return Err(format!("unsupported batch format {}", batch.format));
+    }
+    if !is_write_id(&batch.write_id) {
+        return Err("the write id is not 32 hex digits".to_owned());
+    }
+    Ok(batch)
+}
+
+/// A write id: 128 random bits in hex (it names an incoming batch).
+fn is_write_id(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+// -------------------------------------------------------------------------------------------------------------
+// Tentative events: the write path (the caller holds the user's write lock)
+// -------------------------------------------------------------------------------------------------------------
+
+impl Inner {
+    fn tentative_path(&self, hash: &str) -> PathBuf {
+        self.outbox.tentative.join(hash)
+    }
+
+    /// Makes a write's events durable in `tentative/<hash>` before the write, with a new write id (returned; the
+    /// record must carry it). No events: nothing is written and `None` is returned.
+    pub(crate) fn write_tentative(
+        &self,
+        hash: &str,
+        op: BatchOp,
+        events: &[EventRecord],
+    ) -> Result<Option<String>, StoreError> {
+        if events.is_empty() {
+            return Ok(None);
+        }
+        let write_id = random_hex(16)?;
+        let bytes = encode_batch(op, &write_id, events)?;
+        let path = self.tentative_path(hash);
+        create_synced(&path, &bytes).map_err(|e| io_error("writing a write's events", &e))?;
+        failpoint::hit("tentative:synced");
+        if let Err(e) = sync_dir(&self.outbox.tentative) {
+            let _ = fs::remove_file(&path);
+            return Err(io_error("syncing the outbox", &e));
+        }
+        failpoint::hit("tentative:durable");
+        Ok(Some(write_id))
+    }
+
+    /// Moves the events of a write that landed into the outbox (a rename; not synced: if it is lost, the tentative
+    /// file is still there and the record's write id keeps it). A failure is only logged, for the same reason.
+    pub(crate) fn confirm_tentative(&self, hash: &str, write_id: &str) {
+        if let Err(e) = fs::rename(
+            self.tentative_path(hash),
+            self.outbox.incoming.join(write_id),
+        ) {
+            tracing::warn!(error = %e, "could not move a write's events into the outbox; the next write of the user or outbox operation will");
+        }
+        failpoint::hit("write:confirmed");
+    }
+
+    /// After a write failed with events written: settles them by the same rule as after a crash (the failure may
+    /// have come after the record landed, e.g. syncing its directory). Only logged on failure: the next write of
+    /// the user settles them first.
+    pub(crate) fn settle_tentative_after_failure(&self, hash: &str, write_id: Option<&str>) {
+        if write_id.is_none() {
+            return;
+        }
+        if let Err(e) = self.settle_tentative(hash) {
+            tracing::warn!(error = %e, "could not settle the events of a failed write; the next write of the user will");
+        }
+    }
+
+    /// Settles the tentative events of an interrupted write of the user, if any (the caller holds the user's write
+    /// lock, so no write of the user is in progress): kept (moved into the outbox) iff the write landed, removed
+    /// otherwise. Without a tentative file this is one failed `open`.
+    pub(crate) fn settle_tentative(&self, hash: &str) -> Result<(), StoreError> {
+        let path = self.tentative_path(hash);
+        let Some(bytes) = read_small(&path, MAX_BATCH_LEN)
+            .map_err(|e| io_error("reading a write's events", &e))?
+        else {
+            return Ok(());
+        };
+        let batch = match parse_batch(&bytes) {
+            Ok(batch) => batch,
+            Err(reason) => {
+                // Written and synced before the record: a torn file's write never landed.
+                tracing::info!(%reason, "removing the torn events of a write that did not land");
+                return remove_if_present(&path)
+                    .map_err(|e| io_error("removing a write's events", &e));
+            }
+        };
+        let landed = match batch.op {
+            BatchOp::Put => match self.read_file_uncounted(hash)? {
+                None => false,
+                Some(record) => {
+                    let head =
+                        RecordHead::parse(&record).map_err(|reason| StoreError::Corrupt {
+                            subject: format!("the user with hash {hash}"),
+                            reason: format!(
+                                "cannot tell whether a write with events landed: {reason}"
+                            ),
+                        })?;
+                    head.write_id.as_deref() == Some(batch.write_id.as_str())
+                }
+            },
+            BatchOp::Delete => match fs::symlink_metadata(self.credential_path(hash)) {
+                Ok(_) => false,
+                Err(e) if e.kind() == ErrorKind::NotFound => true,
+                Err(e) => return Err(io_error("checking a credential file", &e)),
+            },
+            BatchOp::Append => true,
+        };
+        if landed {
+            tracing::info!(
+                events = batch.events.len(),
+                "keeping the events of an interrupted write that landed"
+            );
+            fs::rename(&path, self.outbox.incoming.join(&batch.write_id))
+                .map_err(|e| io_error("moving a write's events into the outbox", &e))
+        } else {
+            tracing::info!(
+                events = batch.events.len(),
+                "dropping the events of an interrupted write that did not land"
+            );
+            remove_if_present(&path).map_err(|e| io_error("removing a write's events", &e))
+        }
+    }
+
+    /// Settles every tentative file whose user's write lock is free (a held lock is a live writer's). Failures
+    /// are logged: the file is settled by the user's next write or the next sweep.
+    pub(crate) fn sweep_tentatives(&self) {
+        let hashes = match sorted_names(&self.outbox.tentative, is_hex_digest) {
+            Ok(hashes) => hashes,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list the outbox's tentative events");
+                return;
+            }
+        };
+        for hash in hashes {
+            let settled = try_lock_exclusive(&self.write_lock_path(&hash), "locking a credential")
+                .and_then(|lock| match lock {
+                    Some(_lock) => self.settle_tentative(&hash),
+                    None => Ok(()),
+                });
+            if let Err(e) = settled {
+                tracing::warn!(error = %e, "could not settle the events of an interrupted write");
+            }
+        }
+    }
+
+    /// Removes temp files in the outbox if no outbox operation is running (they are all made under its lock).
+    pub(crate) fn clean_outbox_temp_files(&self) -> Result<(), StoreError> {
+        if let Some(_lock) = try_lock_exclusive(&self.outbox.lock, "locking the outbox")? {
+            remove_temp_files(&self.outbox.root)?;
+        }
+        Ok(())
+    }
+}
+
+// -------------------------------------------------------------------------------------------------------------
+// The outbox proper (every function here runs under the outbox lock)
+// -------------------------------------------------------------------------------------------------------------
+
+impl Inner {
+    /// Runs `f` under the outbox lock, after settling interrupted writes and filing incoming batches.
+    fn with_outbox<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.sweep_tentatives();
+        let _lock = lock_exclusive(&self.outbox.lock, "locking the outbox")?;
+        self.file_incoming()?;
+        f()
+    }
+
+    /// Files every incoming batch as event files and due markers (see the module's documentation).
+    fn file_incoming(&self) -> Result<(), StoreError> {
+        let names = sorted_names(&self.outbox.incoming, |n| !n.starts_with(TMP_PREFIX))?;
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut filed = Vec::with_capacity(names.len());
+        for name in names {
+            let path = self.outbox.incoming.join(&name);
+            let Some(bytes) = read_small(&path, MAX_BATCH_LEN)
+                .map_err(|e| io_error("reading a batch of events", &e))?
+            else {
+                continue;
+            };
+            let batch = match parse_batch(&bytes) {
+                Ok(batch) => batch,
+                Err(reason) => {
+                    tracing::error!(file = %path.display(), %reason, "an incoming batch of events cannot be read; it is left for an operator");
+                    continue;
+                }
+            };
+            for event in batch.events {
+                if !is_event_id(&event.id) {
+                    tracing::error!(file = %path.display(), "an incoming event has an invalid id; skipped");
+                    continue;
+                }
+                self.file_event(event)?;
+                failpoint::hit("outbox:event_filed");
+            }
+            filed.push(path);
+        }
+        for dir in [&self.outbox.events, &self.outbox.due] {
+            sync_dir(dir).map_err(|e| io_error("syncing the outbox", &e))?;
+        }
+        failpoint::hit("outbox:batch_filed");
+        for path in filed {
+            remove_if_present(&path).map_err(|e| io_error("removing a filed batch", &e))?;
+        }
+        sync_dir(&self.outbox.incoming).map_err(|e| io_error("syncing the outbox", &e))
+    }
+
+    /// Files one event: its file unless it exists (a batch filed again after a crash), and its due marker while
+    /// it is pending.
+    fn file_event(&self, event: StoredEvent) -> Result<(), StoreError> {
+        let id = event.id.clone();
+        let file = match self.read_event(&id) {
+            Ok(Some(existing)) => existing,
+            Ok(None) | Err(StoreError::Corrupt { .. }) => {
+                // A torn file cannot be one of ours (written whole); rewriting it from the batch is the repair.
+                let file = EventFile::new(event);
+                self.write_event(&file)?;
+                file
+            }
+            Err(e) => return Err(e),
+        };
+        if file.is_pending() && !self.outbox.due_path(&id).exists() {
+            self.write_marker(
+                &id,
+                Marker {
+                    due: nanos(file.next_attempt_at),
+                    lease: None,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    fn read_event(&self, id: &str) -> Result<Option<EventFile>, StoreError> {
+        let Some(bytes) = read_small(&self.outbox.event_path(id), MAX_EVENT_LEN)
+            .map_err(|e| io_error("reading an outbox event", &e))?
+        else {
+            return Ok(None);
+        };
+        if bytes.len() as u64 > MAX_EVENT_LEN {
+            return Err(corrupt(id, "file is too large".to_owned()));
+        }
+        let file: EventFile = serde_json::from_slice(&bytes)
+            .map_err(|e| corrupt(id, parse_error("event file", &e)))?;
+        if file.format != FORMAT {
+            return Err(corrupt(
+                id,
+                format!("unsupported event format {}", file.format),
+            ));
+        }
+        if file.event.id != id {
+            return Err(corrupt(id, "the file holds another event".to_owned()));
+        }
+        Ok(Some(file))
+    }
+
+    /// Writes an event file whole (temp, fsync, rename). Its directory is not synced: after a power cut the
+    /// previous state is there, and delivery is at least once.
+    fn write_event(&self, file: &EventFile) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(file)
+            .map_err(|e| StoreError::Other(format!("encoding an outbox event: {e}")))?;
+        replace_file(
+            &self.outbox.root,
+            "event",
+            &self.outbox.event_path(&file.event.id),
+            &bytes,
+        )
+        .map_err(|e| io_error("writing an outbox event", &e))
+    }
+
+    fn read_marker(&self, id: &str) -> Result<Option<Marker>, StoreError> {
+        Ok(read_small(&self.outbox.due_path(id), MAX_MARKER_LEN)
+            .map_err(|e| io_error("reading a due marker", &e))?
+            .map(|bytes| Marker::parse(&bytes)))
+    }
+
+    /// Writes a due marker in place (a torn one reads as [`Marker::UNKNOWN`]).
+    fn write_marker(&self, id: &str, marker: Marker) -> Result<(), StoreError> {
+        private_file_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(self.outbox.due_path(id))
+            .and_then(|mut f| f.write_all(marker.encode().as_bytes()))
+            .map_err(|e| io_error("writing a due marker", &e))
+    }
+
+    fn remove_marker(&self, id: &str) -> Result<(), StoreError> {
+        remove_if_present(&self.outbox.due_path(id))
+            .map_err(|e| io_error("removing a due marker", &e))
+    }
+
+    /// The ids of every event file after `cursor`, oldest first.
+    fn event_ids_after(&self, cursor: Option<&str>) -> Result<Vec<String>, StoreError> {
+        stems_after(&self.outbox.events, EVENT_SUFFIX, is_event_id, cursor)
+    }
+
+    /// Every event after `cursor` that can be read, oldest first, until `stop` says so. An unreadable one is
+    /// logged and skipped (left for an operator; it never blocks the outbox).
+    fn scan_events(
+        &self,
+        cursor: Option<&str>,
+        mut visit: impl FnMut(EventFile) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        for id in self.event_ids_after(cursor)? {
+            match self.read_event(&id) {
+                Ok(Some(file)) => {
+                    if !visit(file)? {
+                        break;
+                    }
+                }
+                Ok(None) => {}
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    tracing::error!(error = %e, "an outbox event cannot be read; skipped");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn append(&self, events: &[EventRecord]) -> Result<(), StoreError> {
+        check_event_ids(events)?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        let write_id = random_hex(16)?;
+        let bytes = encode_batch(BatchOp::Append, &write_id, events)?;
+        let _lock = lock_exclusive(&self.outbox.lock, "locking the outbox")?;
+        replace_file(
+            &self.outbox.root,
+            "batch",
+            &self.outbox.incoming.join(&write_id),
+            &bytes,
+        )
+        .and_then(|()| sync_dir(&self.outbox.incoming))
+        .map_err(|e| io_error("writing events", &e))
+    }
+
+    fn claim_due(
+        &self,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        let until = now
+            .checked_add(lease)
+            .ok_or_else(|| StoreError::Other(format!("an event lease of {lease} is too long")))?;
+        self.with_outbox(|| {
+            let mut claimed = Vec::new();
+            if limit == 0 {
+                return Ok(claimed);
+            }
+            let now_nanos = nanos(now);
+            for id in sorted_names(&self.outbox.due, is_event_id)? {
+                if claimed.len() >= limit {
+                    break;
+                }
+                let Some(marker) = self.read_marker(&id)? else {
+                    continue;
+                };
+                if marker.due > now_nanos || marker.lease.is_some_and(|l| l > now_nanos) {
+                    continue;
+                }
+                let file = match self.read_event(&id) {
+                    Ok(Some(file)) if file.is_pending() => file,
+                    Ok(_) => {
+                        // Delivered, failed or gone: a stale marker.
+                        self.remove_marker(&id)?;
+                        continue;
+                    }
+                    Err(e @ StoreError::Corrupt { .. }) => {
+                        tracing::error!(error = %e, "an outbox event cannot be read; skipped");
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let due = nanos(file.next_attempt_at);
+                if file.next_attempt_at > now {
+                    self.write_marker(&id, Marker { due, lease: None })?;
+                    continue;
+                }
+                self.write_marker(
+                    &id,
+                    Marker {
+                        due,
+                        lease: Some(nanos(until)),
+                    },
+                )?;
+                claimed.push(file.to_outbox());
+            }
+            Ok(claimed)
+        })
+    }
+
+    fn settle(&self, id: &str, settlement: &Settlement) -> Result<(), StoreError> {
+        if !is_event_id(id) {
+            return Ok(());
+        }
+        self.with_outbox(|| {
+            let Some(mut file) = self.read_event(id)? else {
+                return Ok(());
+            };
+            file.attempts = file.attempts.saturating_add(1);
+            match settlement {
+                Settlement::Delivered { at } => {
+                    file.state = State::Delivered;
+                    file.delivered_at = Some(*at);
+                    file.last_error = None;
+                    self.write_event(&file)?;
+                    self.remove_marker(id)
+                }
+                Settlement::Failed { error } => {
+                    file.state = State::Failed;
+                    file.last_error = Some(error.clone());
+                    self.write_event(&file)?;
+                    self.remove_marker(id)
+                }
+                Settlement::RetryAt { at, error } => {
+                    let pending = file.is_pending();
+                    let freed = Marker {
+                        due: nanos(*at),
+                        lease: None,
+                    };
+                    // A marker's due time never exceeds the event's next attempt, even if we stop in between.
+                    if pending && self.read_marker(id)?.is_none_or(|old| old.due > freed.due) {
+                        self.write_marker(id, freed)?;
+                    }
+                    file.next_attempt_at = *at;
+                    file.last_error = Some(error.clone());
+                    self.write_event(&file)?;
+                    if pending {
+                        self.write_marker(id, freed)?;
+                    }
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    fn list_events(
+        &self,
+        filter: EventFilter,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<EventPage, StoreError> {
+        if let Some(c) = &cursor
+            && !is_event_id(c)
+        {
+            return Err(StoreError::Other(
+                "not an event cursor of this file store".to_owned(),
+            ));
+        }
+        self.with_outbox(|| {
+            let mut items = Vec::new();
+            self.scan_events(cursor.as_deref(), |file| {
+                let event = file.to_outbox();
+                if filter.admits(event.state) {
+                    items.push(event);
+                }
+                Ok(items.len() <= limit)
+            })?;
+            let next_cursor = if items.len() > limit {
+                items.truncate(limit);
+                items.last().map(|e| e.record.id.clone())
+            } else {
+                None
+            };
+            Ok(EventPage { items, next_cursor })
+        })
+    }
+
+    fn event(&self, id: &str) -> Result<Option<OutboxEvent>, StoreError> {
+        if !is_event_id(id) {
+            return Ok(None);
+        }
+        self.with_outbox(|| Ok(self.read_event(id)?.map(|f| f.to_outbox())))
+    }
+
+    fn replay(&self, id: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+        if !is_event_id(id) {
+            return Ok(false);
+        }
+        self.with_outbox(|| {
+            let Some(mut file) = self.read_event(id)? else {
+                return Ok(false);
+            };
+            // The marker first: a pending event always has one.
+            self.write_marker(
+                id,
+                Marker {
+                    due: nanos(now),
+                    lease: None,
+                },
+            )?;
+            file.state = State::Pending;
+            file.attempts = 0;
+            file.next_attempt_at = now;
+            file.delivered_at = None;
+            self.write_event(&file)?;
+            Ok(true)
+        })
+    }
+
+    fn counts(&self) -> Result<EventCounts, StoreError> {
+        self.with_outbox(|| {
+            let mut counts = EventCounts::default();
+            self.scan_events(None, |file| {
+                match file.state {
+                    State::Pending => counts.pending += 1,
+                    State::Delivered => counts.delivered += 1,
+                    State::Failed => counts.failed += 1,
+                }
+                Ok(true)
+            })?;
+            Ok(counts)
+        })
+    }
+
+    fn purge_delivered(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        self.with_outbox(|| {
+            let mut purged = Vec::new();
+            self.scan_events(None, |file| {
+                if file.state == State::Delivered && file.delivered_at.is_some_and(|at| at < before)
+                {
+                    purged.push(file.event.id);
+                }
+                Ok(true)
+            })?;
+            for id in &purged {
+                remove_if_present(&self.outbox.event_path(id))
+                    .map_err(|e| io_error("removing a delivered event", &e))?;
+                self.remove_marker(id)?;
+            }
+            Ok(purged.len() as u64)
+        })
+    }
+}
+
+#[async_trait]
+impl EventStore for FileStore {
+    async fn append(&self, events: &[EventRecord]) -> Result<(), StoreError> {
+        let events = events.to_vec();
+        self.run(move |inner| inner.append(&events)).await
+    }
+
+    async fn claim_due(
+        &self,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        self.run(move |inner| inner.claim_due(now, lease, limit))
+            .await
+    }
+
+    async fn settle(&self, id: &str, settlement: &Settlement) -> Result<(), StoreError> {
+        let (id, settlement) = (id.to_owned(), settlement.clone());
+        self.run(move |inner| inner.settle(&id, &settlement)).await
+    }
+
+    async fn list_events(
+        &self,
+        filter: EventFilter,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<EventPage, StoreError> {
+        self.run(move |inner| inner.list_events(filter, cursor, limit))
+            .await
+    }
+
+    async fn event(&self, id: &str) -> Result<Option<OutboxEvent>, StoreError> {
+        let id = id.to_owned();
+        self.run(move |inner| inner.event(&id)).await
+    }
+
+    async fn replay(&self, id: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.run(move |inner| inner.replay(&id, now)).await
+    }
+
+    async fn counts(&self) -> Result<EventCounts, StoreError> {
+        self.run(move |inner| inner.counts()).await
+    }
+
+    async fn purge_delivered(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        self.run(move |inner| inner.purge_delivered(before)).await
+    }
+
+    async fn first_sight(
+        &self,
+        jti: &str,
+        now: OffsetDateTime,
+        keep_for: time::Duration,
+    ) -> Result<bool, StoreError> {
+        let jti = jti.to_owned();
+        self.run(move |inner| inner.first_sight(&jti, now, keep_for))
+            .await
+    }
+
+    async fn unsee(&self, jti: &str) -> Result<(), StoreError> {
+        let jti = jti.to_owned();
+        self.run(move |inner| inner.unsee(&jti)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_round_trip_and_unreadable_ones_are_due_now_without_a_lease() {
+        for marker in [
+            Marker {
+                due: 1_764_000_000_123_456_789,
+                lease: None,
+            },
+            Marker {
+                due: -5,
+                lease: Some(1_764_000_030_000_000_000),
+            },
+        ] {
+            assert_eq!(Marker::parse(marker.encode().as_bytes()), marker);
+        }
+        for torn in [&b""[..], b"12", b"12 x", b"\xff\xfe", b"- -"] {
+            assert_eq!(Marker::parse(torn), Marker::UNKNOWN);
+        }
+    }
+
+    #[test]
+    fn event_ids_that_are_not_ours_are_refused_before_anything_is_written() {
+        let mut record = offline_access_domain::events::Event::new(
+            offline_access_domain::events::EventData::Recovered { sub: "1".into() },
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .record();
+        assert!(check_event_ids(std::slice::from_ref(&record)).is_ok());
+        record.id = "../../credentials/x".into();
+        assert!(matches!(
+            check_event_ids(&[record]),
+            Err(StoreError::Other(_))
+        ));
+    }
+
+    #[test]
+    fn a_batch_names_a_write_id_of_32_hex_digits() {
+        let bytes = encode_batch(BatchOp::Put, "../x", &[]).unwrap();
+        assert!(parse_batch(&bytes).is_err());
+        let bytes = encode_batch(BatchOp::Delete, &"a1".repeat(16), &[]).unwrap();
+        assert_eq!(parse_batch(&bytes).unwrap().op, BatchOp::Delete);
+        assert!(parse_batch(&bytes[..bytes.len() - 1]).is_err());
+    }
+}

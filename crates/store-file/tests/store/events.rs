@@ -1,0 +1,347 @@
+//! The outbox and the `jti` register: the event contract suite (on the in-memory reference store too), the
+//! on-disk layout, reopening, and two stores on one directory.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use offline_access_domain::events::{
+    DeliveryState, EventCounts, EventFilter, EventRecord, EventStore, Settlement,
+};
+use offline_access_domain::memory::MemoryStore;
+use offline_access_domain::testkit::{
+    self, BothPorts, CANARY_ACCESS, CANARY_REFRESH, NOW, canary_credential, event, subject,
+};
+use offline_access_domain::{CredentialStore, StoreError};
+use offline_access_store_file::FileStore;
+
+use crate::helpers::{KEY_A, all_files, file_names, open};
+
+fn both(store: &FileStore) -> BothPorts {
+    (Arc::new(store.clone()), Arc::new(store.clone()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_memory_store_meets_the_event_contract() {
+    testkit::run_event_contract(|| async {
+        let store = MemoryStore::new();
+        (
+            Arc::new(store.clone()) as Arc<dyn CredentialStore>,
+            Arc::new(store) as Arc<dyn EventStore>,
+        )
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_file_store_meets_the_event_contract() {
+    let parent = tempfile::tempdir().unwrap();
+    let n = AtomicUsize::new(0);
+    testkit::run_event_contract(|| {
+        let dir = parent
+            .path()
+            .join(n.fetch_add(1, Ordering::SeqCst).to_string());
+        async move { both(&open(&dir, KEY_A)) }
+    })
+    .await;
+}
+
+/// The ids of every event in the store, oldest first.
+pub(crate) async fn all_event_ids(events: &dyn EventStore) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = events
+            .list_events(EventFilter::All, cursor, 50)
+            .await
+            .unwrap();
+        ids.extend(page.items.into_iter().map(|e| e.record.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return ids,
+        }
+    }
+}
+
+/// Claims (leases for an hour) the events due a second after [`NOW`], `limit` at a time, until none is left; their
+/// ids.
+pub(crate) async fn claim_all(store: &dyn EventStore, limit: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    loop {
+        let claimed = store
+            .claim_due(NOW + time::Duration::SECOND, time::Duration::HOUR, limit)
+            .await
+            .unwrap();
+        if claimed.is_empty() {
+            return ids;
+        }
+        ids.extend(claimed.into_iter().map(|e| e.record.id));
+    }
+}
+
+#[tokio::test]
+async fn events_are_files_named_by_their_id_and_hold_no_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let e1 = event("61", NOW);
+    let stored = store
+        .put_with(&canary_credential("61"), std::slice::from_ref(&e1))
+        .await
+        .unwrap();
+    let outbox = dir.path().join("outbox");
+    // Confirmed: the tentative file became an incoming batch (filed by the next outbox operation).
+    assert!(file_names(&outbox.join("tentative")).is_empty());
+    assert_eq!(file_names(&outbox.join("incoming")).len(), 1);
+    let e2 = event("61", NOW + time::Duration::SECOND);
+    store
+        .delete_with(&stored.subject, stored.version, std::slice::from_ref(&e2))
+        .await
+        .unwrap();
+    assert_eq!(store.counts().await.unwrap().pending, 2);
+    assert!(file_names(&outbox.join("incoming")).is_empty());
+    assert_eq!(
+        file_names(&outbox.join("events")),
+        [format!("{}.json", e1.id), format!("{}.json", e2.id)]
+    );
+    assert_eq!(
+        file_names(&outbox.join("due")),
+        [e1.id.clone(), e2.id.clone()]
+    );
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(outbox.join("events").join(format!("{}.json", e1.id))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["id"], e1.id);
+    assert_eq!(json["body"], e1.body);
+    assert_eq!(json["state"], "pending");
+    for path in all_files(dir.path()) {
+        let bytes = std::fs::read(&path).unwrap();
+        for canary in [CANARY_REFRESH, CANARY_ACCESS, "canary"] {
+            assert!(
+                !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
+                "{canary} in {}",
+                path.display()
+            );
+        }
+    }
+    // A delivered event leaves the due markers.
+    store
+        .settle(&e1.id, &Settlement::Delivered { at: NOW })
+        .await
+        .unwrap();
+    assert_eq!(
+        file_names(&outbox.join("due")),
+        std::slice::from_ref(&e2.id)
+    );
+}
+
+#[tokio::test]
+async fn a_write_without_events_touches_no_outbox_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let v1 = store.put(&canary_credential("62")).await.unwrap();
+    let v2 = store.put_with(&v1, &[]).await.unwrap();
+    store
+        .delete_with(&v2.subject, v2.version, &[])
+        .await
+        .unwrap();
+    let outbox = dir.path().join("outbox");
+    for sub in ["tentative", "incoming", "events", "due"] {
+        assert!(file_names(&outbox.join(sub)).is_empty(), "{sub}");
+    }
+    // The record of a write without events carries no write id.
+    let v3 = store.put(&canary_credential("62")).await.unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.credential_path(&v3.subject)).unwrap())
+            .unwrap();
+    assert!(json.get("write_id").is_none());
+    assert_eq!(store.counts().await.unwrap(), EventCounts::default());
+}
+
+#[tokio::test]
+async fn an_event_id_that_is_not_one_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let mut bad = event("63", NOW);
+    bad.id = "../credentials/x".into();
+    assert!(matches!(
+        store
+            .put_with(&canary_credential("63"), std::slice::from_ref(&bad))
+            .await,
+        Err(StoreError::Other(_))
+    ));
+    assert!(store.get(&subject("63")).await.unwrap().is_none());
+    assert!(matches!(
+        store.append(std::slice::from_ref(&bad)).await,
+        Err(StoreError::Other(_))
+    ));
+    assert_eq!(store.counts().await.unwrap(), EventCounts::default());
+    assert!(store.event(&bad.id).await.unwrap().is_none());
+    assert!(!store.replay(&bad.id, NOW).await.unwrap());
+    assert!(matches!(
+        store.list_events(EventFilter::All, Some(bad.id), 10).await,
+        Err(StoreError::Other(_))
+    ));
+}
+
+#[tokio::test]
+async fn events_and_their_states_survive_reopening_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (written, delivered, retried) = {
+        let store = open(dir.path(), KEY_A);
+        let a = event("64", NOW);
+        let b = event("64", NOW + time::Duration::SECOND);
+        let c = event("65", NOW + time::Duration::seconds(2));
+        let stored = store
+            .put_with(&canary_credential("64"), std::slice::from_ref(&a))
+            .await
+            .unwrap();
+        store
+            .delete_with(&stored.subject, stored.version, std::slice::from_ref(&b))
+            .await
+            .unwrap();
+        store.append(std::slice::from_ref(&c)).await.unwrap();
+        assert_eq!(
+            store
+                .claim_due(NOW + time::Duration::MINUTE, time::Duration::HOUR, 10)
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+        store
+            .settle(&a.id, &Settlement::Delivered { at: NOW })
+            .await
+            .unwrap();
+        store
+            .settle(
+                &b.id,
+                &Settlement::RetryAt {
+                    at: NOW + time::Duration::HOUR,
+                    error: "HTTP 503".into(),
+                },
+            )
+            .await
+            .unwrap();
+        (vec![a.id.clone(), b.id.clone(), c.id.clone()], a, b)
+    };
+    let store = open(dir.path(), KEY_A);
+    assert_eq!(all_event_ids(&store).await, written);
+    assert_eq!(
+        store.counts().await.unwrap(),
+        EventCounts {
+            pending: 2,
+            delivered: 1,
+            failed: 0
+        }
+    );
+    let got = store.event(&delivered.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.state, got.delivered_at, got.record),
+        (DeliveryState::Delivered, Some(NOW), delivered)
+    );
+    let got = store.event(&retried.id).await.unwrap().unwrap();
+    assert_eq!(got.attempts, 1);
+    assert_eq!(got.last_error.as_deref(), Some("HTTP 503"));
+    // The lease taken before the reopen still holds for the event not settled; the retried one is due later.
+    assert!(
+        store
+            .claim_due(NOW + time::Duration::minutes(30), time::Duration::HOUR, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let due: Vec<String> = store
+        .claim_due(NOW + time::Duration::hours(2), time::Duration::HOUR, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.record.id)
+        .collect();
+    assert_eq!(due, written[1..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stores_on_one_directory_claim_disjoint_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), KEY_A);
+    let b = open(dir.path(), KEY_A);
+    let all: Vec<EventRecord> = (0..60)
+        .map(|i| event("66", NOW + time::Duration::milliseconds(i)))
+        .collect();
+    a.append(&all[..30]).await.unwrap();
+    b.append(&all[30..]).await.unwrap();
+    let claimers: Vec<_> = [a, b]
+        .into_iter()
+        .flat_map(|store| [store.clone(), store])
+        .map(|store| tokio::spawn(async move { claim_all(&store, 3).await }))
+        .collect();
+    let mut seen = BTreeSet::new();
+    for claimer in claimers {
+        for id in claimer.await.unwrap() {
+            assert!(seen.insert(id.clone()), "{id} was claimed twice");
+        }
+    }
+    let expected: BTreeSet<String> = all.into_iter().map(|e| e.id).collect();
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stores_on_one_directory_admit_one_first_sight_per_jti() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = [open(dir.path(), KEY_A), open(dir.path(), KEY_A)];
+    let keep = time::Duration::days(7);
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = stores[i % 2].clone();
+            tokio::spawn(async move {
+                let mut firsts = Vec::new();
+                for j in 0..20 {
+                    let jti = format!("jti-{j}");
+                    if store.first_sight(&jti, NOW, keep).await.unwrap() {
+                        firsts.push(jti);
+                    }
+                }
+                firsts
+            })
+        })
+        .collect();
+    let mut firsts = Vec::new();
+    for task in tasks {
+        firsts.extend(task.await.unwrap());
+    }
+    firsts.sort();
+    let mut expected: Vec<String> = (0..20).map(|j| format!("jti-{j}")).collect();
+    expected.sort();
+    assert_eq!(firsts, expected, "each jti admitted exactly once");
+    // The register keeps digests, not the jti.
+    let names = file_names(&dir.path().join("risc").join("jti"));
+    assert_eq!(names.len(), 20);
+    assert!(names.iter().all(|n| n.len() == 64 && !n.contains("jti")));
+}
+
+#[tokio::test]
+async fn expired_jtis_are_swept_and_a_jti_is_new_again_after_keep_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let keep = time::Duration::days(7);
+    for j in 0..5 {
+        assert!(
+            store
+                .first_sight(&format!("old-{j}"), NOW, keep)
+                .await
+                .unwrap()
+        );
+    }
+    let register = dir.path().join("risc").join("jti");
+    assert_eq!(file_names(&register).len(), 5);
+    let later = NOW + keep + time::Duration::HOUR;
+    assert!(store.first_sight("new", later, keep).await.unwrap());
+    assert_eq!(
+        file_names(&register).len(),
+        1,
+        "the expired entries were swept"
+    );
+    assert!(store.first_sight("old-0", later, keep).await.unwrap());
+    assert!(!store.first_sight("old-0", later, keep).await.unwrap());
+}
