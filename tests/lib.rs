@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use fake_google::{CodeRequest, FakeGoogle, IdTokenRequest};
 use offline_access_crypto::KeyRing;
+use offline_access_domain::events::EventStore;
 use offline_access_domain::{Clock, OfflineAccess, Ports, Settings, Subject, SystemClock};
 use offline_access_google::{Google, GoogleConfig};
 use offline_access_http::{AppState, HttpConfig};
@@ -89,6 +90,8 @@ pub struct TestOptions {
     pub jwks_grace: Option<std::time::Duration>,
     /// The clock of the use cases and the JWKS cache (the system clock when `None`).
     pub clock: Option<Arc<dyn Clock>>,
+    /// Whether grant changes record events in the outbox (as with `webhooks.url` set).
+    pub record_events: bool,
 }
 
 impl Default for TestOptions {
@@ -104,6 +107,7 @@ impl Default for TestOptions {
             google_request_timeout: None,
             jwks_grace: None,
             clock: None,
+            record_events: false,
         }
     }
 }
@@ -152,6 +156,8 @@ pub struct TestApp {
     pub service: Arc<OfflineAccess>,
     /// The file store's directory.
     pub store_dir: TempDir,
+    /// The same store as the outbox and `jti` register.
+    pub events: Arc<dyn EventStore>,
     /// The key ring the store encrypts with.
     pub keys: Arc<KeyRing>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -192,6 +198,7 @@ impl TestApp {
             google_request_timeout,
             jwks_grace,
             clock,
+            record_events,
         } = options;
         capture_logs();
         capture_metrics();
@@ -215,22 +222,28 @@ impl TestApp {
             Google::new_with_clock(google_config, clock.clone()).expect("Google adapter builds");
         let store_dir = tempfile::tempdir().unwrap();
         let keys = Arc::new(KeyRing::generate_ephemeral());
-        let store = FileStore::open(store_dir.path().to_path_buf(), keys.clone())
-            .expect("file store opens");
+        let store = Arc::new(
+            FileStore::open(store_dir.path().to_path_buf(), keys.clone())
+                .expect("file store opens"),
+        );
+        let events: Arc<dyn EventStore> = store.clone();
         let service = Arc::new(
             OfflineAccess::new(
                 Ports {
                     tokens: google.tokens(),
                     verifier: google.verifier(),
-                    store: Arc::new(store),
+                    store,
                     drive: google.drive(),
                     clock,
                 },
                 settings,
             )
-            .with_google_api(google.api()),
+            .with_google_api(google.api())
+            .with_events(events.clone(), record_events),
         );
-        let router = offline_access_http::router(AppState::new(service.clone(), http_config));
+        let router = offline_access_http::router(
+            AppState::new(service.clone(), http_config).with_risc(google.security_events()),
+        );
         // The internal API on its own port, with one key.
         let (api_key, entry) = offline_access_http::new_api_key("e2e").unwrap();
         let hosts =
@@ -271,6 +284,7 @@ impl TestApp {
             http: reqwest::Client::new(),
             service,
             store_dir,
+            events,
             keys,
             shutdown: Some(tx),
         }

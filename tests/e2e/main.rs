@@ -3,6 +3,7 @@
 
 mod consent;
 mod drive;
+mod events;
 mod integrity;
 mod internal;
 mod secrets;

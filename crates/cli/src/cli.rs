@@ -63,6 +63,24 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
+    /// Google's security events (Cross-Account Protection, RISC): register this server's receiver with Google.
+    Risc {
+        /// What to do.
+        #[command(subcommand)]
+        command: RiscCommand,
+    },
+    /// The events recorded for the team's webhook (the outbox).
+    Events {
+        /// What to do.
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// Webhook signing secrets.
+    Webhooks {
+        /// What to do.
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// Apply the Postgres schema migrations.
     Migrate,
     /// Load and validate the configuration and print the effective values with secrets redacted.
@@ -108,6 +126,60 @@ pub(crate) enum ApiKeyCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `risc ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum RiscCommand {
+    /// Point Google's RISC stream at this server's `POST /risc` with every supported event type, then ask Google
+    /// for a verification event.
+    Register {
+        /// The service account's JSON key file (Google Cloud console; the account needs the RISC Configuration
+        /// Admin role).
+        #[arg(long, value_name = "FILE")]
+        service_account: PathBuf,
+        /// The public HTTPS URL of this server's receiver, e.g. https://api.example.com/risc.
+        #[arg(long, value_name = "URL")]
+        url: String,
+        /// Skip the verification event.
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// Show the stream Google has configured (receiver URL, event types) and whether it is enabled.
+    Status {
+        /// The service account's JSON key file.
+        #[arg(long, value_name = "FILE")]
+        service_account: PathBuf,
+    },
+}
+
+/// `events ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum EventsCommand {
+    /// List recorded events, oldest first, with their delivery state (never a token).
+    List {
+        /// Only those still to be delivered.
+        #[arg(long, conflicts_with = "failed")]
+        pending: bool,
+        /// Only those given up on.
+        #[arg(long)]
+        failed: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send an event again (same id and body): it becomes pending and due now.
+    Replay {
+        /// The event id (`evt_...`), as `events list` shows it.
+        id: String,
+    },
+}
+
+/// `webhooks ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum WebhooksCommand {
+    /// Print a new random signing secret (`whsec_...`) for webhooks.secret and the receiving side.
+    Secret,
 }
 
 /// `--sub SUB`.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use offline_access_crypto::KeyRing;
+use offline_access_domain::events::EventStore;
 use offline_access_domain::{
     CredentialStore, OfflineAccess, Ports, Settings, StoreError, Subject, SystemClock,
 };
@@ -40,6 +41,14 @@ pub(crate) enum Store {
 impl Store {
     /// The store as the domain's port.
     pub(crate) fn port(&self) -> Arc<dyn CredentialStore> {
+        match self {
+            Self::File(store) => store.clone(),
+            Self::Postgres(store) => store.clone(),
+        }
+    }
+
+    /// The same store as the outbox and RISC `jti` register.
+    pub(crate) fn events_port(&self) -> Arc<dyn EventStore> {
         match self {
             Self::File(store) => store.clone(),
             Self::Postgres(store) => store.clone(),
@@ -164,6 +173,17 @@ pub(crate) fn open_file_store(dir: &Path, keys: Arc<KeyRing>) -> Result<Store, F
 /// # Errors
 /// A configuration failure naming the `google.*` setting that is missing or wrong.
 pub(crate) fn google(config: &Config, source: GoogleSource<'_>) -> Result<Google, Failure> {
+    Google::new(google_config(config, source)?).map_err(|e| Failure::config(e.to_string()))
+}
+
+/// The Google adapter's configuration (also for the RISC stream API).
+///
+/// # Errors
+/// As [`google`].
+pub(crate) fn google_config(
+    config: &Config,
+    source: GoogleSource<'_>,
+) -> Result<GoogleConfig, Failure> {
     let g = &config.google;
     let (secret, base_url) = match source {
         GoogleSource::Configured => {
@@ -213,7 +233,7 @@ pub(crate) fn google(config: &Config, source: GoogleSource<'_>) -> Result<Google
         })?;
         google_config.extra_root_ca_pem = Some(pem);
     }
-    Google::new(google_config).map_err(|e| Failure::config(e.to_string()))
+    Ok(google_config)
 }
 
 /// The use cases' settings from the configuration (the rest at their defaults).
@@ -225,8 +245,14 @@ pub(crate) fn settings(config: &Config) -> Settings {
     }
 }
 
-/// The use cases over the Google adapter and a store.
-pub(crate) fn stack(google: Google, store: Store, settings: Settings) -> Stack {
+/// The use cases over the Google adapter and a store; grant changes record events for webhooks when
+/// `record_events` (`webhooks.url` is set).
+pub(crate) fn stack(
+    google: Google,
+    store: Store,
+    settings: Settings,
+    record_events: bool,
+) -> Stack {
     let ports = Ports {
         tokens: google.tokens(),
         verifier: google.verifier(),
@@ -235,7 +261,11 @@ pub(crate) fn stack(google: Google, store: Store, settings: Settings) -> Stack {
         clock: Arc::new(SystemClock),
     };
     Stack {
-        service: Arc::new(OfflineAccess::new(ports, settings).with_google_api(google.api())),
+        service: Arc::new(
+            OfflineAccess::new(ports, settings)
+                .with_google_api(google.api())
+                .with_events(store.events_port(), record_events),
+        ),
         google,
         store,
     }
@@ -249,7 +279,12 @@ pub(crate) async fn configured_stack(config: &Config) -> Result<Stack, Failure> 
     let keys = key_ring(config)?;
     let google = google(config, GoogleSource::Configured)?;
     let store = open_store(config, keys).await?;
-    Ok(stack(google, store, settings(config)))
+    Ok(stack(
+        google,
+        store,
+        settings(config),
+        config.webhooks.url.is_some(),
+    ))
 }
 
 /// The HTTP adapter's settings.

@@ -59,6 +59,32 @@ pub(crate) struct Config {
     pub(crate) tls: TlsSection,
     /// The internal API.
     pub(crate) internal: InternalSection,
+    /// Webhooks to the team.
+    pub(crate) webhooks: WebhooksSection,
+}
+
+/// `[webhooks]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WebhooksSection {
+    /// `webhooks.url`: unset = off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) url: Option<String>,
+    /// `webhooks.secret`: `whsec_<base64>`.
+    #[serde(
+        default,
+        serialize_with = "redact_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub(crate) secret: Option<SecretString>,
+    /// `webhooks.min_retry_ms`.
+    pub(crate) min_retry_ms: u64,
+    /// `webhooks.max_retry_ms`.
+    pub(crate) max_retry_ms: u64,
+    /// `webhooks.give_up_after_hours`.
+    pub(crate) give_up_after_hours: u64,
+    /// `webhooks.timeout_secs`.
+    pub(crate) timeout_secs: u64,
 }
 
 /// `[internal]`.
@@ -398,6 +424,7 @@ impl Config {
             )));
         }
         self.proxy_hosts()?;
+        self.webhooks_validate()?;
         if let Some(keys) = &self.security.encryption_keys
             && keys.expose_secret().trim().is_empty()
         {
@@ -429,6 +456,75 @@ impl Config {
                  to its path"
             ))
         })
+    }
+
+    fn webhooks_validate(&self) -> Result<(), ConfigError> {
+        let w = &self.webhooks;
+        if w.min_retry_ms == 0 || w.max_retry_ms < w.min_retry_ms {
+            return Err(ConfigError::new(format!(
+                "webhooks.min_retry_ms must be at least 1 and webhooks.max_retry_ms at least that (they are {} and {})",
+                w.min_retry_ms, w.max_retry_ms
+            )));
+        }
+        if w.give_up_after_hours == 0 || w.timeout_secs == 0 {
+            return Err(ConfigError::new(
+                "webhooks.give_up_after_hours and webhooks.timeout_secs must be at least 1",
+            ));
+        }
+        match (&w.url, &w.secret) {
+            (None, _) => Ok(()),
+            (Some(_), None) => Err(ConfigError::new(format!(
+                "webhooks.url is set but webhooks.secret is not; set webhooks.secret (env \
+                 {ENV_PREFIX}WEBHOOKS__SECRET) to a whsec_ secret, e.g. from `offline-access webhooks secret`"
+            ))),
+            (Some(url), Some(secret)) => self.webhook_config(url, secret).map(|_| ()),
+        }
+    }
+
+    /// The webhook sender's configuration, when `webhooks.url` is set.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming `webhooks.url` or `webhooks.secret`.
+    pub(crate) fn webhooks(
+        &self,
+    ) -> Result<Option<offline_access_webhooks::WebhookConfig>, ConfigError> {
+        match (&self.webhooks.url, &self.webhooks.secret) {
+            (Some(url), Some(secret)) => self.webhook_config(url, secret).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    fn webhook_config(
+        &self,
+        url: &str,
+        secret: &SecretString,
+    ) -> Result<offline_access_webhooks::WebhookConfig, ConfigError> {
+        let parsed = url::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| {
+                ConfigError::new(format!(
+                    "webhooks.url must be an http:// or https:// URL (it is {url:?})"
+                ))
+            })?;
+        offline_access_webhooks::WebhookConfig::new(
+            parsed,
+            secret.expose_secret(),
+            std::time::Duration::from_secs(self.webhooks.timeout_secs),
+        )
+        .map_err(|e| ConfigError::new(e.to_string()))
+    }
+
+    /// The webhook retry schedule.
+    pub(crate) fn retry_schedule(&self) -> offline_access_domain::delivery::RetrySchedule {
+        let w = &self.webhooks;
+        offline_access_domain::delivery::RetrySchedule {
+            min: std::time::Duration::from_millis(w.min_retry_ms),
+            max: std::time::Duration::from_millis(w.max_retry_ms),
+            give_up_after: std::time::Duration::from_secs(
+                w.give_up_after_hours.saturating_mul(3600),
+            ),
+        }
     }
 
     /// One line saying whether the internal API is on, where, for which keys and hosts (names only).

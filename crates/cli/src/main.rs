@@ -6,6 +6,7 @@ mod commands;
 mod compose;
 mod config;
 mod error;
+mod outbox;
 mod sandbox;
 mod telemetry;
 

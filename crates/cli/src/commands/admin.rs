@@ -69,6 +69,11 @@ fn row(c: &Credential) -> Vec<String> {
         .collect();
     let consent = if c.is_forgotten() {
         "forgotten (revocation at Google pending)".to_owned()
+    } else if let Some(disabled) = &c.disabled {
+        match &disabled.reason {
+            Some(reason) => format!("disabled by Google ({reason})"),
+            None => "disabled by Google".to_owned(),
+        }
     } else if c.refresh_token.is_none() {
         format!("{} (no refresh token)", c.consent.as_str())
     } else {
@@ -93,7 +98,7 @@ fn row(c: &Credential) -> Vec<String> {
 }
 
 /// Left-aligned columns separated by two spaces.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -261,7 +266,7 @@ fn not_found(subject: &Subject) -> Failure {
     ))
 }
 
-fn store_failure(e: StoreError) -> Failure {
+pub(super) fn store_failure(e: StoreError) -> Failure {
     Failure::runtime(format!("the credential store failed: {e}"))
 }
 

@@ -153,7 +153,7 @@ impl World {
         )?;
         let keys = Arc::new(KeyRing::generate_ephemeral());
         let store = compose::open_file_store(&store_dir.path().join("store"), keys)?;
-        let stack = compose::stack(google, store, compose::settings(&config));
+        let stack = compose::stack(google, store, compose::settings(&config), false);
         let state = AppState::new(Arc::clone(&stack.service), compose::http_config(&config)?);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await

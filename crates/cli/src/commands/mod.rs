@@ -3,11 +3,18 @@
 mod admin;
 mod check_config;
 mod demo;
+mod events;
+mod risc;
 mod serve;
 
 use std::path::Path;
 
-use crate::cli::{ApiKeyCommand, Cli, Command, DriveCommand, KeysCommand, UsersCommand};
+use offline_access_domain::events::EventFilter;
+
+use crate::cli::{
+    ApiKeyCommand, Cli, Command, DriveCommand, EventsCommand, KeysCommand, RiscCommand,
+    UsersCommand, WebhooksCommand,
+};
 use crate::config::Config;
 use crate::error::{Failure, Outcome};
 use crate::telemetry;
@@ -39,6 +46,39 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
             command: ApiKeyCommand::New { name, json },
         } => admin::api_key_new(&name, json),
         Command::Migrate => admin::migrate(&operator(file)?).await,
+        Command::Risc {
+            command:
+                RiscCommand::Register {
+                    service_account,
+                    url,
+                    no_verify,
+                },
+        } => risc::register(&operator(file)?, &service_account, &url, !no_verify).await,
+        Command::Risc {
+            command: RiscCommand::Status { service_account },
+        } => risc::status(&operator(file)?, &service_account).await,
+        Command::Events {
+            command:
+                EventsCommand::List {
+                    pending,
+                    failed,
+                    json,
+                },
+        } => {
+            let filter = match (pending, failed) {
+                (true, _) => EventFilter::Pending,
+                (_, true) => EventFilter::Failed,
+                _ => EventFilter::All,
+            };
+            events::list(&operator(file)?, filter, json).await
+        }
+        Command::Events {
+            command: EventsCommand::Replay { id },
+        } => events::replay(&operator(file)?, &id).await,
+        // Needs no configuration: it makes a secret to put into it.
+        Command::Webhooks {
+            command: WebhooksCommand::Secret,
+        } => events::webhook_secret(),
     }
 }
 

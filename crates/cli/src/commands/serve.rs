@@ -60,7 +60,18 @@ pub(crate) async fn run(config: Config, sandbox: bool) -> Outcome {
         Arc::clone(&stack.service).retry_pending_revocations_every(Duration::from_secs(300)),
     );
     let render = telemetry::install_metrics()?;
-    let state = AppState::new(Arc::clone(&stack.service), http_config).with_metrics(render);
+    let risc = stack.google.security_events();
+    if let Err(e) = risc.prefetch().await {
+        tracing::info!(error = %e, "could not prefetch Google's RISC keys; they will be fetched on the first security event");
+    }
+    crate::outbox::spawn_delivery(
+        &config,
+        stack.store.events_port(),
+        offline_access_http::shutdown_signal(),
+    )?;
+    let state = AppState::new(Arc::clone(&stack.service), http_config)
+        .with_metrics(render)
+        .with_risc(risc);
     let mut router = offline_access_http::router(state);
     if let Some(parts) = &sandbox_parts {
         // The sign-in page at `/`: only with --sandbox, so the normal router keeps answering 404 there.
@@ -240,7 +251,12 @@ async fn sandbox_stack(config: &Config) -> Result<(Stack, SandboxParts), Failure
         "sandbox: Google is an in-process fake and the store is temporary (removed at shutdown)"
     );
     Ok((
-        compose::stack(google, store, compose::settings(&config)),
+        compose::stack(
+            google,
+            store,
+            compose::settings(&config),
+            config.webhooks.url.is_some(),
+        ),
         SandboxParts { fake, store_dir },
     ))
 }
