@@ -6,6 +6,7 @@ mod at_rest;
 mod config;
 mod crash;
 mod demo;
+mod events;
 mod operator;
 mod sandbox_page;
 mod serve;
