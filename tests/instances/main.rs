@@ -7,6 +7,7 @@
 //! in its own random schema, dropped at the end.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod events;
 mod file;
 mod postgres;
 mod readiness;
