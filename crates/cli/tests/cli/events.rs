@@ -175,6 +175,24 @@ async fn an_event_not_delivered_when_the_server_is_killed_is_delivered_by_the_ne
     }
     assert_eq!(state.as_deref(), Some("delivered"));
 
+    // The delivery shows in the metrics.
+    let metrics = http()
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("offline_access_webhook_deliveries_total{outcome=\"delivered\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("offline_access_webhook_delivery_latency_seconds"),
+        "{metrics}"
+    );
+
     // `events replay` sends it again, same id, through the running server.
     let replayed = cli.run(&["events", "replay", &id]).await;
     assert_eq!(replayed.code, 0, "{}", replayed.stderr);
@@ -275,5 +293,58 @@ async fn risc_register_points_googles_stream_at_the_server_whose_events_are_then
         .await;
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("--service-account"), "{}", bad.stderr);
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_endpoint_that_never_answers_slows_no_sign_in() {
+    // An endpoint that accepts connections and never answers: every delivery attempt hangs until its timeout.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            keep.lock().unwrap().push(socket);
+        }
+    });
+    let fake = FakeGoogle::start().await.unwrap();
+    let mut cli = configured(&fake, &url).await;
+    cli.env("WEBHOOKS__TIMEOUT_SECS", "600");
+    let server = cli.spawn_server(&["serve"], "serve.log").await;
+    // More sign-ins than the delivery loop sends at once: all of them are answered while its sends hang.
+    for i in 0..24 {
+        let minted = fake
+            .mint_code(CodeRequest::new(format!("hang{i}@example.com")))
+            .await
+            .unwrap();
+        // A bound so a coupling would fail the test instead of hanging it; not a speed assertion.
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            sign_in(&server.base, &minted.code),
+        )
+        .await
+        .expect("a sign-in waited on the webhook");
+    }
+    for _ in 0..600 {
+        if !held.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "the delivery loop reached the endpoint"
+    );
+    let listed = cli.run(&["events", "list", "--pending"]).await;
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert_eq!(
+        listed
+            .stdout
+            .lines()
+            .filter(|l| l.contains("user.signed_in"))
+            .count(),
+        24
+    );
     drop(server);
 }
