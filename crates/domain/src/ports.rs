@@ -351,6 +351,16 @@ pub trait CredentialStore: Send + Sync {
         events: &[EventRecord],
     ) -> Result<(), StoreError>;
 
+    /// The version of a subject's record without opening it, so that an operator can delete a record that cannot
+    /// be read (sealed under a lost key) at its version. The default reads the record; adapters that can read the
+    /// version of an unreadable record override it.
+    ///
+    /// # Errors
+    /// As for `get`.
+    async fn stored_version(&self, subject: &Subject) -> Result<Option<u64>, StoreError> {
+        Ok(self.get(subject).await?.map(|c| c.version))
+    }
+
     /// The subjects whose stored refresh token has `index_key` among its [`crate::risc::index_keys`] (kept with
     /// each write that stores a refresh token; a lookup, not a scan). May return a subject whose token no longer
     /// matches (the caller checks); MUST return every one that does.

@@ -594,8 +594,14 @@ pub async fn a_record_under_an_unknown_key_is_a_loud_error(
         writer.get(&cred.subject).await.unwrap().unwrap().version,
         written.version
     );
-    // Only a delete at its version removes it (an operator's way out when a key is lost).
+    // Only a delete at its version removes it (an operator's way out when a key is lost); the version can be read
+    // without the key.
+    assert_eq!(
+        reader.stored_version(&cred.subject).await.unwrap(),
+        Some(written.version)
+    );
     reader.delete(&cred.subject, written.version).await.unwrap();
+    assert_eq!(reader.stored_version(&cred.subject).await.unwrap(), None);
     assert!(writer.get(&cred.subject).await.unwrap().is_none());
 }
 

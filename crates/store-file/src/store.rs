@@ -850,6 +850,18 @@ impl CredentialStore for FileStore {
         self.run(move |inner| inner.get(&subject)).await
     }
 
+    async fn stored_version(&self, subject: &Subject) -> Result<Option<u64>, StoreError> {
+        let subject = subject.clone();
+        self.run(move |inner| {
+            let hash = user_hash(subject.as_str());
+            // The record's JSON is read, its tokens are not opened: this works under a lost key too.
+            Ok(inner
+                .read_record(&hash, subject.as_str())?
+                .map(|r| r.version))
+        })
+        .await
+    }
+
     async fn put_with(
         &self,
         credential: &Credential,

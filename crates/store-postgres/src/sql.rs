@@ -9,6 +9,8 @@ use crate::row::COLUMNS;
 pub(crate) struct Statements {
     /// `$1` subject.
     pub(crate) get: String,
+    /// `$1` subject: the row's version only (no decryption).
+    pub(crate) version: String,
     /// First write (expected version 0): `$1..$8` fields, `$9` created_at, `$10` updated_at, `$11` access scopes,
     /// `$12..$16` [`ACCOUNT_FIELDS`]. The version is the first of a new epoch. No row = conflict.
     pub(crate) insert: String,
@@ -245,6 +247,7 @@ impl Statements {
         let delete = format!("DELETE FROM {table} WHERE subject = $1 AND version = $2");
         Statements {
             get: format!("SELECT {COLUMNS} FROM {table} WHERE subject = $1"),
+            version: format!("SELECT version FROM {table} WHERE subject = $1"),
             insert_with_events: with_events(&insert, &outbox, 17, COLUMNS),
             update_with_events: with_events(&update, &outbox, 18, COLUMNS),
             delete_with_events: with_events(

@@ -788,6 +788,19 @@ impl CredentialStore for PgStore {
         }
     }
 
+    async fn stored_version(&self, subject: &Subject) -> Result<Option<u64>, StoreError> {
+        let inner = &*self.inner;
+        let doing = "reading a credential's version";
+        let rows = inner
+            .query(doing, &inner.sql.version, &[&subject.as_str()])
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let version: i64 = row.try_get(0).map_err(|e| inner.errors.driver(doing, &e))?;
+        Ok(u64::try_from(version).ok())
+    }
+
     async fn find_by_refresh_token(&self, index_key: &str) -> Result<Vec<Subject>, StoreError> {
         let inner = &*self.inner;
         let doing = "finding a refresh token";
