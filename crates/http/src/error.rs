@@ -23,7 +23,9 @@ pub struct ErrorBody {
     #[schema(example = "invalid_token")]
     pub error: String,
     /// One sentence for a developer; never contains a token, code or secret.
-    #[schema(example = "The bearer token is not a valid Google ID token for this server.")]
+    #[schema(
+        example = "The bearer token has expired; Google ID tokens last one hour: get a fresh one and retry."
+    )]
     pub message: String,
     /// With `scope_missing` from the internal API: the requested scopes the user's grant lacks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,12 +72,9 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
 
-    pub(crate) fn invalid_token() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            "The bearer token is not a valid Google ID token for this server.",
-        )
+    /// 401 `invalid_token` saying which [`BearerProblem`] it is (and nothing more).
+    pub(crate) fn invalid_token(problem: BearerProblem) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_token", problem.message())
     }
 
     pub(crate) fn missing_csrf_header() -> Self {
@@ -167,8 +166,8 @@ impl ApiError {
         )
     }
 
-    /// For a Bearer token or an exchanged ID token that failed verification. The typed reason is logged, never
-    /// returned.
+    /// For a Bearer token that failed verification. The typed reason is logged; the answer names only its
+    /// [`BearerProblem`].
     pub(crate) fn from_verify(error: &VerifyError, what: &'static str) -> Self {
         if *error == VerifyError::KeysUnavailable {
             tracing::warn!(
@@ -183,7 +182,7 @@ impl ApiError {
             );
         }
         tracing::info!(reason = error.reason(), token = what, "ID token rejected");
-        Self::invalid_token()
+        Self::invalid_token(BearerProblem::of(error))
     }
 
     /// For a value that failed the edge validation of a secret newtype (never echoes the value).
@@ -199,8 +198,95 @@ impl ApiError {
     }
 }
 
+/// Why a request's Bearer ID token was refused, as far as the 401 answer tells the client.
+///
+/// The categories are what an app developer can act on, and each tells an attacker only what the token they sent
+/// already shows them (its own `exp`, `aud` and `kid` are readable, Google's keys are public) or what they chose
+/// themselves (the header). A token is never called expired, or of another audience, unless its signature verified
+/// first; every other failed signature or claim check is the one undifferentiated [`BearerProblem::Invalid`]
+/// (see docs/security.md, "What a 401 says").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BearerProblem {
+    /// No `Authorization` header.
+    Missing,
+    /// An `Authorization` header of another scheme (`Basic ...`), or with no scheme.
+    NotBearer,
+    /// Not exactly one header holding one JWT-shaped token (segments, base64url, JSON, size).
+    Malformed,
+    /// Signed by Google, but `exp` is past (with the leeway).
+    Expired,
+    /// Signed by Google for another client ID than this server's (`aud`).
+    WrongAudience,
+    /// A `kid` Google does not publish (or none).
+    UnknownKey,
+    /// Any other failed check: the algorithm, the signature, the issuer, `azp`, `hd`, `iat`, the lifetime, a claim.
+    Invalid,
+}
+
+impl BearerProblem {
+    /// Every problem, for tests and documentation.
+    #[cfg(test)]
+    pub(crate) const ALL: [Self; 7] = [
+        Self::Missing,
+        Self::NotBearer,
+        Self::Malformed,
+        Self::Expired,
+        Self::WrongAudience,
+        Self::UnknownKey,
+        Self::Invalid,
+    ];
+
+    /// The category of a verifier's typed reason.
+    pub(crate) fn of(error: &VerifyError) -> Self {
+        match error {
+            VerifyError::Malformed(_) => Self::Malformed,
+            VerifyError::Expired => Self::Expired,
+            VerifyError::WrongAudience => Self::WrongAudience,
+            VerifyError::UnknownKey => Self::UnknownKey,
+            VerifyError::UnsupportedAlgorithm
+            | VerifyError::BadSignature
+            | VerifyError::WrongIssuer
+            | VerifyError::DisallowedAuthorizedParty
+            | VerifyError::IssuedInFuture
+            | VerifyError::LifetimeTooLong
+            | VerifyError::BadClaim(_)
+            | VerifyError::WrongHostedDomain
+            | VerifyError::KeysUnavailable => Self::Invalid,
+        }
+    }
+
+    /// The answer's one sentence. It is also the `error_description` of `WWW-Authenticate`, so it holds no `"`
+    /// or `\` (RFC 6750 §3).
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            Self::Missing => {
+                "The Authorization header is missing; send Authorization: Bearer <the user's Google ID token>."
+            }
+            Self::NotBearer => {
+                "The Authorization header is not a Bearer token; send Authorization: Bearer <the user's Google ID token>."
+            }
+            Self::Malformed => {
+                "The bearer token is malformed: send one Authorization header holding one Google ID token (a JWT)."
+            }
+            Self::Expired => {
+                "The bearer token has expired; Google ID tokens last one hour: get a fresh one and retry."
+            }
+            Self::WrongAudience => {
+                "The bearer token was issued for another client ID; request the ID token for this server's web client ID."
+            }
+            Self::UnknownKey => {
+                "The bearer token is signed with a key Google does not publish; get a fresh ID token from Google."
+            }
+            Self::Invalid => {
+                "The bearer token's signature or claims are not valid for this server."
+            }
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let body_message = self.message.clone();
         let body = ErrorBody {
             error: self.code.to_owned(),
             message: self.message.into_owned(),
@@ -209,16 +295,30 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, Json(body)).into_response();
         let headers = response.headers_mut();
         if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(r#"Bearer error="invalid_token""#),
-            );
+            headers.insert(header::WWW_AUTHENTICATE, bearer_challenge(&body_message));
         }
         if let Some(secs) = self.retry_after_secs {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
+}
+
+/// `Bearer error="invalid_token", error_description="<message>"`; without the description if the message could
+/// not be one (our messages always can: see the tests).
+fn bearer_challenge(message: &str) -> HeaderValue {
+    let describable = message
+        .bytes()
+        .all(|b| (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\');
+    describable
+        .then(|| {
+            HeaderValue::from_str(&format!(
+                r#"Bearer error="invalid_token", error_description="{message}""#
+            ))
+            .ok()
+        })
+        .flatten()
+        .unwrap_or_else(|| HeaderValue::from_static(r#"Bearer error="invalid_token""#))
 }
 
 impl From<StoreError> for ApiError {
@@ -429,7 +529,7 @@ pub(crate) fn for_status(status: StatusCode) -> ApiError {
             "The request body has an unsupported content type.",
         ),
         StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => ApiError::timeout(),
-        StatusCode::UNAUTHORIZED => ApiError::invalid_token(),
+        StatusCode::UNAUTHORIZED => ApiError::invalid_token(BearerProblem::Invalid),
         StatusCode::TOO_MANY_REQUESTS => ApiError::rate_limited(1),
         s if s.is_client_error() => ApiError::invalid_request("The request is not valid."),
         StatusCode::SERVICE_UNAVAILABLE => ApiError::new(
@@ -471,10 +571,72 @@ mod tests {
     }
 
     #[test]
-    fn a_bearer_failure_never_reveals_its_reason() {
-        let a = ApiError::from_verify(&VerifyError::BadSignature, "bearer");
-        let b = ApiError::from_verify(&VerifyError::WrongAudience, "bearer");
-        assert_eq!(a.message, b.message);
-        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    fn a_bearer_failure_says_its_category_and_never_which_claim_or_signature_check() {
+        let message = |e: VerifyError| ApiError::from_verify(&e, "bearer").message;
+        assert!(message(VerifyError::Expired).contains("expired"));
+        assert!(message(VerifyError::WrongAudience).contains("another client ID"));
+        assert!(message(VerifyError::UnknownKey).contains("key Google does not publish"));
+        assert!(message(VerifyError::Malformed("header is not base64url")).contains("malformed"));
+        // Every other signature or claim failure gets one and the same sentence, naming no claim.
+        let others = [
+            VerifyError::UnsupportedAlgorithm,
+            VerifyError::BadSignature,
+            VerifyError::WrongIssuer,
+            VerifyError::DisallowedAuthorizedParty,
+            VerifyError::IssuedInFuture,
+            VerifyError::LifetimeTooLong,
+            VerifyError::BadClaim("email"),
+            VerifyError::WrongHostedDomain,
+        ];
+        for e in others {
+            let reason = e.reason();
+            let text = message(e);
+            assert_eq!(text, BearerProblem::Invalid.message(), "{reason}");
+            for word in [
+                "email",
+                "iss",
+                "azp",
+                "hd",
+                "iat",
+                "exp",
+                "lifetime",
+                "algorithm",
+                "RS256",
+            ] {
+                assert!(!text.contains(word), "{reason}: {word} in {text:?}");
+            }
+        }
+        // The detail of a malformed token is logged, never answered.
+        assert!(!message(VerifyError::Malformed("header is not base64url")).contains("header is"));
+    }
+
+    #[test]
+    fn every_bearer_problem_has_its_own_sentence_usable_as_an_error_description() {
+        let mut seen = std::collections::HashSet::new();
+        for problem in BearerProblem::ALL {
+            let response = ApiError::invalid_token(problem).into_response();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            let challenge = response.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap();
+            assert_eq!(
+                challenge,
+                format!(
+                    r#"Bearer error="invalid_token", error_description="{}""#,
+                    problem.message()
+                ),
+                "{problem:?}"
+            );
+            assert!(problem.message().ends_with('.'));
+            assert!(
+                seen.insert(problem.message()),
+                "{problem:?} shares its sentence"
+            );
+        }
+        // A sentence that could not be a quoted-string keeps the bare challenge.
+        assert_eq!(
+            bearer_challenge("say \"hi\""),
+            HeaderValue::from_static(r#"Bearer error="invalid_token""#)
+        );
     }
 }

@@ -10,7 +10,7 @@ use offline_access_domain::{IdToken, Subject};
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, BearerProblem};
 
 /// The user proven by a verified `Authorization: Bearer <Google ID token>`.
 #[derive(Debug, Clone)]
@@ -20,38 +20,53 @@ impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match bearer_token(&parts.headers)? {
-            Some(token) => authenticate(state, &token).await.map(Self),
-            None => {
-                tracing::info!(reason = "missing", "bearer token missing");
-                Err(ApiError::invalid_token())
-            }
-        }
+        let token = required_bearer_token(&parts.headers)?;
+        authenticate(state, &token).await.map(Self)
     }
 }
 
 /// The Bearer ID token of a request: `None` when there is no `Authorization` header; 401 when there is one that
-/// is not exactly one well-formed `Bearer` ID token.
+/// is not exactly one well-formed `Bearer` ID token (the answer says which: not a Bearer, or malformed).
 pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<Option<IdToken>, ApiError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
     };
-    let reject = |reason: &'static str| {
+    let reject = |reason: &'static str, problem: BearerProblem| {
         tracing::info!(reason, "bearer token rejected before verification");
-        ApiError::invalid_token()
+        ApiError::invalid_token(problem)
     };
     if values.next().is_some() {
-        return Err(reject("several_authorization_headers"));
+        return Err(reject(
+            "several_authorization_headers",
+            BearerProblem::Malformed,
+        ));
     }
-    let value = value.to_str().map_err(|_| reject("not_ascii"))?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(|| reject("no_scheme"))?;
+    let value = value
+        .to_str()
+        .map_err(|_| reject("not_ascii", BearerProblem::Malformed))?;
+    let (scheme, token) = match value.trim().split_once(' ') {
+        Some(split) => split,
+        // `Bearer` and nothing else names the scheme but holds no token.
+        None if value.trim().eq_ignore_ascii_case("bearer") => {
+            return Err(reject("empty", BearerProblem::Malformed));
+        }
+        None => return Err(reject("no_scheme", BearerProblem::NotBearer)),
+    };
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(reject("not_bearer"));
+        return Err(reject("not_bearer", BearerProblem::NotBearer));
     }
     IdToken::parse(token.trim())
         .map(Some)
-        .map_err(|_| reject("malformed"))
+        .map_err(|_| reject("malformed", BearerProblem::Malformed))
+}
+
+/// The Bearer ID token of a request that needs one: as [`bearer_token`], and 401 (missing) without the header.
+pub(crate) fn required_bearer_token(headers: &HeaderMap) -> Result<IdToken, ApiError> {
+    bearer_token(headers)?.ok_or_else(|| {
+        tracing::info!(reason = "missing", "bearer token missing");
+        ApiError::invalid_token(BearerProblem::Missing)
+    })
 }
 
 /// Verifies a Bearer ID token through the domain and returns its subject.
@@ -193,15 +208,21 @@ mod tests {
             HeaderValue::from_static("bearer aGVhZA.Ym9keQ.c2ln"),
         );
         assert!(bearer_token(&headers).unwrap().is_some());
-        for bad in [
-            "Basic dXNlcjpwYXNz",
-            "Bearer",
-            "Bearer a.b",
-            "Bearer a.b.c.d",
-            "Token a.b.c",
+        let not_bearer = BearerProblem::NotBearer.message();
+        let malformed = BearerProblem::Malformed.message();
+        for (bad, message) in [
+            ("Basic dXNlcjpwYXNz", not_bearer),
+            ("Token a.b.c", not_bearer),
+            ("aGVhZA.Ym9keQ.c2ln", not_bearer),
+            ("Bearer", malformed),
+            ("Bearer ", malformed),
+            ("Bearer a.b", malformed),
+            ("Bearer a.b.c.d", malformed),
         ] {
             headers.insert(header::AUTHORIZATION, HeaderValue::from_static(bad));
-            assert_eq!(bearer_token(&headers).unwrap_err().code, "invalid_token");
+            let error = bearer_token(&headers).unwrap_err();
+            assert_eq!(error.code, "invalid_token");
+            assert_eq!(error.message, message, "{bad}");
         }
         headers.insert(
             header::AUTHORIZATION,
@@ -211,7 +232,13 @@ mod tests {
             header::AUTHORIZATION,
             HeaderValue::from_static("Bearer aGVhZA.Ym9keQ.c2ln"),
         );
-        assert!(bearer_token(&headers).is_err());
+        assert_eq!(bearer_token(&headers).unwrap_err().message, malformed);
+        assert_eq!(
+            required_bearer_token(&HeaderMap::new())
+                .unwrap_err()
+                .message,
+            BearerProblem::Missing.message()
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! | 400 | `invalid_grant` | Google rejected the code (used, expired, unknown) |
 //! | 400 | `openid_scope_missing` | Google returned no ID token: the app must request `openid` |
 //! | 400 | `bad_request` | Drive refused the request as malformed |
-//! | 401 | `invalid_token` | missing or bad Bearer ID token (the reason is logged, never returned); `WWW-Authenticate: Bearer` |
+//! | 401 | `invalid_token` | missing or bad Bearer ID token; the message says which of missing, not a Bearer, malformed, expired, another client ID, unknown key, or another signature or claim failure (the exact reason is logged); `WWW-Authenticate: Bearer error="invalid_token", error_description="..."` |
 //! | 403 | `missing_csrf_header` | `POST /authcode` without a non-empty `X-Requested-With` |
 //! | 403 | `subject_mismatch` | the code belongs to another user than the Bearer's; nothing stored |
 //! | 403 | `scope_missing` | `drive.appdata` not granted; no Drive call made |

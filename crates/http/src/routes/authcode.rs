@@ -102,7 +102,7 @@ impl SignInView {
     responses(
         (status = 200, description = "Signed in; the credential is stored.", body = SignInView),
         (status = 400, description = "`invalid_request` (missing, empty, oversized or malformed code or body), `invalid_grant` (Google rejected the code), `openid_scope_missing`.", body = ErrorBody),
-        (status = 401, description = "`invalid_token`: the Bearer token or the exchanged ID token failed verification.", body = ErrorBody),
+        (status = 401, description = "`invalid_token`: the Bearer token is not a valid ID token for this server; the message says why (missing, not a Bearer, malformed, expired, another client ID, unknown key, signature or claims).", body = ErrorBody),
         (status = 403, description = "`missing_csrf_header`, or `subject_mismatch` (the code belongs to another user; nothing stored).", body = ErrorBody),
         (status = 413, description = "`payload_too_large`.", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: not a form or JSON body.", body = ErrorBody),

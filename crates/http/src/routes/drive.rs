@@ -13,13 +13,13 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use offline_access_domain::{DriveRequest, DriveResponse, Subject};
 use serde::Deserialize;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use super::run_to_completion;
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{
-    Authed, FileId, authenticate, bearer_token, query, read_body, validate_file_name,
+    Authed, FileId, authenticate, query, read_body, required_bearer_token, validate_file_name,
 };
 
 /// Query of `GET /v1/me/drive/files`.
@@ -36,9 +36,18 @@ pub(crate) struct ListQuery {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct CreateQuery {
-    /// The file name: 1 to 255 bytes, no control characters, no `/` or `\`.
+    /// The file name (required): 1 to 255 bytes, no control characters, no `/` or `\`, not `.` or `..`.
+    // An `Option` so that its absence gets its own 400 message rather than the query's.
+    #[param(required = true)]
     name: Option<String>,
 }
+
+/// The file's raw bytes.
+// For the OpenAPI document only: `type: string, format: binary` (a bare `Vec<u8>` reads as an array of integers).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // Only its schema is used.
+pub(crate) struct FileBytes(Vec<u8>);
 
 /// Runs one Drive operation for the user, counting it by operation and outcome.
 async fn call(
@@ -116,10 +125,7 @@ async fn authed_upload(
 ) -> Result<(Subject, String, Bytes), ApiError> {
     let content_type = upload_content_type(&request)?;
     let (parts, body) = request.into_parts();
-    let Some(token) = bearer_token(&parts.headers)? else {
-        tracing::info!(reason = "missing", "bearer token missing");
-        return Err(ApiError::invalid_token());
-    };
+    let token = required_bearer_token(&parts.headers)?;
     let subject = authenticate(state, &token).await?;
     let content = read_body(&parts.headers, body, state.config.drive_body_limit).await?;
     Ok((subject, content_type, content))
@@ -192,7 +198,7 @@ pub(crate) async fn list_files(
     tag = "drive",
     security(("google_id_token" = [])),
     params(CreateQuery),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file content; its Content-Type is kept as the file's MIME type."),
+    request_body(content = inline(FileBytes), content_type = "application/octet-stream", description = "The file content, up to `http.drive_body_limit` bytes (default 10 MiB). Any Content-Type may be sent (`application/octet-stream` without one); it is kept as the file's MIME type."),
     responses(
         (status = 201, description = "Created; Drive's metadata of the new file.", body = Object),
         (status = 400, description = "`invalid_request`: missing or bad name, bad Content-Type.", body = ErrorBody),
@@ -259,7 +265,7 @@ pub(crate) async fn get_file(
     security(("google_id_token" = [])),
     params(("id" = String, Path, description = "Drive file id.")),
     responses(
-        (status = 200, description = "The content.", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The content, with the file's MIME type as its Content-Type (any type; `application/octet-stream` here stands for all).", content_type = "application/octet-stream", body = inline(FileBytes)),
         (status = 400, description = "`invalid_request`.", body = ErrorBody),
         (status = 401, description = "`invalid_token`.", body = ErrorBody),
         (status = 404, description = "`not_found`.", body = ErrorBody),
@@ -281,7 +287,7 @@ pub(crate) async fn get_content(
     tag = "drive",
     security(("google_id_token" = [])),
     params(("id" = String, Path, description = "Drive file id.")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The new content."),
+    request_body(content = inline(FileBytes), content_type = "application/octet-stream", description = "The new content, up to `http.drive_body_limit` bytes; its Content-Type becomes the file's MIME type."),
     responses(
         (status = 200, description = "Drive's metadata of the updated file.", body = Object),
         (status = 400, description = "`invalid_request`.", body = ErrorBody),

@@ -41,6 +41,7 @@ pub(crate) const ID_BOB: &str = "eyJhbGciOiJSUzI1NiJ9.canaryIdBob.c2ln";
 pub(crate) const ID_OTHER_APP: &str = "eyJhbGciOiJSUzI1NiJ9.canaryIdOtherApp.c2ln";
 pub(crate) const ID_EXPIRED: &str = "eyJhbGciOiJSUzI1NiJ9.canaryIdExpired.c2ln";
 pub(crate) const ID_BAD_SIGNATURE: &str = "eyJhbGciOiJSUzI1NiJ9.canaryIdForged.c2ln";
+pub(crate) const ID_UNKNOWN_KEY: &str = "eyJhbGciOiJSUzI1NiJ9.canaryIdUnknownKey.c2ln";
 pub(crate) const SUB_ALICE: &str = "111111111111111111111";
 pub(crate) const SUB_BOB: &str = "222222222222222222222";
 
@@ -105,6 +106,7 @@ pub(crate) fn verify_token(token: &IdToken) -> Result<VerifiedIdToken, VerifyErr
         ID_OTHER_APP => Err(VerifyError::WrongAudience),
         ID_EXPIRED => Err(VerifyError::Expired),
         ID_BAD_SIGNATURE => Err(VerifyError::BadSignature),
+        ID_UNKNOWN_KEY => Err(VerifyError::UnknownKey),
         _ => Err(VerifyError::Malformed("unknown test token")),
     }
 }

@@ -65,6 +65,32 @@ async fn me_shows_a_revoked_consent() {
     assert_eq!(json["offline_access"], false);
 }
 
+/// Each kind of bad `Authorization` header and what its 401 message says (the challenge repeats it).
+fn bad_bearers() -> Vec<(Option<String>, &'static str)> {
+    let bearer = |token: &str| Some(format!("Bearer {token}"));
+    vec![
+        (None, "The Authorization header is missing"),
+        (
+            Some("Basic YWxpY2U6cHc=".to_owned()),
+            "is not a Bearer token",
+        ),
+        (Some(ID_ALICE.to_owned()), "is not a Bearer token"),
+        (bearer(""), "is malformed"),
+        (bearer("a.b"), "is malformed"),
+        (
+            bearer("eyJhbGciOiJSUzI1NiJ9.canaryIdUnknown.c2ln"),
+            "is malformed",
+        ),
+        (bearer(ID_EXPIRED), "has expired"),
+        (bearer(ID_OTHER_APP), "issued for another client ID"),
+        (bearer(ID_UNKNOWN_KEY), "key Google does not publish"),
+        (
+            bearer(ID_BAD_SIGNATURE),
+            "signature or claims are not valid",
+        ),
+    ]
+}
+
 #[tokio::test]
 async fn a_bad_bearer_is_401_on_every_user_route_with_no_drive_or_token_call() {
     let mut mocks = Mocks::bare();
@@ -74,45 +100,57 @@ async fn a_bad_bearer_is_401_on_every_user_route_with_no_drive_or_token_call() {
     mocks.tokens.expect_revoke().never();
     mocks.drive.expect_execute().never();
     let app = TestApp::new(mocks);
-    let bad_headers = [
-        Some(format!("Bearer {ID_OTHER_APP}")),
-        Some(format!("Bearer {ID_EXPIRED}")),
-        Some(format!("Bearer {ID_BAD_SIGNATURE}")),
-        Some("Bearer a.b".to_owned()),
-        Some("Bearer ".to_owned()),
-        Some(format!("Basic {ID_ALICE}")),
-        Some(ID_ALICE.to_owned()),
-        Some(format!("Bearer {}", "a".repeat(20_000))),
-        None,
-    ];
+    let huge = format!("Bearer {}", "a".repeat(20_000));
+    let headers: Vec<Option<String>> = bad_bearers()
+        .into_iter()
+        .map(|(header, _)| header)
+        .chain([Some(huge)])
+        .collect();
     for (method, path) in USER_ROUTES {
-        for header in &bad_headers {
+        for header in &headers {
             let mut builder = Request::builder().method(*method).uri(*path);
             if let Some(h) = header {
                 builder = builder.header("authorization", h);
             }
             let answer = app.send(builder.body(Body::from("{}")).unwrap()).await;
             answer.assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
-            assert_eq!(
-                answer.headers.get("www-authenticate").unwrap(),
-                r#"Bearer error="invalid_token""#,
-                "{method} {path}"
+            let challenge = answer.headers["www-authenticate"].to_str().unwrap();
+            assert!(
+                challenge.starts_with(r#"Bearer error="invalid_token", error_description=""#),
+                "{method} {path}: {challenge}"
             );
         }
     }
 }
 
 #[tokio::test]
-async fn the_401_body_is_the_same_whatever_the_reason() {
+async fn the_401_says_which_problem_the_bearer_has_and_repeats_it_in_the_challenge() {
     let mut mocks = Mocks::bare();
     mocks.accept_id_tokens();
     let app = TestApp::new(mocks);
-    let mut bodies = Vec::new();
-    for bearer in [ID_OTHER_APP, ID_EXPIRED, ID_BAD_SIGNATURE, "x.y"] {
-        bodies.push(app.send(get("/v1/me", bearer)).await.text());
+    let mut messages = std::collections::HashSet::new();
+    for (header, says) in bad_bearers() {
+        let mut builder = Request::get("/v1/me");
+        if let Some(h) = &header {
+            builder = builder.header("authorization", h);
+        }
+        let answer = app.send(builder.body(Body::empty()).unwrap()).await;
+        answer.assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
+        let json = answer.json();
+        let message = json["message"].as_str().unwrap();
+        assert!(message.contains(says), "{header:?}: {message}");
+        assert_eq!(json.as_object().unwrap().len(), 2, "{json}");
+        // The challenge carries the same sentence; neither echoes the token.
+        assert_eq!(
+            answer.headers["www-authenticate"].to_str().unwrap(),
+            format!(r#"Bearer error="invalid_token", error_description="{message}""#)
+        );
+        assert!(!message.contains("canary") && !message.contains("YWxpY2U"));
+        messages.insert(message.to_owned());
     }
-    bodies.dedup();
-    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    // Seven problems, seven sentences: missing, not a Bearer, malformed, expired, another audience, an unknown
+    // key, and every other signature or claim failure.
+    assert_eq!(messages.len(), 7, "{messages:?}");
 }
 
 #[tokio::test]
