@@ -275,6 +275,7 @@ impl GoogleDrive {
         call: Call,
     ) -> Result<DriveResponse, DriveError> {
         let bearer = http::bearer(access_token).ok_or(DriveError::Unauthorized)?;
+        let host = host_of(&call.url);
         let mut builder = self
             .http
             .request(call.method, call.url)
@@ -286,13 +287,14 @@ impl GoogleDrive {
             builder = builder.body(body);
         }
         if call.expect == Expect::Content {
-            return self.download(builder).await;
+            return self.download(builder, &host).await;
         }
-        let answer = http::send(builder, MAX_JSON_BODY)
+        let response = self.send_head(builder, &host, false).await?;
+        let answer = http::read(response, MAX_JSON_BODY)
             .await
-            .map_err(unanswered)?;
+            .map_err(|failure| broke_off(&host, failure))?;
         if !answer.status.is_success() {
-            return Err(map_error(&answer));
+            return Err(logged(map_error(&answer), &host, answer.status));
         }
         if call.expect == Expect::Empty {
             return Ok(DriveResponse::Empty);
@@ -309,16 +311,15 @@ impl GoogleDrive {
     async fn download(
         &self,
         builder: reqwest::RequestBuilder,
+        host: &str,
     ) -> Result<DriveResponse, DriveError> {
-        let response = http::send_streamed(builder, self.timeout, None)
-            .await
-            .map_err(unanswered)?;
+        let response = self.send_head(builder, host, true).await?;
         if !response.status().is_success() {
             let answer = tokio::time::timeout(self.timeout, http::read(response, MAX_JSON_BODY))
                 .await
                 .unwrap_or(Err(Failure::Timeout))
-                .map_err(unanswered)?;
-            return Err(map_error(&answer));
+                .map_err(|failure| broke_off(host, failure))?;
+            return Err(logged(map_error(&answer), host, answer.status));
         }
         let content_type = response
             .headers()
@@ -335,6 +336,141 @@ impl GoogleDrive {
             ),
         })
     }
+}
+
+impl GoogleDrive {
+    /// Sends a request and waits for its answer's head. A download (`streamed`) lifts the client's whole-request
+    /// timeout to [`http::MAX_DOWNLOAD_TIME`] and waits for the head for the request timeout only. A request that
+    /// gets no answer is logged at `warn` with its cause ([`log_unreachable`]) and is
+    /// [`DriveError::Unavailable`].
+    async fn send_head(
+        &self,
+        builder: reqwest::RequestBuilder,
+        host: &str,
+        streamed: bool,
+    ) -> Result<reqwest::Response, DriveError> {
+        let sent = if streamed {
+            let send = builder.timeout(http::MAX_DOWNLOAD_TIME).send();
+            match tokio::time::timeout(self.timeout, send).await {
+                Ok(sent) => sent,
+                Err(_) => {
+                    log_unreachable(host, "timeout", "no answer within the request timeout");
+                    return Err(DriveError::Unavailable);
+                }
+            }
+        } else {
+            builder.send().await
+        };
+        sent.map_err(|error| {
+            log_unreachable(host, cause_of(&error), &detail_of(&error));
+            DriveError::Unavailable
+        })
+    }
+}
+
+/// `host[:port]` of a Drive URL: what the logs may say of where a call went (never the path or the query).
+fn host_of(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("unknown");
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+/// Why a request got no answer, in one word: `timeout`, `dns`, `tls` (the handshake or the certificate),
+/// `connect` (refused, unreachable network, reset while connecting) or `connection` (the connection broke after
+/// the request was sent).
+fn cause_of(error: &reqwest::Error) -> &'static str {
+    if error.is_timeout() {
+        return "timeout";
+    }
+    let detail = detail_of(error).to_ascii_lowercase();
+    // rustls' errors, by their wording (`invalid peer certificate: UnknownIssuer`, `received corrupt message of
+    // type InvalidContentType`, `received fatal alert: ...`), or as I/O errors of kind `InvalidData`.
+    let mut tls = [
+        "certificate",
+        "tls",
+        "handshake",
+        "corrupt message",
+        "alert",
+        "peer is incompatible",
+        "peer misbehaved",
+    ]
+    .iter()
+    .any(|word| detail.contains(word));
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
+        {
+            tls = true;
+        }
+        source = cause.source();
+    }
+    if detail.contains("dns error") || detail.contains("failed to lookup address") {
+        "dns"
+    } else if tls {
+        "tls"
+    } else if error.is_connect() {
+        "connect"
+    } else {
+        "connection"
+    }
+}
+
+/// The causes under a request error (`tcp connect error: Connection refused (os error 111)`), without the error's
+/// own text, which names the URL.
+fn detail_of(error: &reqwest::Error) -> String {
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    if causes.is_empty() {
+        "no detail".to_owned()
+    } else {
+        causes.join(": ")
+    }
+}
+
+/// Logs a Drive call that got no answer: the host, the cause in one word and the transport's detail.
+fn log_unreachable(host: &str, cause: &'static str, detail: &str) {
+    tracing::warn!(
+        host = %host,
+        cause = %cause,
+        detail,
+        "Drive is unreachable ({cause} failed at {host}); check google.base_url, DNS, TLS trust (google.ca_file) and egress"
+    );
+}
+
+/// A Drive answer whose body broke off (or was too large): logged like an unreachable Drive when it is one.
+fn broke_off(host: &str, failure: Failure) -> DriveError {
+    match failure {
+        Failure::Timeout => {
+            log_unreachable(host, "timeout", "the answer's body did not arrive in time")
+        }
+        Failure::Unreachable => log_unreachable(
+            host,
+            "connection",
+            "the connection broke while reading the answer",
+        ),
+        Failure::TooLarge => {}
+    }
+    unanswered(failure)
+}
+
+/// Logs Drive's own error answers that make the call unavailable (5xx, 408), with the status.
+fn logged(error: DriveError, host: &str, status: StatusCode) -> DriveError {
+    if error == DriveError::Unavailable {
+        tracing::warn!(
+            host,
+            status = status.as_u16(),
+            "Drive answered with an outage status"
+        );
+    }
+    error
 }
 
 /// A Drive call that got no complete answer.

@@ -9,7 +9,9 @@ use serde_json::json;
 use wiremock::matchers::{any, header, method, path};
 use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
 
-use crate::support::{closed_port_url, config, google, query_is, raw_server, serving_8_mib};
+use crate::support::{
+    closed_port_url, config, google, observe, query_is, raw_server, serving_8_mib,
+};
 
 const ACCESS: &str = "ya29.a0canary-access";
 
@@ -571,4 +573,99 @@ async fn unreachable_or_slow_drive_is_unavailable() {
             Err(DriveError::Unavailable)
         );
     }
+}
+
+/// The warn line of an unreachable Drive in `logs`, which names `host` and `cause` and holds no token or query.
+fn unreachable_line<'l>(logs: &'l str, host: &str, cause: &str) -> &'l str {
+    let line = logs
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("Drive is unreachable"))
+        .unwrap_or_else(|| panic!("no warn line for an unreachable Drive in:\n{logs}"));
+    assert!(line.contains(&format!("host={host}")), "{line}");
+    assert!(line.contains(&format!("cause={cause} ")), "{line}");
+    for secret in [ACCESS, "fields=", "appDataFolder", "?"] {
+        assert!(!line.contains(secret), "{secret} in {line}");
+    }
+    line
+}
+
+#[test]
+fn a_closed_port_is_logged_at_warn_naming_the_host_and_connect() {
+    let base = closed_port_url();
+    let host = base.trim_start_matches("http://").to_owned();
+    let (logs, _) = observe(|| async {
+        let server = MockServer::start().await;
+        let mut config = config(&server);
+        config.base_url = Some(base.clone());
+        let drive = Google::new(config).unwrap().drive();
+        for request in [
+            DriveRequest::GetAppFolder,
+            DriveRequest::Download { id: "f1".into() },
+        ] {
+            assert_eq!(
+                drive.execute(&token(), &request).await,
+                Err(DriveError::Unavailable)
+            );
+        }
+    });
+    let line = unreachable_line(&logs, &host, "connect");
+    assert!(line.to_lowercase().contains("connection refused"), "{line}");
+    assert_eq!(logs.matches("Drive is unreachable").count(), 2, "{logs}");
+}
+
+#[test]
+fn a_tls_failure_and_a_timeout_are_told_apart_from_a_refused_connection() {
+    let (logs, _) = observe(|| async {
+        // HTTPS to a plain-HTTP server: the TLS handshake fails.
+        let server = MockServer::start().await;
+        let mut tls = config(&server);
+        tls.base_url = Some(server.uri().replace("http://", "https://"));
+        let drive = Google::new(tls).unwrap().drive();
+        assert_eq!(
+            drive.execute(&token(), &DriveRequest::GetAppFolder).await,
+            Err(DriveError::Unavailable)
+        );
+    });
+    let host = logs_host(&logs);
+    assert!(host.starts_with("127.0.0.1:"), "{host}");
+    let line = unreachable_line(&logs, &host, "tls");
+    assert!(!line.contains("cause=connect"), "{line}");
+
+    let (logs, _) = observe(|| async {
+        let server = MockServer::start().await;
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(10)))
+            .mount(&server)
+            .await;
+        let mut slow = config(&server);
+        slow.request_timeout = Duration::from_millis(200);
+        let drive = Google::new(slow).unwrap().drive();
+        assert_eq!(
+            drive.execute(&token(), &DriveRequest::GetAppFolder).await,
+            Err(DriveError::Unavailable)
+        );
+    });
+    unreachable_line(&logs, &logs_host(&logs), "timeout");
+}
+
+/// The `host=` value of the unreachable-Drive line (for a server whose port the test did not choose).
+fn logs_host(logs: &str) -> String {
+    let line = logs
+        .lines()
+        .find(|l| l.contains("Drive is unreachable"))
+        .unwrap_or_else(|| panic!("{logs}"));
+    let at = line.find(" host=").unwrap_or_else(|| panic!("{line}")) + " host=".len();
+    line[at..].split_whitespace().next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_drive_outage_status_is_unavailable_and_its_body_stays_out_of_the_error() {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(503).set_body_string(format!("down {ACCESS}")))
+        .mount(&server)
+        .await;
+    let error = run(&server, DriveRequest::GetAppFolder).await.unwrap_err();
+    assert_eq!(error, DriveError::Unavailable);
+    assert!(!error.to_string().contains(ACCESS));
 }

@@ -1,9 +1,6 @@
 //! Logs and metrics: every call is counted by endpoint and outcome, and no secret ever reaches a log line,
 //! even at `trace`, on success or failure.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use bytes::Bytes;
 use offline_access_domain::{
     AccessToken, AuthCode, Drive, DriveRequest, GoogleApi, IdTokenVerifier, ProxyBody,
@@ -14,47 +11,12 @@ use wiremock::matchers::{any, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::support::{
-    CLIENT_SECRET, KEY1, KID1, KeyRecorder, claims, google, id_token, jwks_server, now, sign,
+    CLIENT_SECRET, KEY1, KID1, claims, google, id_token, jwks_server, now, observe, sign,
 };
 
 const CODE: &str = "4/0canary-code-value";
 const REFRESH: &str = "1//0canary-refresh-value";
 const ACCESS: &str = "ya29.canary-access-value";
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Runs `body` on a current-thread runtime with a trace-level log capture and a metrics recorder.
-fn observe<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) -> (String, Vec<String>) {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let recorder = KeyRecorder::default();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tracing::subscriber::with_default(subscriber, || {
-        metrics::with_local_recorder(&recorder, || rt.block_on(body()));
-    });
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    let keys = recorder.0.lock().unwrap().clone();
-    (text, keys)
-}
 
 #[test]
 fn no_code_token_or_client_secret_appears_in_trace_logs_or_metrics() {

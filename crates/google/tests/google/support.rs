@@ -325,3 +325,42 @@ impl Recorder for KeyRecorder {
         Histogram::noop()
     }
 }
+
+/// A log writer keeping everything written, for [`observe`].
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `body` on a current-thread runtime with a trace-level log capture and a metrics recorder; answers the
+/// logs' text and the metric keys registered.
+pub(crate) fn observe<F: std::future::Future<Output = ()>>(
+    body: impl FnOnce() -> F,
+) -> (String, Vec<String>) {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let recorder = KeyRecorder::default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        metrics::with_local_recorder(&recorder, || rt.block_on(body()));
+    });
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let keys = recorder.0.lock().unwrap().clone();
+    (text, keys)
+}
