@@ -7,8 +7,9 @@
 //! in them).
 //!
 //! Wiring: build an [`AppState`] from the service and an [`HttpConfig`], optionally attach a metrics renderer
-//! with [`AppState::with_metrics`] (e.g. `let h = PrometheusBuilder::new().install_recorder()?;` then
-//! `.with_metrics(Arc::new(move || h.render()))`), make the [`router`] and run it with [`serve`] or, with a
+//! with [`AppState::with_metrics`] (e.g. `let h = PrometheusBuilder::new().install_recorder()?;`, then
+//! [`describe_metrics`] for the `# HELP` lines, then `.with_metrics(Arc::new(move || h.render()))`; every metric is
+//! in [`METRICS`] and docs/metrics.md), make the [`router`] and run it with [`serve`] or, with a
 //! certificate, [`serve_tls`] over [`tls_config`] (graceful shutdown on the given future, e.g.
 //! [`shutdown_signal`]).
 //!
@@ -38,6 +39,7 @@
 //! | 503 | `store_unavailable` | the credential store is down |
 //! | 504 | `timeout` | the request took longer than `request_timeout` (a sign-in still completes and is stored) |
 
+mod catalogue;
 mod error;
 mod extract;
 mod internal;
@@ -59,6 +61,7 @@ use offline_access_domain::risc::SecurityEventVerifier;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
 
+pub use catalogue::{METRICS, MetricInfo, MetricKind, describe_metrics};
 pub use error::ErrorBody;
 pub use internal::{
     ApiKeyError, ApiKeys, HostPolicy, InternalConfig, InternalState, KEY_PREFIX, internal_openapi,

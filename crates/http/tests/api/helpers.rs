@@ -510,3 +510,14 @@ impl Drop for LogCapture {
         LOG_SINK.with(|sink| *sink.borrow_mut() = None);
     }
 }
+
+/// The repository's root (this crate is `crates/http`).
+pub(crate) fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A file of the repository, by its path from the root.
+pub(crate) fn read(relative: &str) -> String {
+    let path = repo_root().join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

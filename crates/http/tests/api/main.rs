@@ -9,5 +9,6 @@ mod fuzz;
 mod hardening;
 mod helpers;
 mod me;
+mod metrics_catalogue;
 mod ops;
 mod server;
