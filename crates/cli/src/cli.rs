@@ -83,8 +83,13 @@ pub(crate) enum Command {
     },
     /// Apply the Postgres schema migrations.
     Migrate,
-    /// Load and validate the configuration and print the effective values with secrets redacted.
-    CheckConfig,
+    /// Load and validate the configuration as `serve` would (keys decoded, files read and parsed, URLs) and print
+    /// the effective values with secrets redacted.
+    CheckConfig {
+        /// Also connect to the configured store and check that it can serve (schema current, writable).
+        #[arg(long)]
+        check_store: bool,
+    },
 }
 
 /// `users ...`.
@@ -92,6 +97,16 @@ pub(crate) enum Command {
 pub(crate) enum UsersCommand {
     /// List stored users (sub, email, consent, scopes, updated) — never token values.
     List,
+    /// Delete a user's stored credential outright, WITHOUT revoking the grant at Google (use `forget` for that):
+    /// the way out for a record that cannot be read any more, e.g. sealed under a lost encryption key.
+    Delete {
+        /// The user's Google subject (`sub`).
+        #[arg(long, value_name = "SUB")]
+        sub: String,
+        /// Confirm: the grant stays valid at Google until the user removes the app's access.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// `drive ...`.

@@ -122,7 +122,12 @@ pub(crate) fn key_ring(config: &Config) -> Result<Arc<KeyRing>, Failure> {
     let spec = config.require_encryption_keys()?;
     KeyRing::parse(spec.expose_secret())
         .map(Arc::new)
-        .map_err(|e| Failure::config(format!("security.encryption_keys is invalid: {e}")))
+        .map_err(|e| {
+            Failure::config(format!(
+                "security.encryption_keys (env OFFLINE_ACCESS_SECURITY__ENCRYPTION_KEYS) is invalid: {e}; make a key \
+                 entry with `offline-access keys generate`"
+            ))
+        })
 }
 
 /// Opens the configured credential store (`store.kind`).
@@ -131,7 +136,27 @@ pub(crate) fn key_ring(config: &Config) -> Result<Arc<KeyRing>, Failure> {
 /// A configuration failure when `store.url` is missing; a runtime failure naming `store.path` or `store.url` when
 /// the store cannot be reached.
 pub(crate) async fn open_store(config: &Config, keys: Arc<KeyRing>) -> Result<Store, Failure> {
+    open_store_with(config, keys, false).await
+}
+
+/// As [`open_store`], creating the file store's directory when it does not exist yet (only `serve` does: an
+/// operator command on a mistyped `store.path` must not make an empty store and report "no users").
+///
+/// # Errors
+/// As [`open_store`].
+pub(crate) async fn open_store_with(
+    config: &Config,
+    keys: Arc<KeyRing>,
+    create: bool,
+) -> Result<Store, Failure> {
     match config.store.kind {
+        StoreKind::File if !create && !config.store.path.is_dir() => {
+            Err(Failure::runtime(format!(
+                "there is no file store at {} (store.path, env OFFLINE_ACCESS_STORE__PATH); check the path — \
+             `offline-access serve` creates it on first start",
+                config.store.path.display()
+            )))
+        }
         StoreKind::File => open_file_store(&config.store.path, keys),
         StoreKind::Postgres => {
             let url = config.require_store_url()?;
@@ -190,11 +215,13 @@ pub(crate) fn google_config(
             let path = config.require_client_secret_file()?;
             let secret = ClientSecret::from_file(path).map_err(|e| match e {
                 GoogleConfigError::Read { path, reason } => Failure::config(format!(
-                    "cannot read google.client_secret_file {} ({reason}); check the path",
+                    "cannot read google.client_secret_file (env OFFLINE_ACCESS_GOOGLE__CLIENT_SECRET_FILE) {} \
+                     ({reason}); check the path",
                     path.display()
                 )),
                 other => Failure::config(format!(
-                    "google.client_secret_file {} is not a Google client secret file: {other}",
+                    "google.client_secret_file (env OFFLINE_ACCESS_GOOGLE__CLIENT_SECRET_FILE) {} is not a \
+                     Google client secret file: {other}",
                     path.display()
                 )),
             })?;
@@ -271,14 +298,15 @@ pub(crate) fn stack(
     }
 }
 
-/// The configured stack: Google from `google.client_secret_file`, the store at `store.path`.
+/// The configured stack: Google from `google.client_secret_file`, the store at `store.path` (created when `create`,
+/// see [`open_store_with`]).
 ///
 /// # Errors
 /// As [`key_ring`], [`google`] and [`open_store`].
-pub(crate) async fn configured_stack(config: &Config) -> Result<Stack, Failure> {
+pub(crate) async fn configured_stack(config: &Config, create: bool) -> Result<Stack, Failure> {
     let keys = key_ring(config)?;
     let google = google(config, GoogleSource::Configured)?;
-    let store = open_store(config, keys).await?;
+    let store = open_store_with(config, keys, create).await?;
     Ok(stack(
         google,
         store,

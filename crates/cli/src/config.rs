@@ -628,12 +628,30 @@ fn figment_error(error: figment::Error) -> ConfigError {
     }
 }
 
+/// serde's name of an expected type in words an operator knows (no `usize`, `u32`, `ident`).
+fn plain_expected(expected: &str) -> String {
+    let words = match expected.trim() {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number, 0 or more",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a boolean" | "bool" => "true or false",
+        "a string" | "string" | "str" | "ident" | "an identifier" => "text",
+        "socket address" | "a socket address" => "an address with a port, like 127.0.0.1:8080",
+        "a sequence" | "sequence" => "a list",
+        "a map" | "map" => "a table of keys",
+        other => return other.to_owned(),
+    };
+    words.to_owned()
+}
+
 /// figment's message for an error, without echoing the offending value (it could be a secret).
 fn redact_kind(kind: &figment::error::Kind) -> String {
     use figment::error::Kind;
     match kind {
-        Kind::InvalidType(_, expected) => format!("expected {expected}"),
-        Kind::InvalidValue(_, expected) => format!("expected {expected}"),
+        Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => {
+            format!("expected {}", plain_expected(expected))
+        }
+        Kind::UnknownVariant(_, expected) => format!("expected one of: {}", expected.join(", ")),
         Kind::UnknownField(field, expected) => {
             format!(
                 "unknown key `{field}`; expected one of {}",
@@ -858,6 +876,25 @@ mod tests {
             let err = load_in(jail, None).unwrap_err();
             assert!(err.0.contains("http.body_limit"), "{err}");
             assert!(err.0.contains("OFFLINE_ACCESS_HTTP__BODY_LIMIT"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn type_errors_are_in_plain_words_and_enums_list_their_values_once() {
+        Jail::expect_with(|jail| {
+            jail.set_env("OFFLINE_ACCESS_HTTP__AUTHCODE_RATE_LIMIT", "abc");
+            let err = load_in(jail, None).unwrap_err();
+            assert!(
+                err.0.contains("expected a whole number, 0 or more"),
+                "{err}"
+            );
+            assert!(!err.0.contains("u32") && !err.0.contains("usize"), "{err}");
+            jail.set_env("OFFLINE_ACCESS_HTTP__AUTHCODE_RATE_LIMIT", "5");
+            jail.set_env("OFFLINE_ACCESS_STORE__KIND", "mysql");
+            let err = load_in(jail, None).unwrap_err();
+            assert!(err.0.contains("expected one of: file, postgres"), "{err}");
+            assert!(!err.0.contains("``"), "{err}");
             Ok(())
         });
     }

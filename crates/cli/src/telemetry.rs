@@ -40,16 +40,17 @@ pub(crate) fn init_tracing(level: &str, format: LogFormat) -> Result<(), Failure
     Ok(())
 }
 
-/// `filter` with `tokio_postgres` capped at `info` unless it names that target itself: at `debug` the driver logs
-/// every statement's parameters (sealed tokens, subjects, e-mail addresses), which no log should hold.
+/// `filter` with `tokio_postgres` capped at `warn` unless it names that target itself: at `debug` the driver logs
+/// every statement's parameters (sealed tokens, subjects, e-mail addresses), which no log should hold, and at
+/// `info` it relays the server's NOTICE lines (`... already exists, skipping` on every migration), which are noise.
 fn quiet_postgres_driver(filter: &str) -> String {
     if filter.contains("tokio_postgres") {
         filter.to_owned()
     } else if filter.trim().is_empty() {
-        "tokio_postgres=info".to_owned()
+        "tokio_postgres=warn".to_owned()
     } else {
         format!(
-            "{},tokio_postgres=info",
+            "{},tokio_postgres=warn",
             filter.trim().trim_end_matches(',')
         )
     }
@@ -81,13 +82,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_postgres_driver_is_capped_at_info_unless_named() {
-        assert_eq!(quiet_postgres_driver("debug"), "debug,tokio_postgres=info");
+    fn the_postgres_driver_is_capped_at_warn_unless_named() {
+        assert_eq!(quiet_postgres_driver("debug"), "debug,tokio_postgres=warn");
         assert_eq!(
             quiet_postgres_driver("offline_access_google=debug,info,"),
-            "offline_access_google=debug,info,tokio_postgres=info"
+            "offline_access_google=debug,info,tokio_postgres=warn"
         );
-        assert_eq!(quiet_postgres_driver(""), "tokio_postgres=info");
+        assert_eq!(quiet_postgres_driver(""), "tokio_postgres=warn");
         assert_eq!(
             quiet_postgres_driver("debug,tokio_postgres=trace"),
             "debug,tokio_postgres=trace"

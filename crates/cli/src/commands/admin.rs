@@ -124,7 +124,7 @@ pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 /// `drive appfolder --sub SUB`: Drive `files.get('appDataFolder')` with no user present.
 pub(crate) async fn drive_appfolder(config: &Config, sub: &str) -> Outcome {
     let subject = compose::subject(sub)?;
-    let stack = compose::configured_stack(config).await?;
+    let stack = compose::configured_stack(config, false).await?;
     let response = stack
         .service
         .drive(&subject, &DriveRequest::GetAppFolder)
@@ -151,7 +151,7 @@ pub(crate) async fn drive_appfolder(config: &Config, sub: &str) -> Outcome {
 /// `forget --sub SUB`: revoke at Google, delete the stored credential.
 pub(crate) async fn forget(config: &Config, sub: &str) -> Outcome {
     let subject = compose::subject(sub)?;
-    let stack = compose::configured_stack(config).await?;
+    let stack = compose::configured_stack(config, false).await?;
     match stack.service.forget(&subject).await {
         Ok(done) if done.revoked_at_google => {
             out!("forgot {subject}: grant revoked at Google and stored credential deleted");
@@ -159,14 +159,51 @@ pub(crate) async fn forget(config: &Config, sub: &str) -> Outcome {
         }
         Ok(_) => {
             out!(
-                "forgot {subject}: stored credential deleted, but Google could not confirm the revocation; \
-                 the user can remove the app's access at https://myaccount.google.com/permissions"
+                "forgot {subject}: Google could not confirm the revocation, so the credential is kept, unusable, \
+                 until Google confirms it (a running server retries every 5 minutes; run forget again to retry \
+                 now); the user can also remove the app's access at https://myaccount.google.com/permissions"
             );
             Ok(())
         }
         Err(ForgetError::NotFound) => Err(not_found(&subject)),
         Err(ForgetError::Store(e)) => Err(store_failure(e)),
     }
+}
+
+/// `users delete --sub SUB --yes`: deletes the stored record at its current version without opening it and
+/// without calling Google (for a record under a lost key); logged at warn.
+pub(crate) async fn users_delete(config: &Config, sub: &str, yes: bool) -> Outcome {
+    let subject = compose::subject(sub)?;
+    if !yes {
+        return Err(Failure::config(format!(
+            "users delete removes the stored credential of {subject} without revoking the grant at Google; add \
+             --yes to confirm, or use `offline-access forget --sub {subject}` to revoke it too"
+        )));
+    }
+    let keys = compose::key_ring(config)?;
+    let store = compose::open_store(config, keys).await?;
+    let port = store.port();
+    for _ in 0..3 {
+        let Some(version) = port.stored_version(&subject).await.map_err(store_failure)? else {
+            return Err(not_found(&subject));
+        };
+        match port.delete(&subject, version).await {
+            Ok(()) => {
+                tracing::warn!(subject = %subject, "stored credential deleted by an operator without revocation at Google");
+                out!(
+                    "deleted the stored credential of {subject}; the grant was NOT revoked at Google (the user can \
+                     remove the app's access at https://myaccount.google.com/permissions)"
+                );
+                return Ok(());
+            }
+            // Written meanwhile (a sign-in, a refresh): read the new version and delete that.
+            Err(StoreError::Conflict) => {}
+            Err(e) => return Err(store_failure(e)),
+        }
+    }
+    Err(Failure::runtime(format!(
+        "the credential of {subject} kept changing while it was being deleted; try again"
+    )))
 }
 
 /// `keys rotate`: re-encrypt every credential under the newest key, with a progress bar.

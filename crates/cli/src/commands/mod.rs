@@ -5,7 +5,7 @@ mod check_config;
 mod demo;
 mod events;
 mod risc;
-mod serve;
+pub(crate) mod serve;
 
 use std::path::Path;
 
@@ -25,11 +25,14 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
     match cli.command {
         // The demo needs no configuration at all: it ignores files and the environment.
         Command::Demo { json } => demo::run(json).await,
-        Command::CheckConfig => check_config::run(file),
+        Command::CheckConfig { check_store } => check_config::run(file, check_store).await,
         Command::Serve { sandbox } => serve::run(Config::load(file)?.0, sandbox).await,
         Command::Users {
             command: UsersCommand::List,
         } => admin::users_list(&operator(file)?).await,
+        Command::Users {
+            command: UsersCommand::Delete { sub, yes },
+        } => admin::users_delete(&operator(file)?, &sub, yes).await,
         Command::Drive {
             command: DriveCommand::Appfolder(arg),
         } => admin::drive_appfolder(&operator(file)?, &arg.sub).await,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use fake_google::FakeGoogle;
 use offline_access_crypto::KeyRing;
 use offline_access_http::AppState;
+use offline_access_store_file::FileStore;
 
 use crate::compose::{self, GoogleSource, Stack};
 use crate::config::Config;
@@ -34,7 +35,7 @@ pub(crate) async fn run(config: Config, sandbox: bool) -> Outcome {
         sandbox_parts = Some(parts);
         stack
     } else {
-        let stack = compose::configured_stack(&config).await?;
+        let stack = compose::configured_stack(&config, true).await?;
         if config.store.migrate_on_start {
             match stack.store.migrate().await {
                 Ok(Some(applied)) if applied > 0 => {
@@ -130,15 +131,22 @@ pub(crate) async fn run(config: Config, sandbox: bool) -> Outcome {
     .map_err(|e| Failure::runtime(format!("the server failed: {e}")))?;
     tracing::info!("stopped");
     if let Some(parts) = sandbox_parts {
-        parts.fake.shutdown().await;
-        // Dropping the temporary directory removes the sandbox's credentials (their key is gone anyway).
-        drop(parts.store_dir);
+        let SandboxParts {
+            fake,
+            store_dir,
+            created,
+        } = parts;
+        fake.shutdown().await;
+        // Dropping the temporary directory removes the sandbox's credentials (their key is gone anyway), then
+        // `store.path` if the sandbox created it.
+        drop(store_dir);
+        drop(created);
     }
     Ok(())
 }
 
 /// The rustls configuration from `tls.cert` and `tls.key`, when both are set.
-fn tls_config(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, Failure> {
+pub(crate) fn tls_config(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, Failure> {
     let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) else {
         return Ok(None);
     };
@@ -190,7 +198,22 @@ async fn bind_internal(
 /// What the sandbox runs besides the server.
 struct SandboxParts {
     fake: FakeGoogle,
+    /// Dropped before `created` (fields drop in order), so that `created` finds the directory empty.
     store_dir: tempfile::TempDir,
+    created: CreatedDir,
+}
+
+/// `store.path` when the sandbox created it: removed at the end if it is empty then (a sandbox leaves nothing
+/// behind, also when the server fails to start).
+struct CreatedDir(Option<std::path::PathBuf>);
+
+impl Drop for CreatedDir {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            // `remove_dir` removes only an empty directory: anything else put there is kept.
+            let _ = std::fs::remove_dir(path);
+        }
+    }
 }
 
 /// An in-process fake Google, the configured keys or an ephemeral one, and a fresh store directory under
@@ -209,6 +232,7 @@ async fn sandbox_stack(config: &Config) -> Result<(Stack, SandboxParts), Failure
             Arc::new(KeyRing::generate_ephemeral())
         }
     };
+    let created = CreatedDir((!config.store.path.exists()).then(|| config.store.path.clone()));
     private_dir_all(&config.store.path).map_err(|e| {
         Failure::runtime(format!(
             "cannot create the store directory {} (store.path): {e}",
@@ -244,7 +268,16 @@ async fn sandbox_stack(config: &Config) -> Result<(Stack, SandboxParts), Failure
             base_url: fake.base_url(),
         },
     )?;
-    let store = compose::open_file_store(store_dir.path(), keys)?;
+    // Swept at once (it is new and empty), not on a background thread that could outlive a failed start and warn
+    // about a directory removed under it.
+    let store = FileStore::open(store_dir.path(), keys)
+        .map(|s| compose::Store::File(Arc::new(s)))
+        .map_err(|e| {
+            Failure::runtime(format!(
+                "cannot open the sandbox's store at {}: {e}",
+                store_dir.path().display()
+            ))
+        })?;
     tracing::warn!(
         fake_google = %fake.base_url(),
         store = %store_dir.path().display(),
@@ -257,7 +290,11 @@ async fn sandbox_stack(config: &Config) -> Result<(Stack, SandboxParts), Failure
             compose::settings(&config),
             config.webhooks.url.is_some(),
         ),
-        SandboxParts { fake, store_dir },
+        SandboxParts {
+            fake,
+            store_dir,
+            created,
+        },
     ))
 }
 

@@ -118,6 +118,7 @@ async fn keys_generate_prints_an_entry_that_the_configuration_accepts() {
 
     let mut cli = Cli::new();
     cli.env("SECURITY__ENCRYPTION_KEYS", &entry);
+    std::fs::create_dir(cli.dir().join("data")).unwrap();
     let out = cli.run(&["users", "list"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("no users stored"), "{}", out.stdout);

@@ -7,6 +7,7 @@ mod config;
 mod crash;
 mod demo;
 mod events;
+mod newcomer;
 mod operator;
 mod sandbox_page;
 mod serve;

@@ -32,6 +32,11 @@ async fn the_same_operator_flow_works_on_postgres() {
     let out = cli.run(&["migrate"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("up to date"), "{}", out.stdout);
+    assert!(
+        !out.stderr.contains("NOTICE"),
+        "the server's notices are noise: {}",
+        out.stderr
+    );
 
     operator_flow(&[
         ("STORE__KIND", "postgres".to_owned()),
