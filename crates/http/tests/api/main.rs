@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod authcode;
+mod contract;
 mod drive;
 mod fuzz;
 mod hardening;
