@@ -66,6 +66,8 @@ pub(crate) fn install_metrics() -> Result<Arc<dyn Fn() -> String + Send + Sync>,
     let handle: PrometheusHandle = recorder.handle();
     metrics::set_global_recorder(recorder)
         .map_err(|e| Failure::runtime(format!("cannot install the metrics recorder: {e}")))?;
+    // `# HELP` lines for every metric (docs/metrics.md).
+    offline_access_http::describe_metrics();
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));

@@ -308,7 +308,7 @@ pub(super) fn store_failure(e: StoreError) -> Failure {
 }
 
 fn drive_failure(subject: &Subject, e: DriveUseError) -> Failure {
-    match e {
+    match e.clone() {
         DriveUseError::Access(AccessError::NotFound) => not_found(subject),
         DriveUseError::Access(AccessError::ReconsentRequired) => Failure::runtime(format!(
             "the grant of {subject} was revoked at Google; the user must sign in again in the app with consent"
@@ -323,6 +323,12 @@ fn drive_failure(subject: &Subject, e: DriveUseError) -> Failure {
         DriveUseError::ScopeMissing => Failure::runtime(format!(
             "{subject} did not grant Drive appDataFolder access; the app must request the drive.appdata scope"
         )),
+        DriveUseError::Unavailable | DriveUseError::Access(AccessError::UpstreamUnavailable) => {
+            Failure::runtime(format!(
+                "Google could not be reached for {subject} ({e}); the warning above names the host and the cause \
+                 (connect, dns, tls, timeout) — check google.base_url and this host's network"
+            ))
+        }
         other => Failure::runtime(format!("the Drive call for {subject} failed: {other}")),
     }
 }

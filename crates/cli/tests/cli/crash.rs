@@ -43,12 +43,14 @@ async fn kill_9_during_200_concurrent_sign_ins_and_refreshes_on_the_file_store_l
     assert!(files >= report.answered_sign_ins + REFRESHERS);
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_200_concurrent_sign_ins_and_refreshes_on_postgres_loses_no_answered_sign_in()
 {
-    let Some(url) = database_url("the kill -9 test on PostgreSQL") else {
-        return;
-    };
+    let url = database_url();
     let schema = unique_schema("crash");
     let report = crash_and_restart(&[
         ("STORE__KIND", "postgres".to_owned()),
@@ -252,21 +254,11 @@ fn file_mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-/// `DATABASE_URL`, or `None` after a loud note that `what` is skipped. Under `CI` a skip fails.
-pub(crate) fn database_url(what: &str) -> Option<String> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "DATABASE_URL is not set: {what} cannot be skipped in CI"
-            );
-            eprintln!(
-                "\n*** SKIPPED: {what} (set DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/test) ***\n"
-            );
-            None
-        }
-    }
+/// The test database: `DATABASE_URL`, else a throwaway cluster this test process starts with the machine's
+/// `initdb` and `postgres` (store-postgres's testkit). The tests calling it carry `#[cfg_attr(no_postgres, ignore)]`
+/// (set by `build.rs`): with no PostgreSQL at all they are reported as ignored, and under `CI` they fail.
+pub(crate) fn database_url() -> String {
+    offline_access_store_postgres::testkit::database_url()
 }
 
 /// A schema name no other test uses.

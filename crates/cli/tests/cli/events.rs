@@ -192,6 +192,10 @@ async fn an_event_not_delivered_when_the_server_is_killed_is_delivered_by_the_ne
         metrics.contains("offline_access_webhook_delivery_latency_seconds"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("# HELP offline_access_webhook_deliveries_total"),
+        "{metrics}"
+    );
 
     // `events replay` sends it again, same id, through the running server.
     let replayed = cli.run(&["events", "replay", &id]).await;

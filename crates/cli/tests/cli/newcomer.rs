@@ -219,6 +219,23 @@ async fn forget_while_google_cannot_revoke_says_the_credential_is_kept_until_goo
         .unwrap();
     assert_eq!(answer.status(), 200);
     assert_eq!(server.terminate().await, 0);
+
+    // Google unreachable (a forgotten or mistyped google.base_url): the operator is told the host and the cause.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_addr = closed.local_addr().unwrap();
+    drop(closed);
+    cli.env("GOOGLE__BASE_URL", &format!("http://{closed_addr}"));
+    let out = cli.run(&["drive", "appfolder", "--sub", &minted.sub]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stderr.contains(&closed_addr.ip().to_string()),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("connect"), "{}", out.stderr);
+    assert!(out.stderr.contains("google.base_url"), "{}", out.stderr);
+    cli.env("GOOGLE__BASE_URL", &fake.base_url());
+
     let mut fault = Fault::status(Endpoint::Revoke, 503);
     fault.times = 100;
     fake.add_fault(fault).await.unwrap();
