@@ -81,6 +81,8 @@ fn redact_key_values(raw: &str) -> String {
 #[derive(Debug, Clone)]
 pub(crate) struct Errors {
     pub(crate) url: String,
+    /// The TLS settings in force (`sslmode=..., CAs from ...`), for TLS failures.
+    pub(crate) tls: String,
 }
 
 impl Errors {
@@ -122,7 +124,13 @@ impl Errors {
     /// A driver error while `doing` something.
     pub(crate) fn driver(&self, doing: &str, error: &PgError) -> StoreError {
         let Some(code) = error.code() else {
-            // No SQLSTATE: the connection failed or closed (I/O, TLS, protocol).
+            if let Some(failure) = crate::tls::tls_failure(error) {
+                return StoreError::Unavailable(format!(
+                    "TLS with PostgreSQL at {} (store.url; {}) failed while {doing}: {failure}",
+                    self.url, self.tls
+                ));
+            }
+            // No SQLSTATE: the connection failed or closed (I/O, protocol).
             return self.unreachable(format_args!("{doing}: {error}"));
         };
         let state = code.code();
@@ -220,6 +228,7 @@ mod tests {
     fn unreachable_names_store_url() {
         let errors = Errors {
             url: redact_url("postgres://u:pw@h/db"),
+            tls: String::new(),
         };
         let msg = errors.unreachable("refused").to_string();
         assert!(msg.contains("store.url") && msg.contains("REDACTED") && !msg.contains("pw@"));

@@ -29,6 +29,7 @@ mod sql;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod tls;
 
 pub use options::PgOptions;
 pub use store::PgStore;

@@ -37,6 +37,11 @@ pub struct PgOptions {
     /// the connection's `search_path` (normally `public`). Lowercase letters, digits and `_`, not starting with a
     /// digit or `pg_`, at most 63 characters.
     pub schema: Option<String>,
+    /// The CAs trusted to sign the server's certificate, PEM (`store.ca_file`'s contents), for `sslmode=verify-ca`
+    /// and `verify-full` in the URL; `None` trusts the platform's roots (or the file named by `sslrootcert` in the
+    /// URL). Given without any `sslmode` in the URL, the mode is `verify-full`; with `prefer` or `require`, the
+    /// chain is checked too (as libpq does with a root certificate).
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for PgOptions {
@@ -50,6 +55,7 @@ impl Default for PgOptions {
             max_lock_idle: Duration::from_secs(120),
             statement_timeout: Some(Duration::from_secs(30)),
             schema: None,
+            ca_pem: None,
         }
     }
 }

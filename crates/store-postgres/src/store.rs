@@ -12,9 +12,10 @@ use offline_access_domain::events::EventRecord;
 use offline_access_domain::{
     Credential, CredentialPage, CredentialStore, StoreError, Subject, UserLock,
 };
+use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, ToSql};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{Errors, redact_url};
 use crate::lock::{PgUserLock, TxConn, begin_locked};
@@ -23,16 +24,18 @@ use crate::options::{PgOptions, millis};
 use crate::outbox::EventColumns;
 use crate::row::{IndexKeys, Sealed, decode, open_refresh_token, version_param};
 use crate::sql::Statements;
+use crate::tls::{self, TlsSettings};
 
 /// A pool of `size` connections with the store's timeouts.
 fn build_pool(
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     size: usize,
     options: &PgOptions,
 ) -> Result<Pool, StoreError> {
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -122,23 +125,37 @@ impl fmt::Debug for PgStore {
 
 impl PgStore {
     /// Connects to PostgreSQL at `url` (`postgres://user[:password]@host[:port]/db[?...]`, or `key=value` form) and
-    /// checks that it answers. No TLS: use it on a trusted network or through a local proxy.
+    /// checks that it answers.
+    ///
+    /// TLS follows libpq's `sslmode` in the URL: `disable`, `prefer` (the default: TLS when the server offers it),
+    /// `require` (always encrypted, the certificate not authenticated), `verify-ca` (signed by a trusted CA),
+    /// `verify-full` (and naming the host). The trusted CAs are [`PgOptions::ca_pem`], else the file named by
+    /// `sslrootcert` in the URL, else the platform's roots.
     ///
     /// Does not create tables, nor require them: call [`PgStore::migrate`] (the service does on start unless
     /// disabled); until then [`ping`](CredentialStore::ping) reports the schema as not migrated.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the database cannot be reached (the message names `store.url`, with any
-    /// password redacted); [`StoreError::Other`] for an invalid URL or invalid options.
+    /// password redacted); [`StoreError::Other`] for an invalid URL, invalid options, unusable CA certificates, or
+    /// a TLS handshake that fails (a certificate that is not trusted or does not name the host, a server without
+    /// TLS under `sslmode=require`: the message says TLS and the `sslmode`).
     pub async fn connect(
         url: &str,
         keys: Arc<KeyRing>,
         options: PgOptions,
     ) -> Result<PgStore, StoreError> {
         options.validate()?;
-        let errors = Errors {
+        let mut errors = Errors {
             url: redact_url(url),
+            tls: String::new(),
         };
+        let (url, tls) = TlsSettings::from_url(url, options.ca_pem.as_deref())
+            .map_err(|e| StoreError::Other(format!("{e} (store.url `{}`)", errors.url)))?;
+        errors.tls = tls.describe();
+        let connector = tls
+            .connector()
+            .map_err(|e| StoreError::Other(format!("TLS to PostgreSQL: {e}")))?;
         let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
             StoreError::Other(format!(
                 "store.url `{}` is not a valid PostgreSQL connection URL",
@@ -146,6 +163,7 @@ impl PgStore {
             ))
         })?;
         config.connect_timeout(options.connect_timeout);
+        config.ssl_mode(tls.mode.driver_mode());
         if config.get_application_name().is_none() {
             config.application_name("offline-access");
         }
@@ -157,8 +175,13 @@ impl PgStore {
             startup.push_str(&format!("-c statement_timeout={}", millis(timeout)));
             config.options(&startup);
         }
-        let pool = build_pool(config.clone(), options.pool_size, &options)?;
-        let lock_pool = build_pool(config, options.lock_pool_size, &options)?;
+        let pool = build_pool(
+            config.clone(),
+            connector.clone(),
+            options.pool_size,
+            &options,
+        )?;
+        let lock_pool = build_pool(config, connector, options.lock_pool_size, &options)?;
         let lock_namespace = format!(
             "offline-access/user/{}",
             options.schema.as_deref().unwrap_or_default()
@@ -524,7 +547,17 @@ impl Inner {
 
     /// Checks that the database answers (no table needed: used by `connect`, before any migration).
     async fn check_reachable(&self) -> Result<(), StoreError> {
-        let conn = self.conn().await.map_err(unavailable)?;
+        let conn = match self.pool.get().await {
+            Ok(conn) => conn,
+            // A failed handshake at start is configuration (the CA, the mode, the server's ssl), not an outage.
+            Err(deadpool_postgres::PoolError::Backend(e)) if tls::tls_failure(&e).is_some() => {
+                return Err(match self.errors.driver("connecting", &e) {
+                    StoreError::Unavailable(message) => StoreError::Other(message),
+                    other => other,
+                });
+            }
+            Err(e) => return Err(unavailable(self.errors.pool(e))),
+        };
         conn.simple_query("SELECT 1")
             .await
             .map(drop)
