@@ -12,7 +12,7 @@ use offline_access_domain::delivery::{Delivery, RetrySchedule};
 use offline_access_domain::events::{Event, EventData, EventFilter, EventStore, RevokedBy};
 use offline_access_webhooks::{WebhookConfig, WebhookSecret, WebhookSender, verify};
 
-use crate::support::test_db;
+use crate::support::TestDb;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const EVENTS: usize = 100;
@@ -51,9 +51,13 @@ fn instance(events: Arc<dyn EventStore>, url: &str) -> Delivery {
     delivery
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_deliver_each_of_a_hundred_events_once() {
-    let db = test_db!();
+    let db = TestDb::new();
     let a = db.store_at(&db.url).await;
     let b = db.store_at(&db.url).await;
     let records: Vec<_> = (0..EVENTS)

@@ -6,17 +6,21 @@ use std::time::Duration;
 use fake_google::{FakeGoogle, SettingsPatch};
 use offline_access_domain::{ConsentState, Credential, CredentialStore, DriveRequest, Subject};
 
-use crate::support::{Forwarder, Instance, id_token, test_db, token_calls, until};
+use crate::support::{Forwarder, Instance, TestDb, id_token, token_calls, until};
 
 const APPFOLDER: &str = "/v1/me/drive/appfolder";
 
 /// Generous bound on waiting for something that normally takes milliseconds.
 const GENEROUS: Duration = Duration::from_secs(20);
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn after_expiry_two_hundred_drive_calls_over_two_instances_on_one_database_cause_one_refresh()
 {
-    let db = test_db!();
+    let db = TestDb::new();
     let fake = FakeGoogle::start().await.unwrap();
     let a = Instance::spawn(&fake, db.store_at(&db.url).await).await;
     let b = Instance::spawn(&fake, db.store_at(&db.url).await).await;
@@ -39,10 +43,14 @@ async fn after_expiry_two_hundred_drive_calls_over_two_instances_on_one_database
     assert_eq!(refresh_token(&a, &sub).await, before, "refresh token kept");
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_hundred_access_token_calls_over_three_instances_for_a_stale_user_cause_one_refresh()
 {
-    let db = test_db!();
+    let db = TestDb::new();
     let fake = FakeGoogle::start().await.unwrap();
     // Short-lived tokens: asking for more life than is left makes the cached one stale for every caller.
     fake.control()
@@ -94,9 +102,13 @@ async fn three_hundred_access_token_calls_over_three_instances_for_a_stale_user_
     assert_eq!(token_calls(&fake, "refresh_token").await, 1);
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lock_holder_killed_mid_refresh_blocks_nobody_and_loses_no_refresh_token() {
-    let db = test_db!();
+    let db = TestDb::new();
     let fake = FakeGoogle::start().await.unwrap();
     // Google rotates refresh tokens here, so a lost one would show: the old one stops working at the fake.
     fake.control()

@@ -5,11 +5,15 @@ use fake_google::FakeGoogle;
 
 use fake_google::CodeRequest;
 
-use crate::support::{Forwarder, Instance, host_port, id_token, test_db, token_calls, via};
+use crate::support::{Forwarder, Instance, TestDb, host_port, id_token, token_calls, via};
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_503_while_postgres_is_unreachable_and_200_when_it_is_back() {
-    let db = test_db!();
+    let db = TestDb::new();
     let forwarder = Forwarder::start(host_port(&db.url)).await;
     let fake = FakeGoogle::start().await.unwrap();
     let instance = Instance::spawn(&fake, db.store_at(&via(&db.url, forwarder.addr)).await).await;
@@ -30,9 +34,13 @@ async fn readyz_is_503_while_postgres_is_unreachable_and_200_when_it_is_back() {
     assert_eq!(back, (200, "ok".to_owned()));
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unmigrated_schema_is_not_ready_and_a_sign_in_spends_no_code_until_it_is_migrated() {
-    let db = test_db!();
+    let db = TestDb::new();
     let fake = FakeGoogle::start().await.unwrap();
     let store = db.unmigrated_store().await;
     let instance = Instance::spawn(&fake, store.clone()).await;

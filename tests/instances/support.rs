@@ -190,15 +190,16 @@ pub(crate) struct TestDb {
 }
 
 impl TestDb {
-    /// A new random schema name (created by the first `migrate`), or `None` when skipping.
-    pub(crate) fn new() -> Option<TestDb> {
-        let schema = TestSchema::new("oa_inst")?;
-        Some(TestDb {
+    /// A new random schema name (created by the first `migrate`) on the test database (`DATABASE_URL`, else this
+    /// process's throwaway cluster).
+    pub(crate) fn new() -> TestDb {
+        let schema = TestSchema::new("oa_inst");
+        TestDb {
             url: schema.url.clone(),
             schema: schema.name.clone(),
             keys: Arc::new(KeyRing::generate_ephemeral()),
             dropped_at_the_end: schema,
-        })
+        }
     }
 
     /// This test's URL with an `application_name`, to find an instance's connections in `pg_stat_activity`.
@@ -244,17 +245,6 @@ impl TestDb {
         self.dropped_at_the_end.raw().await.unwrap()
     }
 }
-
-/// Skips the test (returning from it) when there is no database.
-macro_rules! test_db {
-    () => {
-        match $crate::support::TestDb::new() {
-            Some(db) => db,
-            None => return,
-        }
-    };
-}
-pub(crate) use test_db;
 
 /// A TCP forwarder from a loopback port to a server (PostgreSQL, the fake Google) that can be cut (every
 /// connection closed, new ones closed at once: the server unreachable, without touching it) and restored, or held

@@ -1,41 +1,77 @@
-//! Test helpers for suites that need a real PostgreSQL (feature `testkit`): the test database from
-//! `DATABASE_URL`, and one fresh schema per test, dropped when the test ends (even when it fails).
+//! Test helpers for suites that need a real PostgreSQL (feature `testkit`): the test database, and one fresh
+//! schema per test, dropped when the test ends (even when it fails).
+//!
+//! The test database is the server at `DATABASE_URL`; without it, a throwaway cluster that this test process
+//! starts with the machine's `initdb` and `postgres` (one per process, shared by all its tests, stopped and deleted
+//! when the process exits: [`ThrowawayCluster`]); without PostgreSQL installed at all, the tests are reported as
+//! *ignored* (their crate's build script, [`probe::build_script`], sets `cfg(no_postgres)` and each test carries
+//! `#[cfg_attr(no_postgres, ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL")]`), and under `CI`
+//! they fail. Never a silent pass.
 //!
 //! ```no_run
 //! # async fn example() {
 //! use offline_access_store_postgres::testkit::TestSchema;
-//! // `None`: DATABASE_URL is not set and the test skips (it said so on stderr; under `CI` it panics instead).
-//! let Some(db) = TestSchema::new("oa_test") else { return };
+//! let db = TestSchema::new("oa_test"); // panics when there is no PostgreSQL (the test should be ignored then)
 //! let mut options = db.options();
 //! options.pool_size = 4;
 //! # let _ = options;
 //! # }
 //! ```
 
+mod cluster;
+pub mod probe;
+
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use cluster::{ClusterSetup, ThrowawayCluster};
+pub use probe::{Binaries, Decision, Environment, RunAs, decide};
+
 use crate::PgOptions;
 
-/// The database URL from `DATABASE_URL`, or `None` after saying loudly on stderr that the test skips.
+/// The test database's URL: `DATABASE_URL`, else this process's throwaway cluster (started on first use).
 ///
 /// # Panics
-/// When `DATABASE_URL` is unset and `CI` is set: in CI the PostgreSQL tests must run, never skip.
+/// When there is no PostgreSQL at all (under `CI`: the tests must run; otherwise the test should have been ignored
+/// by `cfg(no_postgres)`: PostgreSQL was there when it was built), or the throwaway cluster cannot start. A test
+/// needing PostgreSQL never passes without one.
 #[allow(clippy::panic)]
 #[must_use]
-pub fn database_url() -> Option<String> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            if std::env::var_os("CI").is_some() {
-                panic!("DATABASE_URL not set, and CI is set: the PostgreSQL tests must run in CI");
-            }
-            eprintln!(
-                "SKIPPED: DATABASE_URL not set (e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/test)"
-            );
-            None
-        }
+pub fn database_url() -> String {
+    static URL: OnceLock<Result<String, String>> = OnceLock::new();
+    let url = URL.get_or_init(|| match decide(Environment::of_process()) {
+        Decision::Url(url) => Ok(url),
+        Decision::Throwaway(binaries) => shared_cluster(&binaries).map(|c| c.url().to_owned()),
+        Decision::Ignored(reason) => Err(format!(
+            "{reason}; this test should have been ignored (it was built when DATABASE_URL, CI or PostgreSQL was \
+             there): rebuild it"
+        )),
+        Decision::Fail(reason) => Err(reason),
+    });
+    match url {
+        Ok(url) => url.clone(),
+        Err(reason) => panic!("{reason}"),
     }
+}
+
+/// This process's throwaway cluster, started on first use with `binaries` and shared by every test after.
+///
+/// # Errors
+/// Why it could not start (the same answer for every caller).
+pub fn shared_cluster(binaries: &Binaries) -> Result<&'static ThrowawayCluster, String> {
+    static SHARED: OnceLock<Result<ThrowawayCluster, String>> = OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            ThrowawayCluster::start(binaries, &ClusterSetup::default()).map_err(|e| {
+                format!(
+                    "DATABASE_URL is not set and a throwaway PostgreSQL cluster could not start ({e}); set \
+                     DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/test"
+                )
+            })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 /// One test's schema on the test database: a new random name (created by the first `migrate`), dropped with
@@ -49,11 +85,14 @@ pub struct TestSchema {
 }
 
 impl TestSchema {
-    /// A fresh schema name starting with `prefix` (letters, digits and `_`), or `None` when the test skips.
+    /// A fresh schema name starting with `prefix` (letters, digits and `_`) on the test database.
+    ///
+    /// # Panics
+    /// When there is no test database (see [`database_url`]).
     #[must_use]
-    pub fn new(prefix: &str) -> Option<TestSchema> {
+    pub fn new(prefix: &str) -> TestSchema {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let url = database_url()?;
+        let url = database_url();
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
@@ -62,7 +101,7 @@ impl TestSchema {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        Some(TestSchema { url, name })
+        TestSchema { url, name }
     }
 
     /// Store options on this schema (the other options at their defaults).

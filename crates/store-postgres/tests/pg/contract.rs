@@ -10,13 +10,14 @@ use offline_access_domain::{CredentialStore, Subject};
 use offline_access_store_file::FileStore;
 use offline_access_store_postgres::PgStore;
 
-use crate::support::{KEY_A, KEY_B, TestDb, database_url, keys, raw_client, ring, test_db};
+use crate::support::{KEY_A, KEY_B, TestDb, keys, raw_client, ring};
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_postgres_store_meets_the_storage_contract() {
-    if database_url().is_none() {
-        return;
-    }
     // One fresh schema per check, dropped when the test ends.
     let dbs = Mutex::new(Vec::new());
     testkit::run_contract(|| {
@@ -28,7 +29,7 @@ async fn the_postgres_store_meets_the_storage_contract() {
 
 /// A migrated store on a new schema (kept in `dbs`, so it is dropped when the test ends).
 fn fresh_store(dbs: &Mutex<Vec<TestDb>>) -> impl Future<Output = Arc<PgStore>> + use<> {
-    let db = TestDb::new().unwrap();
+    let db = TestDb::new();
     let (url, options) = (db.url.clone(), db.options());
     dbs.lock().unwrap().push(db);
     async move {
@@ -38,11 +39,12 @@ fn fresh_store(dbs: &Mutex<Vec<TestDb>>) -> impl Future<Output = Arc<PgStore>> +
     }
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_postgres_store_meets_the_event_contract() {
-    if database_url().is_none() {
-        return;
-    }
     // One fresh schema per check; both ports are the same store (one pool), as the service composes them.
     let dbs = Mutex::new(Vec::new());
     testkit::run_event_contract(|| {
@@ -82,9 +84,13 @@ impl testkit::RawStorage for RowText {
     }
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn the_postgres_store_never_writes_a_token_in_clear() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     let raw = RowText {
         url: db.url.clone(),
@@ -93,9 +99,13 @@ async fn the_postgres_store_never_writes_a_token_in_clear() {
     testkit::tokens_are_never_stored_in_clear(Arc::new(store), &raw).await;
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn the_postgres_store_reports_a_row_under_an_unknown_key_loudly() {
-    let db = test_db!();
+    let db = TestDb::new();
     let writer = db
         .store_with(ring(&format!("a:{KEY_A}")), db.options())
         .await;
@@ -106,9 +116,13 @@ async fn the_postgres_store_reports_a_row_under_an_unknown_key_loudly() {
         .await;
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn tokens_sealed_by_the_file_store_open_in_the_postgres_store() {
-    let db = test_db!();
+    let db = TestDb::new();
     let dir = tempfile::tempdir().unwrap();
     let file_store = FileStore::open(dir.path(), keys()).unwrap();
     let cred = testkit::canary_credential("6001");

@@ -10,7 +10,7 @@ use offline_access_domain::testkit::event;
 use offline_access_domain::{CredentialStore, RefreshToken, StoreError};
 use tokio::sync::Barrier;
 
-use crate::support::{KEY_B, NOW, TestDb, credential, ring, subject, test_db};
+use crate::support::{KEY_B, NOW, TestDb, credential, ring, subject};
 
 /// How many events the outbox holds, counted by SQL.
 async fn outbox_rows(db: &TestDb) -> i64 {
@@ -65,10 +65,14 @@ async fn generic_plan(db: &TestDb, sql: &str, argument: &str) -> String {
         .join("\n")
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_claiming_at_once_get_disjoint_events_and_together_all_of_them() {
     const EVENTS: usize = 100;
-    let db = test_db!();
+    let db = TestDb::new();
     // Two stores, two pools: two service instances on one outbox.
     let instances = [Arc::new(db.store().await), Arc::new(db.store().await)];
     let all: Vec<EventRecord> = (0..EVENTS)
@@ -131,9 +135,13 @@ async fn two_instances_claiming_at_once_get_disjoint_events_and_together_all_of_
     }
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn events_written_with_a_change_survive_a_new_pool() {
-    let db = test_db!();
+    let db = TestDb::new();
     let first = db.store().await;
     let signed_in = [
         event("7101", NOW),
@@ -170,9 +178,13 @@ async fn events_written_with_a_change_survive_a_new_pool() {
     assert_eq!(due.len(), 3);
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn a_write_that_fails_records_no_event() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     let stored = store
         .put(&credential("7201", Some("1//r"), "ya29.a"))
@@ -219,9 +231,13 @@ async fn a_write_that_fails_records_no_event() {
     );
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn an_event_that_cannot_be_recorded_undoes_the_change_it_reports() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     // An event id already in the outbox: its insert fails, and with it the write it came with.
     let taken = event("7301", NOW);
@@ -262,9 +278,13 @@ async fn an_event_that_cannot_be_recorded_undoes_the_change_it_reports() {
     assert_eq!(outbox_rows(&db).await, 1);
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn refresh_tokens_are_found_through_the_indexes_by_their_digests_only() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     let token = "1//0gIndexedRefreshToken-7401";
     let stored = store
@@ -307,9 +327,13 @@ async fn refresh_tokens_are_found_through_the_indexes_by_their_digests_only() {
     );
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn the_claim_reads_the_due_index() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     store.append(&[event("7501", NOW)]).await.unwrap();
     let plan = generic_plan(
@@ -326,11 +350,15 @@ async fn the_claim_reads_the_due_index() {
     assert!(plan.contains("outbox_due"), "{plan}");
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn expired_jtis_are_purged_in_bounded_batches_and_count_as_new() {
     /// Most expired `jti`s one purge deletes (the store's batch).
     const BATCH: i64 = 1000;
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     let keep = time::Duration::days(7);
     let raw = db.raw().await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use offline_access_domain::{CredentialStore, StoreError};
 use offline_access_store_postgres::{PgOptions, PgStore};
 
-use crate::support::{keys, subject, test_db};
+use crate::support::{TestDb, keys, subject};
 
 /// A loopback port nobody listens on.
 fn closed_port() -> u16 {
@@ -51,9 +51,13 @@ async fn an_invalid_url_is_refused_without_echoing_the_password() {
     }
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn a_closed_store_is_unavailable_for_reads_and_readiness() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     store.ping().await.unwrap();
     store.close();
@@ -67,9 +71,13 @@ async fn a_closed_store_is_unavailable_for_reads_and_readiness() {
     ));
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn a_database_that_refuses_the_login_is_unavailable_naming_store_url() {
-    let db = test_db!();
+    let db = TestDb::new();
     let Ok(mut url) = url::Url::parse(&db.url) else {
         return;
     };
@@ -82,9 +90,13 @@ async fn a_database_that_refuses_the_login_is_unavailable_naming_store_url() {
     }
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn debug_output_shows_no_password() {
-    let db = test_db!();
+    let db = TestDb::new();
     let Ok(mut url) = url::Url::parse(&db.url) else {
         return;
     };

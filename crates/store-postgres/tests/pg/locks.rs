@@ -8,16 +8,20 @@ use offline_access_domain::{CredentialStore, StoreError};
 use offline_access_store_postgres::PgOptions;
 use tokio::time::timeout;
 
-use crate::support::{access_of, credential, keys, raw_client, refresh_of, subject, test_db};
+use crate::support::{TestDb, access_of, credential, keys, raw_client, refresh_of, subject};
 
 /// Long enough that a working lock is never mistaken for a hang; only reached when something is broken.
 const GENEROUS: Duration = Duration::from_secs(20);
 /// How long we watch a blocked locker to see it stays blocked. Not a speed assertion: it may only wait longer.
 const WATCH: Duration = Duration::from_millis(300);
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_locker_waits_until_the_first_releases() {
-    let db = test_db!();
+    let db = TestDb::new();
     // Two stores (pools) on one schema stand for two service instances.
     let first = db.store().await;
     let second = Arc::new(db.store().await);
@@ -39,9 +43,13 @@ async fn a_second_locker_waits_until_the_first_releases() {
     timeout(GENEROUS, waiter).await.unwrap().unwrap();
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locks_of_different_users_do_not_block_each_other() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     let alice = store.lock_user(&subject("2101")).await.unwrap();
     let bob = timeout(GENEROUS, store.lock_user(&subject("2102")))
@@ -52,9 +60,13 @@ async fn locks_of_different_users_do_not_block_each_other() {
     alice.release().await.unwrap();
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn try_lock_user_answers_none_while_another_holds_the_lock() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     let sub = subject("2201");
     let held = store.lock_user(&sub).await.unwrap();
@@ -64,9 +76,13 @@ async fn try_lock_user_answers_none_while_another_holds_the_lock() {
     taken.release().await.unwrap();
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn a_user_without_a_row_can_be_locked_and_writes_under_the_lock_are_durable_at_once() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     let sub = subject("2301");
     // A first sign-in: no row yet.
@@ -88,9 +104,13 @@ async fn a_user_without_a_row_can_be_locked_and_writes_under_the_lock_are_durabl
     assert_eq!(store.get(&sub).await.unwrap().unwrap().version, v1.version);
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn a_plain_write_is_not_blocked_by_a_held_lock_and_the_holder_sees_it() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     let sub = subject("2302");
     let v1 = store
@@ -114,9 +134,13 @@ async fn a_plain_write_is_not_blocked_by_a_held_lock_and_the_holder_sees_it() {
     lock.release().await.unwrap();
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn under_the_lock_a_stale_version_conflicts_and_the_refresh_token_rule_holds() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     let sub = subject("2401");
     let v1 = store
@@ -139,9 +163,13 @@ async fn under_the_lock_a_stale_version_conflicts_and_the_refresh_token_rule_hol
     assert_eq!(access_of(&read).as_deref(), Some("ya29.fresh"));
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_guard_frees_the_lock_and_its_connection_comes_back_outside_the_transaction() {
-    let db = test_db!();
+    let db = TestDb::new();
     // One lock connection: if the dropped guard's transaction came back to the pool still open, the next lock
     // taken on it would run inside that transaction and the first user's lock would stay held.
     let store = db
@@ -178,9 +206,13 @@ async fn a_dropped_guard_frees_the_lock_and_its_connection_comes_back_outside_th
     );
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_holder_frees_the_lock_and_its_guard_reports_unavailable() {
-    let db = test_db!();
+    let db = TestDb::new();
     let name = format!("holder_{}", db.schema);
     let options = PgOptions {
         pool_size: 1,
@@ -237,9 +269,13 @@ async fn a_killed_holder_frees_the_lock_and_its_guard_reports_unavailable() {
         .unwrap();
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_longer_than_the_lock_wait_is_unavailable() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     let impatient = db
         .store_with(
@@ -268,9 +304,13 @@ async fn waiting_longer_than_the_lock_wait_is_unavailable() {
         .unwrap();
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_lock_wait_leaves_no_open_transaction_behind() {
-    let db = test_db!();
+    let db = TestDb::new();
     let name = format!("cancel_{}", db.schema);
     let options = PgOptions {
         pool_size: 1,
@@ -318,10 +358,14 @@ async fn a_cancelled_lock_wait_leaves_no_open_transaction_behind() {
     );
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_lockers_across_two_stores_never_overlap_and_lose_no_write() {
     const LOCKERS: usize = 10;
-    let db = test_db!();
+    let db = TestDb::new();
     let stores = [Arc::new(db.store().await), Arc::new(db.store().await)];
     let sub = subject("2901");
     let first = stores[0]
@@ -364,10 +408,14 @@ async fn many_lockers_across_two_stores_never_overlap_and_lose_no_write() {
     );
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stampede_over_two_instances_refreshes_an_expired_token_exactly_once() {
     const CALLERS: usize = 40;
-    let db = test_db!();
+    let db = TestDb::new();
     let instances = [Arc::new(db.store().await), Arc::new(db.store().await)];
     let sub = subject("2951");
     let mut expired = credential("2951", Some("1//r"), "ya29.expired");

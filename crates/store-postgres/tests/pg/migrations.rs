@@ -6,9 +6,7 @@ use offline_access_domain::risc::index_keys;
 use offline_access_domain::{Credential, CredentialStore, Scopes, StoreError, testkit};
 use tokio_postgres::types::Json;
 
-use crate::support::{
-    KEY_B, NOW, TestDb, access_of, credential, keys, refresh_of, ring, subject, test_db,
-};
+use crate::support::{KEY_B, NOW, TestDb, access_of, credential, keys, refresh_of, ring, subject};
 
 /// How many migrations this build embeds.
 const MIGRATIONS: usize = 3;
@@ -102,9 +100,13 @@ async fn old_row(db: &TestDb, cred: &Credential, version: i64, with_tokens: bool
         .unwrap();
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn migrations_apply_to_an_empty_schema_and_a_rerun_applies_nothing() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.connect_with(keys(), db.options()).await;
     assert_eq!(store.migrate().await.unwrap(), MIGRATIONS);
     assert_eq!(store.migrate().await.unwrap(), 0);
@@ -139,9 +141,13 @@ async fn migrations_apply_to_an_empty_schema_and_a_rerun_applies_nothing() {
         .unwrap();
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_migrating_at_once_apply_each_migration_exactly_once() {
-    let db = test_db!();
+    let db = TestDb::new();
     let a = db.connect_with(keys(), db.options()).await;
     let b = db.connect_with(keys(), db.options()).await;
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
@@ -155,9 +161,13 @@ async fn two_instances_migrating_at_once_apply_each_migration_exactly_once() {
     );
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn an_edited_migration_is_refused_and_nothing_is_applied() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     let raw = db.raw().await;
     raw.execute(
@@ -175,10 +185,14 @@ async fn an_edited_migration_is_refused_and_nothing_is_applied() {
     }
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn migration_2_on_rows_of_the_previous_release_keeps_their_versions_and_only_goes_up_from_there()
  {
-    let db = test_db!();
+    let db = TestDb::new();
     // The schema as the release before the previous one left it: migration 1 applied and recorded, rows with
     // versions written by `version + 1`, one with a cached access token (no access scopes then).
     released_schema(&db, 1).await;
@@ -229,10 +243,14 @@ async fn migration_2_on_rows_of_the_previous_release_keeps_their_versions_and_on
     assert_ne!(fresh.version, again.version);
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn migration_3_on_rows_of_the_previous_release_keeps_them_reads_the_new_fields_as_none_and_indexes_their_tokens()
  {
-    let db = test_db!();
+    let db = TestDb::new();
     // The schema as the previous release left it (migrations 1 and 2), with rows it wrote: one with both tokens,
     // one without any, one whose refresh token is sealed under a key this build does not have.
     released_schema(&db, 2).await;
@@ -310,9 +328,13 @@ async fn migration_3_on_rows_of_the_previous_release_keeps_them_reads_the_new_fi
     );
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn a_store_on_an_unmigrated_schema_says_to_run_migrate() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.connect_with(keys(), db.options()).await;
     match store.get(&credential("3201", None, "ya29.a").subject).await {
         Err(StoreError::Other(message)) => assert!(message.contains("migrate"), "{message}"),
@@ -320,11 +342,13 @@ async fn a_store_on_an_unmigrated_schema_says_to_run_migrate() {
     }
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn a_test_schema_is_created_by_migrate_and_dropped_with_everything_in_it_at_the_end() {
-    let Some(schema) = offline_access_store_postgres::testkit::TestSchema::new("oa_kit") else {
-        return;
-    };
+    let schema = offline_access_store_postgres::testkit::TestSchema::new("oa_kit");
     let (url, name) = (schema.url.clone(), schema.name.clone());
     let count = |client: tokio_postgres::Client, name: String| async move {
         client

@@ -2,7 +2,7 @@
 
 use offline_access_domain::{CredentialStore, StoreError};
 
-use crate::support::{credential, keys, test_db};
+use crate::support::{TestDb, credential, keys};
 
 /// The message of an `Unavailable`, or a panic naming what came instead.
 fn unavailable(result: Result<(), StoreError>) -> String {
@@ -12,9 +12,13 @@ fn unavailable(result: Result<(), StoreError>) -> String {
     }
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn an_unmigrated_schema_is_not_ready_until_migrate_runs() {
-    let db = test_db!();
+    let db = TestDb::new();
     // `connect` needs no tables (`store.migrate_on_start = false`, never migrated).
     let store = db.connect_with(keys(), db.options()).await;
     let message = unavailable(store.ping().await);
@@ -30,9 +34,13 @@ async fn an_unmigrated_schema_is_not_ready_until_migrate_runs() {
     store.ping().await.unwrap();
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn a_schema_behind_this_build_is_not_ready_and_says_which_migration_it_lacks() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     store.ping().await.unwrap();
     // As if only the previous release had migrated it.
@@ -53,9 +61,13 @@ async fn a_schema_behind_this_build_is_not_ready_and_says_which_migration_it_lac
     assert!(message.contains("offline-access migrate"), "{message}");
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn a_read_only_database_is_not_ready() {
-    let db = test_db!();
+    let db = TestDb::new();
     db.store().await.ping().await.unwrap();
     // A session that may only read, as on a standby after a failover.
     let separator = if db.url.contains('?') { '&' } else { '?' };

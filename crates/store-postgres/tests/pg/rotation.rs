@@ -4,11 +4,15 @@ use std::sync::Mutex;
 
 use offline_access_domain::CredentialStore;
 
-use crate::support::{KEY_A, KEY_B, access_of, credential, refresh_of, ring, subject, test_db};
+use crate::support::{KEY_A, KEY_B, TestDb, access_of, credential, refresh_of, ring, subject};
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn reencryption_moves_every_row_to_the_newest_key_and_a_rerun_does_nothing() {
-    let db = test_db!();
+    let db = TestDb::new();
     let old_only = db
         .store_with(ring(&format!("old:{KEY_A}")), db.options())
         .await;
@@ -74,9 +78,13 @@ async fn reencryption_moves_every_row_to_the_newest_key_and_a_rerun_does_nothing
     assert_eq!(stale, 0);
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn reencryption_stops_loudly_at_a_row_under_a_key_that_is_gone() {
-    let db = test_db!();
+    let db = TestDb::new();
     let lost = db
         .store_with(ring(&format!("lost:{KEY_A}")), db.options())
         .await;

@@ -4,20 +4,26 @@ use std::sync::Arc;
 
 use offline_access_domain::{ConsentState, CredentialStore, RefreshToken, Scopes, StoreError};
 
-use crate::support::{
-    KEY_A, KEY_B, NOW, TestDb, access_of, credential, refresh_of, ring, subject, test_db,
-};
+use crate::support::{KEY_A, KEY_B, NOW, TestDb, access_of, credential, refresh_of, ring, subject};
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn get_of_a_missing_user_is_none() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     assert!(store.get(&subject("nobody")).await.unwrap().is_none());
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn put_then_get_round_trips_every_field() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     let cred = credential("1001", Some("1//refresh-1001"), "ya29.access-1001");
     let stored = store.put(&cred).await.unwrap();
@@ -46,9 +52,13 @@ async fn put_then_get_round_trips_every_field() {
     }
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn a_credential_without_tokens_round_trips() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     let mut cred = credential("1002", None, "ya29.x");
     cred.access = None;
@@ -57,9 +67,13 @@ async fn a_credential_without_tokens_round_trips() {
     assert!(read.refresh_token.is_none() && read.access.is_none());
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn a_write_with_a_stale_version_conflicts_and_changes_nothing() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     let cred = credential("1101", Some("1//r"), "ya29.a");
     let v1 = store.put(&cred).await.unwrap();
@@ -86,9 +100,13 @@ async fn a_write_with_a_stale_version_conflicts_and_changes_nothing() {
     assert_eq!(access_of(&read).as_deref(), Some("ya29.b"));
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn a_write_without_a_refresh_token_keeps_the_stored_one() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     let v1 = store
         .put(&credential("1201", Some("1//keep-me"), "ya29.a"))
@@ -104,9 +122,13 @@ async fn a_write_without_a_refresh_token_keeps_the_stored_one() {
     assert_eq!(access_of(&read).as_deref(), Some("ya29.b"));
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn a_returned_refresh_token_replaces_the_stored_one() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     let v1 = store
         .put(&credential("1202", Some("1//old"), "ya29.a"))
@@ -119,9 +141,13 @@ async fn a_returned_refresh_token_replaces_the_stored_one() {
     assert_eq!(refresh_of(&read).as_deref(), Some("1//new"));
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn consent_moves_from_active_to_revoked_and_back() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     let mut cred = store
         .put(&credential("1301", Some("1//r"), "ya29.a"))
@@ -142,9 +168,13 @@ async fn consent_moves_from_active_to_revoked_and_back() {
     assert!(read.offline_access());
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn a_forgotten_credential_keeps_only_its_refresh_token() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     let mut cred = store
         .put(&credential("1302", Some("1//pending-revocation"), "ya29.a"))
@@ -158,9 +188,13 @@ async fn a_forgotten_credential_keeps_only_its_refresh_token() {
     assert_eq!(refresh_of(&read).as_deref(), Some("1//pending-revocation"));
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn an_unknown_consent_state_in_a_row_is_a_corrupt_error() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     store
         .put(&credential("1303", Some("1//r"), "ya29.a"))
@@ -183,9 +217,13 @@ async fn an_unknown_consent_state_in_a_row_is_a_corrupt_error() {
     }
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn delete_removes_the_row_only_at_its_version() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     let cred = credential("1401", Some("1//r"), "ya29.a");
     let stored = store.put(&cred).await.unwrap();
@@ -210,9 +248,13 @@ async fn delete_removes_the_row_only_at_its_version() {
     assert!(store.put(&cred).await.unwrap().version > stored.version);
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn versions_never_repeat_across_a_delete_on_two_instances() {
-    let db = test_db!();
+    let db = TestDb::new();
     // Two stores (pools) on one schema stand for two service instances.
     let (a, b) = (db.store().await, db.store().await);
     let sub = subject("1450");
@@ -260,9 +302,13 @@ async fn versions_never_repeat_across_a_delete_on_two_instances() {
     }
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn a_record_whose_write_count_is_full_moves_to_a_new_epoch_and_stays_ahead() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     let sub = subject("1460");
     let first = store
@@ -330,9 +376,13 @@ async fn all_pages(
     (seen, unreadable, pages)
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn listing_pages_through_every_user_in_byte_order() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     // Mixed case and digits: byte order differs from most locale collations.
     let mut subjects: Vec<String> = (0..23)
@@ -355,9 +405,13 @@ async fn listing_pages_through_every_user_in_byte_order() {
     assert!(exact.next_cursor.is_none());
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn a_cursor_this_store_did_not_make_is_refused() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     for bad in [String::new(), "x".repeat(256), "a\0b".to_owned()] {
         assert!(
@@ -389,9 +443,13 @@ async fn set_column(db: &TestDb, sub: &str, column: &str, value: &str) {
         .unwrap();
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn unreadable_rows_are_reported_by_the_listings_which_go_on_past_them() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     let other_key = db
         .store_with(ring(&format!("gone:{KEY_B}")), db.options())
@@ -474,9 +532,13 @@ async fn unreadable_rows_are_reported_by_the_listings_which_go_on_past_them() {
     assert!(unreadable.is_empty());
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn pending_revocations_lists_only_forgotten_rows_through_the_partial_index() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     for i in 0..12 {
         let sub = format!("p{i:02}");
@@ -528,10 +590,14 @@ async fn pending_revocations_lists_only_forgotten_rows_through_the_partial_index
     assert!(plan.contains("credentials_forgotten"), "{plan}");
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writes_of_one_version_have_exactly_one_winner() {
     const WRITERS: usize = 12;
-    let db = test_db!();
+    let db = TestDb::new();
     let store = Arc::new(db.store().await);
     let mut expected_version = 0;
     for round in 0..2 {
@@ -564,9 +630,13 @@ async fn concurrent_writes_of_one_version_have_exactly_one_winner() {
     }
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn rows_hold_only_ciphertext_bound_to_the_newest_key() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     let cred = credential(
         "1601",
@@ -596,9 +666,13 @@ async fn rows_hold_only_ciphertext_bound_to_the_newest_key() {
     assert_eq!(row.get::<_, String>(3), "k1");
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn a_row_sealed_under_an_unknown_key_is_a_loud_corrupt_error_and_is_never_overwritten() {
-    let db = test_db!();
+    let db = TestDb::new();
     let writer = db
         .store_with(ring(&format!("old:{KEY_A}")), db.options())
         .await;
@@ -642,9 +716,13 @@ async fn a_row_sealed_under_an_unknown_key_is_a_loud_corrupt_error_and_is_never_
     assert!(writer.get(&cred.subject).await.unwrap().is_none());
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn a_token_copied_to_another_users_row_does_not_open() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     store
         .put(&credential("1801", Some("1//alice"), "ya29.a"))
@@ -671,9 +749,13 @@ async fn a_token_copied_to_another_users_row_does_not_open() {
     ));
 }
 
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
 #[tokio::test]
 async fn the_table_refuses_a_token_that_is_not_ciphertext() {
-    let db = test_db!();
+    let db = TestDb::new();
     let store = db.store().await;
     store
         .put(&credential("1901", Some("1//r"), "ya29.a"))

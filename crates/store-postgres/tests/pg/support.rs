@@ -31,8 +31,6 @@ pub(crate) fn keys() -> Arc<KeyRing> {
     ring(&format!("k1:{KEY_A}"))
 }
 
-pub(crate) use offline_access_store_postgres::testkit::database_url;
-
 /// One test's schema on the test database (dropped with the [`TestSchema`] it holds).
 pub(crate) struct TestDb {
     pub(crate) url: String,
@@ -41,14 +39,15 @@ pub(crate) struct TestDb {
 }
 
 impl TestDb {
-    /// A new random schema name (not created yet: `migrate` creates it), or `None` when skipping.
-    pub(crate) fn new() -> Option<TestDb> {
-        let schema = TestSchema::new("oa_test")?;
-        Some(TestDb {
+    /// A new random schema name (not created yet: `migrate` creates it) on the test database (`DATABASE_URL`, else
+    /// this process's throwaway cluster).
+    pub(crate) fn new() -> TestDb {
+        let schema = TestSchema::new("oa_test");
+        TestDb {
             url: schema.url.clone(),
             schema: schema.name.clone(),
             dropped_at_the_end: schema,
-        })
+        }
     }
 
     /// Options using this test's schema.
@@ -143,14 +142,3 @@ pub(crate) fn access_of(c: &Credential) -> Option<String> {
         .as_ref()
         .map(|a| a.token.expose_secret().to_owned())
 }
-
-/// Skips the test (returning from it) when there is no database.
-macro_rules! test_db {
-    () => {
-        match $crate::support::TestDb::new() {
-            Some(db) => db,
-            None => return,
-        }
-    };
-}
-pub(crate) use test_db;
