@@ -419,7 +419,9 @@ impl Inner {
                     )));
                 }
                 None => {
-                    tx.batch_execute(migration.sql).await.map_err(map)?;
+                    tx.batch_execute(migration.sql)
+                        .await
+                        .map_err(|e| self.migration_failed(&e))?;
                     tx.execute(
                         "INSERT INTO offline_access_migrations (version, name, checksum) VALUES ($1, $2, $3)",
                         &[&migration.version, &migration.name, &checksum],
@@ -663,6 +665,28 @@ impl Inner {
             page.next_cursor = last;
         }
         Ok(page)
+    }
+
+    /// A migration's statement failed. A name already taken (by another application's table in `public`, most
+    /// likely) gets the advice to give offline-access a schema of its own.
+    fn migration_failed(&self, error: &tokio_postgres::Error) -> StoreError {
+        let failure = self.errors.driver("applying migrations", error);
+        let taken = error.code().is_some_and(|code| {
+            *code == SqlState::DUPLICATE_TABLE || *code == SqlState::DUPLICATE_OBJECT
+        });
+        match failure {
+            StoreError::Other(message) if taken => {
+                let place = match &self.options.schema {
+                    Some(schema) => format!("schema `{schema}`"),
+                    None => "the connection's search_path (normally `public`)".to_owned(),
+                };
+                StoreError::Other(format!(
+                    "{message}: an object of another application has that name in {place}; give offline-access \
+                     a schema of its own with store.schema (e.g. offline_access)"
+                ))
+            }
+            other => other,
+        }
     }
 
     /// A pooled connection.

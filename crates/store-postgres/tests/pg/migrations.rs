@@ -379,3 +379,43 @@ async fn a_test_schema_is_created_by_migrate_and_dropped_with_everything_in_it_a
         .unwrap();
     assert_eq!(count(client, name).await, 0);
 }
+
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
+#[tokio::test]
+async fn another_applications_credentials_table_fails_the_migration_with_the_advice_to_use_store_schema()
+ {
+    let db = TestDb::new();
+    db.raw()
+        .await
+        .batch_execute(&format!(
+            "CREATE SCHEMA \"{0}\"; CREATE TABLE \"{0}\".credentials (login text PRIMARY KEY)",
+            db.schema
+        ))
+        .await
+        .unwrap();
+    let store = db.connect_with(keys(), db.options()).await;
+    match store.migrate().await {
+        Err(StoreError::Other(message)) => {
+            assert!(message.contains("already exists"), "{message}");
+            assert!(message.contains("store.schema"), "{message}");
+        }
+        other => panic!("expected the migration to stop, got {other:?}"),
+    }
+    // Nothing applied: the other table is untouched and no migration is recorded.
+    let recorded: i64 = db
+        .raw()
+        .await
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM \"{}\".offline_access_migrations",
+                db.schema
+            ),
+            &[],
+        )
+        .await
+        .map_or(0, |row| row.get(0));
+    assert_eq!(recorded, 0);
+}
