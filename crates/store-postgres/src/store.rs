@@ -386,11 +386,21 @@ impl Inner {
             .await
             .map_err(map)?;
         if let Some(schema) = &self.options.schema {
-            tx.batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET LOCAL search_path TO \"{schema}\""
-            ))
-            .await
-            .map_err(map)?;
+            // Created only when missing: `CREATE SCHEMA IF NOT EXISTS` needs CREATE on the database even when the
+            // schema exists, which a role given a schema of its own (and nothing more) does not have.
+            let exists = tx
+                .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[schema])
+                .await
+                .map_err(map)?
+                .is_some();
+            let create = if exists {
+                String::new()
+            } else {
+                format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"; ")
+            };
+            tx.batch_execute(&format!("{create}SET LOCAL search_path TO \"{schema}\""))
+                .await
+                .map_err(map)?;
         }
         tx.batch_execute(CREATE_MIGRATIONS_TABLE)
             .await

@@ -419,3 +419,46 @@ async fn another_applications_credentials_table_fails_the_migration_with_the_adv
         .map_or(0, |row| row.get(0));
     assert_eq!(recorded, 0);
 }
+
+#[cfg_attr(
+    no_postgres,
+    ignore = "no PostgreSQL: set DATABASE_URL or install PostgreSQL"
+)]
+#[tokio::test]
+async fn a_role_given_only_a_schema_of_its_own_migrates_and_works_without_create_on_the_database() {
+    let db = TestDb::new();
+    let role = format!("{}_role", db.schema);
+    let raw = db.raw().await;
+    raw.batch_execute(&format!(
+        "CREATE ROLE \"{role}\" LOGIN; CREATE SCHEMA \"{}\" AUTHORIZATION \"{role}\"",
+        db.schema
+    ))
+    .await
+    .unwrap();
+    // A new role may not create schemas in the database (PostgreSQL's default).
+    let may_create: bool = raw
+        .query_one(
+            "SELECT has_database_privilege($1, current_database(), 'CREATE')",
+            &[&role],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!may_create);
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_username(&role).unwrap();
+    let store = db.connect_at(url.as_str()).await;
+    assert_eq!(store.migrate().await.unwrap(), MIGRATIONS);
+    store
+        .put(&credential("3301", None, "ya29.a"))
+        .await
+        .unwrap();
+    store.ping().await.unwrap();
+    store.close();
+    raw.batch_execute(&format!(
+        "DROP SCHEMA \"{}\" CASCADE; DROP ROLE \"{role}\"",
+        db.schema
+    ))
+    .await
+    .unwrap();
+}

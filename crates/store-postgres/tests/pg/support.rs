@@ -75,6 +75,11 @@ impl TestDb {
         PgStore::connect(&self.url, keys, options).await.unwrap()
     }
 
+    /// A store on this schema, not migrated, connecting to `url` (this database as another role, say).
+    pub(crate) async fn connect_at(&self, url: &str) -> PgStore {
+        PgStore::connect(url, keys(), self.options()).await.unwrap()
+    }
+
     /// This test's URL with another `application_name`, to find its connections in `pg_stat_activity`.
     pub(crate) fn url_named(&self, application_name: &str) -> String {
         self.dropped_at_the_end.url_named(application_name)
