@@ -14,7 +14,8 @@
 //!
 //! The trusted CAs are [`PgOptions::ca_pem`](crate::PgOptions::ca_pem) (`store.ca_file`), or the file named by
 //! `sslrootcert` in the URL, or else the platform's roots. A CA given without any `sslmode` means `verify-full`
-//! (libpq would fall back to `prefer`, silently trusting nothing it was given).
+//! (libpq would stay at `prefer`, which falls back to plain TCP when the server offers no TLS);
+//! `sslrootcert=system` means the platform's roots and `verify-full`, as in libpq 16.
 
 use std::fmt;
 use std::sync::Arc;
@@ -115,8 +116,8 @@ impl TlsSettings {
     /// settings these parameters and `ca_pem` make.
     ///
     /// # Errors
-    /// A message (never containing the URL) for an unknown `sslmode`, a repeated parameter, or both `sslrootcert`
-    /// and `ca_pem`.
+    /// A message (never containing the URL) for an unknown `sslmode`, a repeated parameter, both `sslrootcert`
+    /// and `ca_pem`, or `sslrootcert=system` with a mode weaker than `verify-full`.
     pub(crate) fn from_url(
         url: &str,
         ca_pem: Option<&[u8]>,
@@ -134,6 +135,7 @@ impl TlsSettings {
                 return Err(format!("{key} is given twice"));
             }
         }
+        let system = root_file.as_deref() == Some("system");
         let roots = match (ca_pem, root_file) {
             (Some(_), Some(_)) => {
                 return Err(
@@ -142,17 +144,22 @@ impl TlsSettings {
                 );
             }
             (Some(pem), None) => Roots::Pem(pem.to_vec()),
-            // libpq 16's special value: the platform's roots.
-            (None, Some(file)) if file == "system" => Roots::Platform,
+            // libpq 16's special value: the platform's roots, and verify-full.
+            (None, Some(_)) if system => Roots::Platform,
             (None, Some(file)) => Roots::File(file),
             (None, None) => Roots::Platform,
         };
         let ca_given = roots != Roots::Platform;
         let mode = match sslmode {
             Some(value) => SslMode::parse(&value)?,
-            None if ca_given => SslMode::VerifyFull,
+            None if ca_given || system => SslMode::VerifyFull,
             None => SslMode::Prefer,
         };
+        if system && mode != SslMode::VerifyFull {
+            return Err(format!(
+                "sslrootcert=system needs sslmode=verify-full (as libpq has it), not sslmode={mode}"
+            ));
+        }
         let check_chain = matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull) || ca_given;
         Ok((
             rest,
@@ -561,8 +568,14 @@ mod tests {
         let (_, tls) = settings("postgres://db/x?sslmode=require", Some(b"pem"));
         assert_eq!(tls.mode, SslMode::Require);
         assert!(tls.check_chain);
+        // libpq 16: the platform's roots, verify-full, nothing weaker.
         let (_, tls) = settings("host=db sslrootcert=system", None);
-        assert_eq!((tls.mode, tls.roots), (SslMode::Prefer, Roots::Platform));
+        assert_eq!(
+            (tls.mode, tls.roots),
+            (SslMode::VerifyFull, Roots::Platform)
+        );
+        let weaker = TlsSettings::from_url("host=db sslrootcert=system sslmode=require", None);
+        assert!(weaker.unwrap_err().contains("verify-full"));
     }
 
     #[test]
