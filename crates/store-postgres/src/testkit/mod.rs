@@ -29,6 +29,7 @@ pub use cluster::{ClusterSetup, ThrowawayCluster};
 pub use probe::{Binaries, Decision, Environment, RunAs, decide};
 
 use crate::PgOptions;
+use crate::tls::TlsSettings;
 
 /// The test database's URL: `DATABASE_URL`, else this process's throwaway cluster (started on first use).
 ///
@@ -125,17 +126,24 @@ impl TestSchema {
     ///
     /// # Errors
     /// When the database cannot be reached.
-    pub async fn raw(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    pub async fn raw(&self) -> Result<tokio_postgres::Client, String> {
         raw_client(&self.url).await
     }
 }
 
-/// A plain driver connection to `url` (its connection task spawned on the current runtime).
+/// A plain driver connection to `url` (its connection task spawned on the current runtime), with TLS as the store
+/// has it (`sslmode`, `sslrootcert`), so a `DATABASE_URL` with `sslmode=verify-full` works here too.
 ///
 /// # Errors
-/// When the database cannot be reached.
-pub async fn raw_client(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+/// When the URL or its TLS settings are invalid, or the database cannot be reached.
+pub async fn raw_client(url: &str) -> Result<tokio_postgres::Client, String> {
+    let (rest, tls) = TlsSettings::from_url(url, None)?;
+    let mut config: tokio_postgres::Config = rest.parse().map_err(|e| format!("{e}"))?;
+    config.ssl_mode(tls.mode.driver_mode());
+    let (client, connection) = config
+        .connect(tls.connector()?)
+        .await
+        .map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
