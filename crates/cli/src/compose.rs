@@ -163,6 +163,7 @@ pub(crate) async fn open_store_with(
             let options = PgOptions {
                 pool_size: config.store.pool_size,
                 schema: config.store.schema.clone(),
+                ca_pem: store_ca_pem(config)?,
                 ..PgOptions::default()
             };
             PgStore::connect(url.expose_secret(), keys, options)
@@ -176,6 +177,23 @@ pub(crate) async fn open_store_with(
                 })
         }
     }
+}
+
+/// The PEM roots of `store.ca_file`, when set.
+///
+/// # Errors
+/// A configuration failure naming `store.ca_file` and its variable when the file cannot be read.
+pub(crate) fn store_ca_pem(config: &Config) -> Result<Option<Vec<u8>>, Failure> {
+    let Some(path) = &config.store.ca_file else {
+        return Ok(None);
+    };
+    std::fs::read(path).map(Some).map_err(|e| {
+        Failure::config(format!(
+            "cannot read store.ca_file (env OFFLINE_ACCESS_STORE__CA_FILE) {} ({}); check the path",
+            path.display(),
+            e.kind()
+        ))
+    })
 }
 
 /// Opens a file store in `dir` (the configured `store.path`, or the demo's and sandbox's temporary directory).

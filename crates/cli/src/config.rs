@@ -169,6 +169,9 @@ pub(crate) struct StoreSection {
     /// `store.schema` (Postgres).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) schema: Option<String>,
+    /// `store.ca_file` (Postgres over TLS): PEM roots for `sslmode=verify-ca|verify-full`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ca_file: Option<PathBuf>,
     /// `store.pool_size` (Postgres).
     pub(crate) pool_size: usize,
     /// `store.credential_cache_ms`.

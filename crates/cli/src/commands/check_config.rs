@@ -81,6 +81,9 @@ fn preflight(config: &Config) -> Result<Vec<String>, Failure> {
             google.client_id
         ));
     }
+    if compose::store_ca_pem(config)?.is_some() {
+        checked.push("store.ca_file: read".to_owned());
+    }
     compose::http_config(config)?;
     compose::internal_config(config)?;
     if tls_config(config)?.is_some() {

@@ -61,6 +61,16 @@ async fn check_config_refuses_what_serve_would_refuse_naming_the_key_and_its_var
         out.stderr
     );
 
+    let mut ca = Cli::new();
+    ca.env("STORE__CA_FILE", "missing-ca.pem");
+    let out = ca.run(&["check-config"]).await;
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("OFFLINE_ACCESS_STORE__CA_FILE"),
+        "{}",
+        out.stderr
+    );
+
     let fake = FakeGoogle::start().await.unwrap();
     cli.write("client_secret.json", &fake.client_secret_json().to_string());
     cli.env("GOOGLE__CLIENT_SECRET_FILE", "client_secret.json");
