@@ -35,7 +35,7 @@ impl ConfigFile {
     /// # Errors
     /// [`ConfigError`] with serde's message (the field and line) when it is not a valid file.
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
-        serde_json::from_str(text).map_err(|e| ConfigError(e.to_string()))
+        serde_json::from_str(text).map_err(|e| ConfigError(plain_json_error(&e)))
     }
 
     /// Reads and parses a config file (its clients and users are checked when the fake starts
@@ -48,6 +48,46 @@ impl ConfigFile {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("{shown}: cannot read it: {e}")))?;
         Self::from_json(&text).map_err(|e| ConfigError(format!("{shown}: {e}")))
+    }
+}
+
+/// serde_json's message in words a person writing a config file knows: "not valid JSON" with a hint for syntax
+/// (no "expected ident"), and JSON's own type names for a value of the wrong type (no "sequence", "u16").
+fn plain_json_error(e: &serde_json::Error) -> String {
+    let at = format!("line {} column {}", e.line(), e.column());
+    let full = e.to_string();
+    let message = full
+        .rsplit_once(" at line ")
+        .map_or(full.as_str(), |(message, _)| message);
+    match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            let hint = match message {
+                "expected ident" => {
+                    "a bare word where JSON needs a \"quoted string\", a number, true, false or null"
+                }
+                "key must be a string" => "keys must be in double quotes",
+                "expected value" => "a value is missing or malformed",
+                "trailing comma" => "a comma before a closing bracket",
+                other => other,
+            };
+            format!("not valid JSON at {at}: {hint}")
+        }
+        serde_json::error::Category::Data | serde_json::error::Category::Io => {
+            let mut plain = message.to_owned();
+            for (from, to) in [
+                ("a sequence", "a list"),
+                ("a boolean", "true or false"),
+                ("a map", "an object"),
+                ("struct ", "an object "),
+                ("u16", "a whole number"),
+                ("u32", "a whole number"),
+                ("u64", "a whole number"),
+                ("usize", "a whole number"),
+            ] {
+                plain = plain.replace(from, to);
+            }
+            format!("{plain} at {at}")
+        }
     }
 }
 
@@ -92,6 +132,29 @@ mod tests {
     use super::*;
     use crate::keys::KeyStore;
     use crate::model::OAuthClient;
+
+    #[test]
+    fn config_errors_are_in_plain_words_with_their_place() {
+        let cases = [
+            (
+                r#"{"settings": {"auto_consent": tru}}"#,
+                "not valid JSON at line 1 column",
+            ),
+            (r"{clients: []}", "keys must be in double quotes"),
+            (r#"{"users": "x"}"#, "expected a list at line 1 column"),
+            (
+                r#"{"settings": {"auto_consent": "yes"}}"#,
+                "expected true or false",
+            ),
+        ];
+        for (json, expected) in cases {
+            let err = ConfigFile::from_json(json).unwrap_err().0;
+            assert!(err.contains(expected), "{json}: {err}");
+            for jargon in ["ident", "sequence", "boolean", "u16", "usize"] {
+                assert!(!err.contains(jargon), "{json}: {err}");
+            }
+        }
+    }
 
     fn inner() -> Inner {
         Inner::new(
