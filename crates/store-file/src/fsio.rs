@@ -4,6 +4,8 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use aws_lc_rs::digest::{SHA256, digest};
 use offline_access_domain::StoreError;
@@ -93,6 +95,64 @@ pub(crate) fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// A directory kept open for syncing, with group commit: the renames, creations and removals that callers made
+/// in it before they asked share one `fsync` when they arrive together.
+///
+/// Each caller counts its change (after making it) and then waits for a sync that *started* after that count:
+/// either it runs one itself, or a sync that another caller began later covers it. So when [`DirSync::sync`]
+/// returns `Ok`, the caller's change is durable, as with its own `fsync` — one open and one `fsync` per burst of
+/// concurrent writes instead of an open, an `fsync` and a close per write. The directory must not be replaced
+/// under a running store (the file store's directories never are).
+pub(crate) struct DirSync {
+    /// The directory, opened once (`None` off Unix, where directories are not synced).
+    dir: Option<File>,
+    /// Changes counted so far.
+    changes: AtomicU64,
+    /// The count a successful sync covered (held while syncing, so one sync runs at a time).
+    synced: Mutex<u64>,
+}
+
+impl DirSync {
+    /// Opens `path` (a directory) for syncing.
+    pub(crate) fn open(path: &Path) -> io::Result<Self> {
+        #[cfg(unix)]
+        let dir = Some(File::open(path)?);
+        #[cfg(not(unix))]
+        let dir = {
+            let _ = path;
+            None
+        };
+        Ok(Self {
+            dir,
+            changes: AtomicU64::new(0),
+            synced: Mutex::new(0),
+        })
+    }
+
+    /// Makes every change the caller made in the directory before this call durable (see the type's
+    /// documentation). On an error nothing is claimed: a later caller syncs again.
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        let mine = self.changes.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut synced = self.synced.lock().unwrap_or_else(PoisonError::into_inner);
+        if *synced >= mine {
+            return Ok(()); // a sync that started after this change succeeded meanwhile
+        }
+        // Every change counted up to here happened before the fsync below starts.
+        let covered = self.changes.load(Ordering::SeqCst);
+        if let Some(dir) = &self.dir {
+            dir.sync_all()?;
+        }
+        *synced = covered;
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for DirSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirSync").finish_non_exhaustive()
+    }
+}
+
 /// Removes a file; there being none is fine.
 pub(crate) fn remove_if_present(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
@@ -102,12 +162,15 @@ pub(crate) fn remove_if_present(path: &Path) -> io::Result<()> {
 }
 
 /// Creates the new file `path` (`O_EXCL`, 0600) holding `bytes`, synced. On a failure the file is removed.
+///
+/// `fdatasync` suffices: it writes the data and the metadata needed to read it back (the size and the blocks);
+/// what it skips (timestamps) no reader uses. The name becomes durable with its directory's sync.
 pub(crate) fn create_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut file = private_file_options()
         .write(true)
         .create_new(true)
         .open(path)?;
-    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    let written = file.write_all(bytes).and_then(|()| file.sync_data());
     drop(file);
     if let Err(e) = written {
         let _ = fs::remove_file(path);
@@ -144,10 +207,50 @@ pub(crate) fn write_atomic_in(
     target: &Path,
     bytes: &[u8],
 ) -> io::Result<()> {
+    write_atomic_then(dir, tag, target, bytes, || sync_dir(dir))
+}
+
+/// As [`write_atomic_in`], with the directory's sync shared with concurrent writers ([`DirSync`]).
+pub(crate) fn write_atomic_grouped(
+    dir: &Path,
+    sync: &DirSync,
+    tag: &str,
+    target: &Path,
+    bytes: &[u8],
+) -> io::Result<()> {
+    write_atomic_then(dir, tag, target, bytes, || sync.sync())
+}
+
+/// [`replace_file`] in `dir`, then `sync_dir` (which makes the rename durable).
+fn write_atomic_then(
+    dir: &Path,
+    tag: &str,
+    target: &Path,
+    bytes: &[u8],
+    sync_dir: impl FnOnce() -> io::Result<()>,
+) -> io::Result<()> {
     replace_file(dir, tag, target, bytes)?;
-    sync_dir(dir)?;
+    sync_dir()?;
     crate::failpoint::hit("atomic:durable");
     Ok(())
+}
+
+/// Gives the empty file `entry` to an existing empty file `like` as a second name (a hard link: no inode is
+/// allocated, which on a file system without a journal is most of a file's creation cost), or, where linking
+/// fails (no `like`, a file system without hard links, too many links), creates `entry` empty (0600). An
+/// existing `entry` is kept. `like` must be an empty file that is never written (a lock file).
+pub(crate) fn link_or_create_empty(like: &Path, entry: &Path) -> io::Result<()> {
+    match fs::hard_link(like, entry) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(()),
+        Err(_) => {}
+    }
+    private_file_options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(entry)
+        .map(drop)
 }
 
 /// Opens (creating if needed) an empty lock file. Lock files are never deleted: removing a lock file that
@@ -263,6 +366,53 @@ pub(crate) fn create_private_dir_once(path: &Path) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn an_entry_is_a_second_name_of_its_empty_file_or_a_new_empty_file_without_one() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let like = dir.path().join("user.lock");
+        fs::write(&like, b"").unwrap();
+        let linked = dir.path().join("linked");
+        link_or_create_empty(&like, &linked).unwrap();
+        assert_eq!(
+            fs::metadata(&like).unwrap().ino(),
+            fs::metadata(&linked).unwrap().ino()
+        );
+        // An existing entry is kept; without the file to link to, the entry is created empty.
+        link_or_create_empty(&like, &linked).unwrap();
+        let created = dir.path().join("created");
+        link_or_create_empty(&dir.path().join("absent.lock"), &created).unwrap();
+        let meta = fs::metadata(&created).unwrap();
+        assert_eq!(meta.len(), 0);
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        assert_ne!(meta.ino(), fs::metadata(&like).unwrap().ino());
+    }
+
+    #[test]
+    fn concurrent_directory_syncs_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let sync = std::sync::Arc::new(DirSync::open(dir.path()).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let sync = std::sync::Arc::clone(&sync);
+                let path = dir.path().to_owned();
+                std::thread::spawn(move || {
+                    for i in 0..20 {
+                        fs::write(path.join(format!("{t}.{i}")), b"x").unwrap();
+                        sync.sync().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(sync.changes.load(Ordering::SeqCst), 160);
+        // The caller that counted the last change returned only once a sync covering it had succeeded.
+        assert_eq!(*sync.synced.lock().unwrap(), 160);
+    }
 
     #[test]
     fn disk_full_and_permission_errors_are_other_and_a_vanished_directory_is_unavailable() {

@@ -23,7 +23,7 @@ use offline_access_domain::risc::index_keys;
 use offline_access_domain::{StoreError, Subject};
 
 use crate::fsio::{
-    create_private_dir_once, create_synced, io_error, is_hex_digest, private_file_options,
+    create_private_dir_once, create_synced, io_error, is_hex_digest, link_or_create_empty,
     remove_if_present, sorted_names, sync_dir,
 };
 use crate::record::RecordHead;
@@ -36,7 +36,8 @@ const ENTRY_ATTEMPTS: usize = 3;
 
 impl Inner {
     /// Creates the user's entries for `keys`; with `durable`, syncs the directories they are in (and `tokens/`
-    /// when a key's directory was created).
+    /// when a key's directory was created). An entry is a second name of the user's (empty) write-lock file when
+    /// that exists, so it costs a directory entry and no inode of its own.
     pub(crate) fn add_index_entries(
         &self,
         hash: &str,
@@ -45,6 +46,7 @@ impl Inner {
     ) -> Result<(), StoreError> {
         let fail = |e: &std::io::Error| io_error("writing the refresh-token index", e);
         let mut new_dirs = false;
+        let like = self.write_lock_path(hash);
         for key in keys {
             if !is_hex_digest(key) {
                 return Err(StoreError::Other(
@@ -55,12 +57,7 @@ impl Inner {
             let mut attempt = 1;
             loop {
                 new_dirs |= create_private_dir_once(&dir).map_err(|e| fail(&e))?;
-                match private_file_options()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(dir.join(hash))
-                {
+                match link_or_create_empty(&like, &dir.join(hash)) {
                     Ok(_) => break,
                     // The (empty) directory was removed by a write dropping another user's entry: again.
                     Err(e)
@@ -76,7 +73,7 @@ impl Inner {
             }
         }
         if durable && new_dirs {
-            sync_dir(&self.tokens).map_err(|e| fail(&e))?;
+            self.tokens_sync.sync().map_err(|e| fail(&e))?;
         }
         Ok(())
     }

@@ -17,9 +17,9 @@ use offline_access_domain::{
 };
 
 use crate::fsio::{
-    TMP_PREFIX, blocking, create_private_dir, hex_sha256, io_error, is_hex_digest, lock_exclusive,
-    private_file_options, random_hex, read_small, remove_if_present, sorted_names, stems_after,
-    sync_dir, try_lock_exclusive, write_atomic_in,
+    DirSync, TMP_PREFIX, blocking, create_private_dir, hex_sha256, io_error, is_hex_digest,
+    lock_exclusive, private_file_options, random_hex, read_small, remove_if_present, sorted_names,
+    stems_after, sync_dir, try_lock_exclusive, write_atomic_grouped, write_atomic_in,
 };
 use crate::keyed::{KeyedGuard, KeyedMutex};
 use crate::outbox::{BatchOp, OutboxDirs, check_event_ids};
@@ -61,7 +61,7 @@ const MAX_TOMBSTONE_LEN: u64 = 32;
 ///   record's atomic write they are renamed into the outbox. A tentative file left by a crash is kept iff the
 ///   record carries its write id (a delete: iff the record is gone), checked under the user's write lock.
 /// - Tokens are sealed with the [`KeyRing`] (AES-256-GCM, AAD = subject + field); the other fields are in clear.
-/// - Writes are atomic (temp file with `O_EXCL`, write, fsync, rename, fsync of the directory) and run under an
+/// - Writes are atomic (temp file with `O_EXCL`, write, fdatasync, rename, fsync of the directory) and run under an
 ///   exclusive lock on the user's `.lock` file, where the version check happens: two processes cannot both win.
 /// - Listings sort the file names (user hashes) and read only the records of the page; the cursor is the last
 ///   hash the page examined. `pending_revocations` lists the markers' names and reads only their records.
@@ -86,6 +86,10 @@ pub(crate) struct Inner {
     pub(crate) pending: PathBuf,
     pub(crate) locks: PathBuf,
     pub(crate) tokens: PathBuf,
+    /// `credentials/`, kept open: the syncs after renames and removals there, shared by concurrent writes.
+    credentials_sync: DirSync,
+    /// `tokens/`, kept open: the syncs after new index directories, shared by concurrent writes.
+    pub(crate) tokens_sync: DirSync,
     pub(crate) outbox: OutboxDirs,
     pub(crate) risc: RiscDirs,
     pub(crate) keys: Arc<KeyRing>,
@@ -204,9 +208,17 @@ impl FileStore {
                 io_error(&format!("creating store directory {}", path.display()), &e)
             })?;
         }
+        let open_sync = |path: &Path| {
+            DirSync::open(path)
+                .map_err(|e| io_error(&format!("opening store directory {}", path.display()), &e))
+        };
+        let credentials_sync = open_sync(&credentials)?;
+        let tokens_sync = open_sync(&tokens)?;
         let store = FileStore {
             inner: Arc::new(Inner {
                 root,
+                credentials_sync,
+                tokens_sync,
                 credentials,
                 tombstones,
                 pending,
@@ -576,8 +588,14 @@ impl Inner {
     /// Temp file (`O_EXCL`, 0600) in the same directory, write, fsync, rename over the user's file, fsync the
     /// directory. On any failure before the rename the temp file is removed and the old file is untouched.
     fn write_atomic(&self, hash: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        write_atomic_in(&self.credentials, hash, &self.credential_path(hash), bytes)
-            .map_err(|e| io_error("writing a credential file", &e))
+        write_atomic_grouped(
+            &self.credentials,
+            &self.credentials_sync,
+            hash,
+            &self.credential_path(hash),
+            bytes,
+        )
+        .map_err(|e| io_error("writing a credential file", &e))
     }
 
     /// Deletes the record if its version is `version`. Reads only the version (in clear), so a record sealed
@@ -611,7 +629,9 @@ impl Inner {
             remove_if_present(&self.credential_path(&hash))
                 .map_err(|e| io_error("deleting a credential file", &e))?;
             crate::failpoint::hit("delete:removed");
-            sync_dir(&self.credentials).map_err(|e| io_error("syncing the store directory", &e))?;
+            self.credentials_sync
+                .sync()
+                .map_err(|e| io_error("syncing the store directory", &e))?;
             crate::failpoint::hit("delete:durable");
             Ok(())
         })();
