@@ -29,6 +29,8 @@ pub(crate) struct Load {
     pub(crate) cpu_secs: Option<f64>,
     /// CPU seconds this load generator used during the run, when known.
     pub(crate) client_cpu_secs: Option<f64>,
+    /// Every request's latency, sorted (for pooling runs with [`Load::pooled`]).
+    pub(crate) latencies: Vec<Duration>,
 }
 
 impl Load {
@@ -47,6 +49,28 @@ impl Load {
     pub(crate) fn client_cpu_per_1000(&self) -> Option<f64> {
         let ok = self.ok.max(1) as f64;
         self.client_cpu_secs.map(|cpu| cpu * 1000.0 / ok)
+    }
+
+    /// Several runs at one concurrency as one: counts, wall time and CPU added up, percentiles over every
+    /// request of every run; `None` for no runs.
+    pub(crate) fn pooled(runs: &[Load]) -> Option<Load> {
+        let first = runs.first()?;
+        let sum = |f: fn(&Load) -> Option<f64>| runs.iter().map(f).sum::<Option<f64>>();
+        let mut latencies: Vec<Duration> = runs.iter().flat_map(|l| l.latencies.clone()).collect();
+        latencies.sort_unstable();
+        Some(Load {
+            concurrency: first.concurrency,
+            ok: runs.iter().map(|l| l.ok).sum(),
+            errors: runs.iter().map(|l| l.errors).sum(),
+            first_error: runs.iter().find_map(|l| l.first_error.clone()),
+            elapsed: runs.iter().map(|l| l.elapsed).sum(),
+            p50: quantile(&latencies, 0.50),
+            p95: quantile(&latencies, 0.95),
+            p99: quantile(&latencies, 0.99),
+            cpu_secs: sum(|l| l.cpu_secs),
+            client_cpu_secs: sum(|l| l.client_cpu_secs),
+            latencies,
+        })
     }
 }
 
@@ -122,6 +146,7 @@ where
         p99: quantile(&latencies, 0.99),
         cpu_secs: None,
         client_cpu_secs: None,
+        latencies,
     }
 }
 
@@ -150,5 +175,20 @@ mod tests {
         assert_eq!(load.ok, 8);
         assert_eq!(load.errors, 2);
         assert!(load.first_error.is_some());
+    }
+
+    #[tokio::test]
+    async fn pooled_runs_add_up_and_share_their_percentiles() {
+        let a = run(2, 6, Duration::from_secs(10), |_| async { Ok(()) }).await;
+        let b = run(2, 4, Duration::from_secs(10), |i| async move {
+            if i == 0 { Err("no".to_owned()) } else { Ok(()) }
+        })
+        .await;
+        let pooled = Load::pooled(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(pooled.ok, 9);
+        assert_eq!(pooled.errors, 1);
+        assert_eq!(pooled.elapsed, a.elapsed + b.elapsed);
+        assert_eq!(pooled.latencies.len(), 10);
+        assert!(Load::pooled(&[]).is_none());
     }
 }

@@ -6,12 +6,14 @@
 //! next to the fake's own ceiling measured in the same run; the refresh stampede (token calls per expiry); and the
 //! memory footprint and start-to-ready time with many stored users; concurrent downloads of a large Drive file
 //! with the server's memory meanwhile; and the internal API: access tokens vs `/healthz`, the Google API proxy vs
-//! the public Drive route, and an access-token stampede over three instances. Postgres parts run when
-//! `DATABASE_URL` is set.
+//! the public Drive route, and an access-token stampede over three instances; and events: sign-ins with webhooks
+//! off vs on (the cost of recording an event with each grant change) and how fast a backlog of events is
+//! delivered to a webhook endpoint vs POSTing to it directly. Postgres parts run when `DATABASE_URL` is set.
 //!
-//! `--smoke` runs tiny counts in seconds and fails only when something does not run or a stampede refreshes more
-//! than once (never on a timing).
+//! `--smoke` runs tiny counts in seconds and fails only when something does not run, a stampede refreshes more
+//! than once or an event is never delivered (never on a timing).
 
+mod events;
 mod fake;
 mod load;
 mod procs;
@@ -66,6 +68,9 @@ struct Args {
     /// Users stored before the footprint is measured.
     #[arg(long, global = true, default_value_t = 100_000)]
     users: usize,
+    /// Events piled up (one sign-in each) before the webhook delivery run.
+    #[arg(long, global = true, default_value_t = 2_000)]
+    events: usize,
     /// Also write the markdown report to this file.
     #[arg(long, global = true)]
     out: Option<PathBuf>,
@@ -89,6 +94,9 @@ enum Cmd {
     /// The internal API: access tokens vs /healthz and the Google API proxy vs /v1/me/drive/appfolder in one
     /// server; 1,000 concurrent access_token calls for one stale user (1 instance, file; 3 on Postgres).
     Internal,
+    /// Sign-ins with webhooks off vs on (alternating), and a backlog of events delivered to a local webhook
+    /// receiver vs POSTing to it directly.
+    Events,
     /// Everything above.
     All,
 }
@@ -130,6 +138,8 @@ pub(crate) struct Plan {
     pub(crate) footprint_users: usize,
     /// Longest seeding of the footprint's users.
     pub(crate) seed_budget: Duration,
+    /// Events piled up before the webhook delivery run.
+    pub(crate) delivery_events: usize,
 }
 
 impl Plan {
@@ -196,6 +206,7 @@ async fn run(args: Args) -> Res<()> {
             stampede_calls: 1_000,
             footprint_users: 200,
             seed_budget: Duration::from_secs(20),
+            delivery_events: 40,
         }
     } else {
         Plan {
@@ -207,6 +218,7 @@ async fn run(args: Args) -> Res<()> {
             stampede_calls: 1_000,
             footprint_users: args.users,
             seed_budget: Duration::from_secs(240),
+            delivery_events: args.events,
         }
     };
     let pg = postgres().await?;
@@ -316,6 +328,28 @@ async fn scenarios(ctx: &mut Ctx, command: Cmd, report: &mut Report, once: bool)
                     .await?,
                 );
             }
+        }
+    }
+    if all || command == Cmd::Events {
+        // Per store: the server without webhooks, the one with them, the delivery run's.
+        let mut stores = vec![(
+            "file",
+            [ctx.file_store()?, ctx.file_store()?, ctx.file_store()?],
+        )];
+        if let (Some(off), Some(on), Some(backlog)) =
+            (ctx.pg_store(), ctx.pg_store(), ctx.pg_store())
+        {
+            stores.push(("postgres", [off, on, backlog]));
+        }
+        for (label, [off, on, _]) in &stores {
+            report
+                .event_cost
+                .push(events::cost(ctx, off, on, label).await?);
+        }
+        for (label, [_, _, backlog]) in &stores {
+            report
+                .delivery
+                .push(events::delivery(ctx, backlog, label).await?);
         }
     }
     if once && (all || command == Cmd::Download) {

@@ -317,15 +317,44 @@ pub(crate) struct ServerEnv {
     pub(crate) dir: PathBuf,
 }
 
-/// Starts `offline-access serve` against the fake, with the rate limit off and warnings-only logs.
+/// The signing secret of the servers that send webhooks (any `whsec_` secret; the bench's receiver does not verify).
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// `webhooks.*` of a server that records events and delivers them.
+#[derive(Debug, Clone)]
+pub(crate) struct Webhooks {
+    /// `webhooks.url`.
+    pub(crate) url: String,
+    /// `webhooks.min_retry_ms`: the first retry.
+    pub(crate) min_retry_ms: u64,
+    /// `webhooks.max_retry_ms`: the longest wait between two tries.
+    pub(crate) max_retry_ms: u64,
+}
+
+/// Starts `offline-access serve` against the fake, with the rate limit off and warnings-only logs; with `hooks`,
+/// it records an event with every grant change and POSTs them to `hooks.url`.
 pub(crate) async fn start_server(
     bins: &Bins,
     env: &ServerEnv,
     store: &StoreSpec,
     name: &str,
     layout: Layout,
+    hooks: Option<&Webhooks>,
 ) -> Res<Proc> {
-    let command = server_command(bins, env, store, layout);
+    let mut command = server_command(bins, env, store, layout);
+    if let Some(hooks) = hooks {
+        command
+            .env("OFFLINE_ACCESS_WEBHOOKS__URL", &hooks.url)
+            .env("OFFLINE_ACCESS_WEBHOOKS__SECRET", WEBHOOK_SECRET)
+            .env(
+                "OFFLINE_ACCESS_WEBHOOKS__MIN_RETRY_MS",
+                hooks.min_retry_ms.to_string(),
+            )
+            .env(
+                "OFFLINE_ACCESS_WEBHOOKS__MAX_RETRY_MS",
+                hooks.max_retry_ms.to_string(),
+            );
+    }
     Proc::spawn(command, env.dir.join(format!("{name}.stderr.log"))).await
 }
 

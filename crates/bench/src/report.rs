@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::load::Load;
+use crate::events::{DeliveryRun, EventCost};
+use crate::load::{Load, quantile};
 use crate::scenarios::{Downloads, Footprint, Stampede, Throughput};
 use crate::{Plan, Res};
 
@@ -31,6 +32,10 @@ pub(crate) struct Report {
     pub(crate) internal_proxy: Vec<Throughput>,
     /// Internal API: access-token stampedes.
     pub(crate) internal_stampede: Vec<Stampede>,
+    /// Events: sign-ins with webhooks off vs on.
+    pub(crate) event_cost: Vec<EventCost>,
+    /// Events: a backlog delivered to the webhook receiver vs direct POSTs.
+    pub(crate) delivery: Vec<DeliveryRun>,
 }
 
 fn read(path: &str) -> String {
@@ -64,6 +69,13 @@ fn machine() -> String {
         "{model}, {cores} cores, {mem_gib:.1} GiB RAM, Linux {}",
         kernel.trim()
     )
+}
+
+/// A table's heading (`### {title}`), its header row and the alignment row.
+fn table_head(out: &mut String, title: &str, header: &str, align: &str) {
+    let _ = writeln!(out, "\n### {title}\n");
+    let _ = writeln!(out, "{header}");
+    let _ = writeln!(out, "{align}");
 }
 
 fn ms(d: Duration) -> String {
@@ -100,6 +112,91 @@ impl Report {
             internal_tokens: Vec::new(),
             internal_proxy: Vec::new(),
             internal_stampede: Vec::new(),
+            event_cost: Vec::new(),
+            delivery: Vec::new(),
+        }
+    }
+
+    /// The events tables: the cost of an event on a sign-in, per store, then webhook delivery throughput.
+    fn events(&self, out: &mut String) {
+        for table in &self.event_cost {
+            table_head(
+                out,
+                &format!(
+                    "Events: sign-ins on /authcode with webhooks off vs on ({} store, {})",
+                    table.store,
+                    table.layout.label()
+                ),
+                "| concurrency | off sign-ins/s | on sign-ins/s | on/off | on/off by round | off p50 / p99 ms | on p50 / p99 ms | off server CPU µs/sign-in | on server CPU µs/sign-in | on, with its deliveries µs/sign-in | events received | delivery p50 ms | delivery p99 ms |",
+                "| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            );
+            for row in &table.rows {
+                let (Some(off), Some(on)) = (row.pooled(false), row.pooled(true)) else {
+                    continue;
+                };
+                let rounds: Vec<String> = row
+                    .round_ratios()
+                    .iter()
+                    .map(|r| format!("{r:.2}"))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.0} | {:.0} | **{:.2}** | {} | {} / {} | {} / {} | {} | {} | {} | {} | {} | {} |",
+                    row.concurrency,
+                    off.rate(),
+                    on.rate(),
+                    row.ratio(),
+                    rounds.join(", "),
+                    ms(off.p50),
+                    ms(off.p99),
+                    ms(on.p50),
+                    ms(on.p99),
+                    us(off.cpu_per_1000()),
+                    us(on.cpu_per_1000()),
+                    us(Some(row.on_cpu_with_delivery_per_1000())),
+                    row.events,
+                    ms(quantile(&row.delivery, 0.50)),
+                    ms(quantile(&row.delivery, 0.99)),
+                );
+            }
+            let ratio = table.ratio();
+            let _ = writeln!(
+                out,
+                "\nBest on / best off (each at its best concurrency, rounds pooled): **{ratio:.2}** (goal ≥ 0.90: {}). \
+                 {} round(s) of off, on at each concurrency; {} repeated deliveries; {} requests not a delivery.",
+                if ratio >= 0.90 { "met" } else { "not met" },
+                table.rounds,
+                table.duplicates,
+                table.malformed,
+            );
+        }
+        if self.delivery.is_empty() {
+            return;
+        }
+        table_head(
+            out,
+            "Events: webhook delivery of a backlog vs direct POSTs to the same receiver",
+            "| store, layout | events | 503s while down | up → all received s | delivered events/s | first → last events/s | server CPU µs/event | repeated deliveries | direct POSTs/s (c=8) | direct p50 / p99 ms | ratio |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        );
+        for d in &self.delivery {
+            let _ = writeln!(
+                out,
+                "| {}, {} | {} | {} | {:.2} | {:.0} | {:.0} | {:.0} | {} | {:.0} | {} / {} | **{:.2}** |",
+                d.store,
+                d.layout.label(),
+                d.received,
+                d.refused,
+                d.drain.as_secs_f64(),
+                d.rate(),
+                d.steady_rate(),
+                d.server_cpu_secs * 1e6 / d.received.max(1) as f64,
+                d.duplicates,
+                d.direct.rate(),
+                ms(d.direct.p50),
+                ms(d.direct.p99),
+                d.rate() / d.direct.rate().max(1e-9),
+            );
         }
     }
 
@@ -114,19 +211,13 @@ impl Report {
         tables: &[Throughput],
     ) {
         for table in tables {
-            let _ = writeln!(
+            table_head(
                 out,
-                "\n### {title} ({} store, {})\n",
-                table.store,
-                table.layout.label()
-            );
-            let _ = writeln!(
-                out,
-                "| concurrency | {a} /s | p50 ms | p99 ms | server CPU µs/req | {b} /s | p50 ms | p99 ms | server CPU µs/req | ratio |"
-            );
-            let _ = writeln!(
-                out,
-                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+                &format!("{title} ({} store, {})", table.store, table.layout.label()),
+                &format!(
+                    "| concurrency | {a} /s | p50 ms | p99 ms | server CPU µs/req | {b} /s | p50 ms | p99 ms | server CPU µs/req | ratio |"
+                ),
+                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
             );
             for pair in &table.rows {
                 let (s, d) = (&pair.server, &pair.direct);
@@ -155,19 +246,13 @@ impl Report {
 
     fn throughput(out: &mut String, title: &str, direct: &str, tables: &[Throughput]) {
         for table in tables {
-            let _ = writeln!(
+            table_head(
                 out,
-                "\n### {title} ({} store, {})\n",
-                table.store,
-                table.layout.label()
-            );
-            let _ = writeln!(
-                out,
-                "| concurrency | via server /s | p50 ms | p95 ms | p99 ms | server CPU µs/req | load gen CPU µs/req | {direct} /s | direct p99 ms | fake CPU µs/req | load gen CPU µs/req | ratio |"
-            );
-            let _ = writeln!(
-                out,
-                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+                &format!("{title} ({} store, {})", table.store, table.layout.label()),
+                &format!(
+                    "| concurrency | via server /s | p50 ms | p95 ms | p99 ms | server CPU µs/req | load gen CPU µs/req | {direct} /s | direct p99 ms | fake CPU µs/req | load gen CPU µs/req | ratio |"
+                ),
+                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
             );
             for pair in &table.rows {
                 let (s, d) = (&pair.server, &pair.direct);
@@ -352,6 +437,7 @@ impl Report {
                 (d.during_mib - d.before_mib) / d.in_flight_mib().max(1e-9),
             );
         }
+        self.events(&mut out);
         out
     }
 
@@ -396,8 +482,31 @@ impl Report {
             check_load(&d.server, "downloads via server")?;
             check_load(&d.direct, "downloads direct")?;
         }
+        for t in &self.event_cost {
+            for row in &t.rows {
+                for load in row.off.iter().chain(&row.on) {
+                    check_load(load, &format!("events: sign-ins ({} store)", t.store))?;
+                }
+            }
+            check_malformed(t.malformed, t.store)?;
+        }
+        for d in &self.delivery {
+            check_load(&d.signin, &format!("events: sign-ins ({} store)", d.store))?;
+            check_load(&d.direct, "events: direct POSTs to the receiver")?;
+            check_malformed(d.malformed, d.store)?;
+        }
         Ok(())
     }
+}
+
+fn check_malformed(malformed: usize, store: &str) -> Res<()> {
+    if malformed > 0 {
+        return Err(format!(
+            "events ({store} store): the webhook receiver got {malformed} request(s) that were not a delivery"
+        )
+        .into());
+    }
+    Ok(())
 }
 
 fn check_load(load: &Load, what: &str) -> Res<()> {

@@ -121,7 +121,8 @@ impl Ctx {
         Ok(proc)
     }
 
-    fn next(&mut self) -> usize {
+    /// A number unique in this run (names of servers, stores and users).
+    pub(crate) fn next(&mut self) -> usize {
         self.seq += 1;
         self.seq
     }
@@ -144,8 +145,18 @@ impl Ctx {
 
     /// Starts one `offline-access serve` on `store` and waits until `/readyz` is 200.
     pub(crate) async fn server(&mut self, store: &StoreSpec) -> Res<Proc> {
+        self.server_with(store, None).await
+    }
+
+    /// As [`Ctx::server`]; with `hooks`, the server records events and POSTs them as `hooks` says.
+    pub(crate) async fn server_with(
+        &mut self,
+        store: &StoreSpec,
+        hooks: Option<&procs::Webhooks>,
+    ) -> Res<Proc> {
         let name = format!("server-{}", self.next());
-        let proc = procs::start_server(&self.bins, &self.env, store, &name, self.layout).await?;
+        let proc =
+            procs::start_server(&self.bins, &self.env, store, &name, self.layout, hooks).await?;
         procs::wait_ready(&self.http, &proc.url).await?;
         Ok(proc)
     }
@@ -170,7 +181,7 @@ impl Ctx {
     }
 
     /// Mints `n` codes for fresh users named `{prefix}-{i}@bench.example`.
-    async fn mint_codes(&self, prefix: &str, n: usize) -> Res<Vec<String>> {
+    pub(crate) async fn mint_codes(&self, prefix: &str, n: usize) -> Res<Vec<String>> {
         let fake = &self.fake;
         let results: Vec<Result<(String, String), String>> = futures::stream::iter(0..n)
             .map(|i| async move { fake.mint_code(&user_email(prefix, i)).await })
@@ -297,6 +308,26 @@ where
     Ok(load)
 }
 
+/// `POST /authcode` on `server` with each of `codes` at concurrency `c` (for at most `limit`), with the server's CPU.
+pub(crate) async fn authcode_load(
+    ctx: &Ctx,
+    server: &Proc,
+    codes: Vec<String>,
+    c: usize,
+    limit: Duration,
+) -> Res<Load> {
+    let (http, url, codes) = (ctx.http.clone(), server.url.clone(), Arc::new(codes));
+    let total = codes.len();
+    measured(
+        server,
+        load::run(c, total, limit, move |i| {
+            let (http, url, codes) = (http.clone(), url.clone(), Arc::clone(&codes));
+            async move { post_authcode(&http, &url, &codes[i]).await }
+        }),
+    )
+    .await
+}
+
 /// Sign-ins per second on `/authcode` with pre-minted codes vs code exchanges per second at the fake's `/token`.
 pub(crate) async fn signin(
     ctx: &mut Ctx,
@@ -308,16 +339,8 @@ pub(crate) async fn signin(
     let run = ctx.next();
     for &c in &ctx.plan.concurrency {
         let total = ctx.plan.requests(c);
-        let codes = Arc::new(ctx.mint_codes(&format!("si{run}-{c}"), total).await?);
-        let (http, url) = (ctx.http.clone(), server.url.clone());
-        let server_load = measured(
-            &server,
-            load::run(c, total, ctx.plan.limit, move |i| {
-                let (http, url, codes) = (http.clone(), url.clone(), Arc::clone(&codes));
-                async move { post_authcode(&http, &url, &codes[i]).await }
-            }),
-        )
-        .await?;
+        let codes = ctx.mint_codes(&format!("si{run}-{c}"), total).await?;
+        let server_load = authcode_load(ctx, &server, codes, c, ctx.plan.limit).await?;
         let codes = Arc::new(ctx.mint_codes(&format!("tk{run}-{c}"), total).await?);
         let fake = ctx.fake.clone();
         let direct = measured(
@@ -628,7 +651,7 @@ pub(crate) async fn footprint(
     eprintln!("footprint {label}: seeded {users} users in {seed_secs:.1} s");
 
     let name = format!("footprint-{}", ctx.next());
-    let server = procs::start_server(&ctx.bins, &ctx.env, store, &name, ctx.layout).await?;
+    let server = procs::start_server(&ctx.bins, &ctx.env, store, &name, ctx.layout, None).await?;
     let ready = procs::wait_ready(&ctx.http, &server.url).await?;
     let ready_ms = (ready - server.spawned).as_secs_f64() * 1000.0;
     tokio::time::sleep(Duration::from_secs(1)).await;
