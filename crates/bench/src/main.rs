@@ -16,6 +16,7 @@
 mod events;
 mod fake;
 mod load;
+mod peer;
 mod procs;
 mod report;
 mod scenarios;
@@ -99,6 +100,11 @@ enum Cmd {
     Events,
     /// Everything above.
     All,
+    /// Opt-in, not in `all`: sign-ins per second of offline-access vs the Python backend of Google's server-side
+    /// access page (Flask, oauth2client, gunicorn 2 workers × 8 threads) against the same fake, and their ratio.
+    /// Needs a Python with flask, oauth2client, google-api-python-client and gunicorn ($OFFLINE_ACCESS_BENCH_PYTHON
+    /// or python3); skipped with a note otherwise.
+    SigninPeer,
 }
 
 /// `--layout` values.
@@ -329,6 +335,11 @@ async fn scenarios(ctx: &mut Ctx, command: Cmd, report: &mut Report, once: bool)
                 );
             }
         }
+    }
+    if command == Cmd::SigninPeer
+        && let Some(run) = peer::signin_peer(ctx).await?
+    {
+        report.signin_peer.push(run);
     }
     if all || command == Cmd::Events {
         // Per store: the server without webhooks, the one with them, the delivery run's.

@@ -257,6 +257,12 @@ impl Layout {
         }
     }
 
+    /// A command for `program` on the server's side: CPU 0 when split (a peer server measured against
+    /// offline-access runs where offline-access does).
+    pub(crate) fn server_side_command(self, program: &Path) -> Command {
+        self.command(program, SERVER_CPU)
+    }
+
     /// Pins (or unpins) this load generator's threads: CPU 1 when split, every CPU when shared.
     pub(crate) fn pin_self(self) -> Res<()> {
         let cpus = match self {

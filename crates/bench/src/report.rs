@@ -36,6 +36,8 @@ pub(crate) struct Report {
     pub(crate) event_cost: Vec<EventCost>,
     /// Events: a backlog delivered to the webhook receiver vs direct POSTs.
     pub(crate) delivery: Vec<DeliveryRun>,
+    /// Sign-ins: offline-access vs the Python backend of Google's page (`signin-peer`).
+    pub(crate) signin_peer: Vec<Throughput>,
 }
 
 fn read(path: &str) -> String {
@@ -114,6 +116,7 @@ impl Report {
             internal_stampede: Vec::new(),
             event_cost: Vec::new(),
             delivery: Vec::new(),
+            signin_peer: Vec::new(),
         }
     }
 
@@ -438,6 +441,9 @@ impl Report {
             );
         }
         self.events(&mut out);
+        for run in &self.signin_peer {
+            crate::peer::markdown(&mut out, run);
+        }
         out
     }
 
@@ -494,6 +500,9 @@ impl Report {
             check_load(&d.signin, &format!("events: sign-ins ({} store)", d.store))?;
             check_load(&d.direct, "events: direct POSTs to the receiver")?;
             check_malformed(d.malformed, d.store)?;
+        }
+        for t in &self.signin_peer {
+            t.check("signin-peer (offline-access, then the Python backend as `direct`)")?;
         }
         Ok(())
     }

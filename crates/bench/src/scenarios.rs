@@ -218,7 +218,11 @@ fn user_email(prefix: &str, i: usize) -> String {
 }
 
 /// `POST /authcode` as the Android app does.
-async fn post_authcode(http: &reqwest::Client, server: &str, code: &str) -> Result<(), String> {
+pub(crate) async fn post_authcode(
+    http: &reqwest::Client,
+    server: &str,
+    code: &str,
+) -> Result<(), String> {
     let response = http
         .post(format!("{server}/authcode"))
         .header("X-Requested-With", "offline-access-bench")
