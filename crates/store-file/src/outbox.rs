@@ -95,6 +95,11 @@ impl OutboxDirs {
         }
     }
 
+    /// `tentative/`: one file per user with a write in progress.
+    pub(crate) fn tentative_dir(&self) -> &Path {
+        &self.tentative
+    }
+
     /// Its directories, parents first.
     pub(crate) fn dirs(&self) -> [&PathBuf; 5] {
         [
@@ -350,7 +355,7 @@ impl Inner {
         let path = self.tentative_path(hash);
         create_synced(&path, &bytes).map_err(|e| io_error("writing a write's events", &e))?;
         failpoint::hit("tentative:synced");
-        if let Err(e) = sync_dir(&self.outbox.tentative) {
+        if let Err(e) = self.tentative_sync.sync() {
             let _ = fs::remove_file(&path);
             return Err(io_error("syncing the outbox", &e));
         }

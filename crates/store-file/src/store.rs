@@ -90,6 +90,8 @@ pub(crate) struct Inner {
     credentials_sync: DirSync,
     /// `tokens/`, kept open: the syncs after new index directories, shared by concurrent writes.
     pub(crate) tokens_sync: DirSync,
+    /// `outbox/tentative/`, kept open: the syncs after a write's events are put there, shared by concurrent writes.
+    pub(crate) tentative_sync: DirSync,
     pub(crate) outbox: OutboxDirs,
     pub(crate) risc: RiscDirs,
     pub(crate) keys: Arc<KeyRing>,
@@ -214,11 +216,13 @@ impl FileStore {
         };
         let credentials_sync = open_sync(&credentials)?;
         let tokens_sync = open_sync(&tokens)?;
+        let tentative_sync = open_sync(outbox.tentative_dir())?;
         let store = FileStore {
             inner: Arc::new(Inner {
                 root,
                 credentials_sync,
                 tokens_sync,
+                tentative_sync,
                 credentials,
                 tombstones,
                 pending,
