@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fake_google::{CodeRequest, FakeGoogle, IdTokenRequest};
-use offline_access_crypto::KeyRing;
 
-use crate::support::{Cli, http};
+use crate::support::{Cli, http, post_authcode};
 
 /// Users signed in before the crash, whose expired access tokens make the concurrent Drive calls refresh.
 const REFRESHERS: usize = 40;
@@ -94,15 +93,8 @@ struct CrashReport {
 async fn crash_and_restart(store: &[(&str, String)]) -> CrashReport {
     // Arrange: a fake Google, a fixed key, a server.
     let fake = FakeGoogle::start().await.unwrap();
-    let key = KeyRing::generate_entry("k1").unwrap();
-    let mut cli = Cli::new();
-    cli.write("client_secret.json", &fake.client_secret_json().to_string());
-    cli.env("GOOGLE__CLIENT_SECRET_FILE", "client_secret.json")
-        .env("GOOGLE__BASE_URL", &fake.base_url())
-        .env("SECURITY__ENCRYPTION_KEYS", &key)
-        .env("LISTEN", "127.0.0.1:0")
-        .env("HTTP__AUTHCODE_RATE_LIMIT", "0")
-        .env("LOG__LEVEL", "warn");
+    let mut cli = Cli::against(&fake);
+    cli.env("LOG__LEVEL", "warn");
     for (name, value) in store {
         cli.env(name, value);
     }
@@ -239,11 +231,7 @@ async fn crash_and_restart(store: &[(&str, String)]) -> CrashReport {
 
 /// POSTs a code to `/authcode` as the Android sample does; the status, or `None` when the connection broke.
 async fn sign_in(client: &reqwest::Client, base: &str, code: &str) -> Option<u16> {
-    client
-        .post(format!("{base}/authcode"))
-        .header("X-Requested-With", "test")
-        .form(&[("authCode", code)])
-        .send()
+    post_authcode(client, base, code)
         .await
         .ok()
         .map(|r| r.status().as_u16())

@@ -10,11 +10,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use fake_google::{CodeRequest, FakeGoogle, RiscEvent, RiscEventType};
-use offline_access_crypto::KeyRing;
 use offline_access_webhooks::{WebhookSecret, verify};
 use serde_json::Value;
 
-use crate::support::{Cli, http};
+use crate::support::{Cli, http, post_authcode};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -82,15 +81,8 @@ impl Receiver {
 }
 
 async fn configured(fake: &FakeGoogle, webhook_url: &str) -> Cli {
-    let key = KeyRing::generate_entry("k1").unwrap();
-    let mut cli = Cli::new();
-    cli.write("client_secret.json", &fake.client_secret_json().to_string());
-    cli.env("GOOGLE__CLIENT_SECRET_FILE", "client_secret.json")
-        .env("GOOGLE__BASE_URL", &fake.base_url())
-        .env("SECURITY__ENCRYPTION_KEYS", &key)
-        .env("STORE__PATH", "store")
-        .env("LISTEN", "127.0.0.1:0")
-        .env("HTTP__AUTHCODE_RATE_LIMIT", "0")
+    let mut cli = Cli::against(fake);
+    cli.env("STORE__PATH", "store")
         .env("WEBHOOKS__URL", webhook_url)
         .env("WEBHOOKS__SECRET", SECRET)
         .env("WEBHOOKS__MIN_RETRY_MS", "50")
@@ -99,13 +91,7 @@ async fn configured(fake: &FakeGoogle, webhook_url: &str) -> Cli {
 }
 
 async fn sign_in(base: &str, code: &str) -> Value {
-    let response = http()
-        .post(format!("{base}/authcode"))
-        .header("X-Requested-With", "test")
-        .form(&[("authCode", code)])
-        .send()
-        .await
-        .unwrap();
+    let response = post_authcode(&http(), base, code).await.unwrap();
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
 }

@@ -10,7 +10,7 @@ use offline_access_domain::CredentialStore as _;
 use offline_access_domain::testkit::canary_credential;
 use offline_access_store_file::FileStore;
 
-use crate::support::{Cli, http};
+use crate::support::{Cli, http, post_authcode};
 
 #[tokio::test]
 async fn check_config_refuses_what_serve_would_refuse_naming_the_key_and_its_variable() {
@@ -205,26 +205,14 @@ async fn users_delete_removes_a_record_sealed_under_a_lost_key_only_with_yes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forget_while_google_cannot_revoke_says_the_credential_is_kept_until_google_confirms() {
     let fake = FakeGoogle::start().await.unwrap();
-    let mut cli = Cli::new();
-    cli.write("client_secret.json", &fake.client_secret_json().to_string());
-    cli.env("GOOGLE__CLIENT_SECRET_FILE", "client_secret.json")
-        .env("GOOGLE__BASE_URL", &fake.base_url())
-        .env(
-            "SECURITY__ENCRYPTION_KEYS",
-            &KeyRing::generate_entry("k1").unwrap(),
-        )
-        .env("STORE__PATH", "store")
-        .env("LISTEN", "127.0.0.1:0");
+    let mut cli = Cli::against(&fake);
+    cli.env("STORE__PATH", "store");
     let server = cli.spawn_server(&["serve"], "serve.log").await;
     let minted = fake
         .mint_code(CodeRequest::new("kept@example.com"))
         .await
         .unwrap();
-    let answer = http()
-        .post(format!("{}/authcode", server.base))
-        .header("X-Requested-With", "test")
-        .form(&[("authCode", minted.code.as_str())])
-        .send()
+    let answer = post_authcode(&http(), &server.base, &minted.code)
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);

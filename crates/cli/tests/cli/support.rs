@@ -33,6 +33,20 @@ impl Cli {
         }
     }
 
+    /// A working directory configured for `serve` against `fake` as against Google: its client secret file, its
+    /// base URL, a new encryption key, a free loopback port, no sign-in rate limit.
+    pub(crate) fn against(fake: &fake_google::FakeGoogle) -> Self {
+        let key = offline_access_crypto::KeyRing::generate_entry("k1").unwrap();
+        let mut cli = Self::new();
+        cli.write("client_secret.json", &fake.client_secret_json().to_string());
+        cli.env("GOOGLE__CLIENT_SECRET_FILE", "client_secret.json")
+            .env("GOOGLE__BASE_URL", &fake.base_url())
+            .env("SECURITY__ENCRYPTION_KEYS", &key)
+            .env("LISTEN", "127.0.0.1:0")
+            .env("HTTP__AUTHCODE_RATE_LIMIT", "0");
+        cli
+    }
+
     pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -167,6 +181,20 @@ impl Server {
             .unwrap();
         status.code().unwrap_or(-1)
     }
+}
+
+/// POSTs a server auth code to `{base}/authcode` as the Android sample does (a form, with `X-Requested-With`).
+pub(crate) async fn post_authcode(
+    client: &reqwest::Client,
+    base: &str,
+    code: &str,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(format!("{base}/authcode"))
+        .header("X-Requested-With", "test")
+        .form(&[("authCode", code)])
+        .send()
+        .await
 }
 
 /// An HTTP client that never goes through a proxy (everything here is on loopback).
