@@ -116,30 +116,43 @@ impl MemoryStore {
         keep: impl Fn(&Credential) -> bool,
     ) -> CredentialPage {
         let records = self.records();
-        let mut items: Vec<Credential> = records
-            .live
-            .values()
-            .filter(|c| {
-                cursor
-                    .as_deref()
-                    .is_none_or(|after| c.subject.as_str() > after)
-            })
-            .filter(|c| keep(c))
-            .take(limit.saturating_add(1))
-            .cloned()
-            .collect();
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|c| c.subject.as_str().to_owned())
-        } else {
-            None
-        };
+        let (items, next_cursor) = page_after(
+            &records.live,
+            |subject| subject.as_str(),
+            cursor.as_deref(),
+            limit,
+            |c| keep(c).then(|| c.clone()),
+        );
         CredentialPage {
             items,
             next_cursor,
             unreadable: Vec::new(),
         }
     }
+}
+
+/// Up to `limit` of what `pick` keeps of `map`'s values whose key comes after `cursor`, in key order, and the key of
+/// the last one as the next page's cursor when there may be more.
+fn page_after<K: Ord, V, T>(
+    map: &BTreeMap<K, V>,
+    key: impl Fn(&K) -> &str,
+    cursor: Option<&str>,
+    limit: usize,
+    pick: impl Fn(&V) -> Option<T>,
+) -> (Vec<T>, Option<String>) {
+    let mut taken: Vec<(&K, T)> = map
+        .iter()
+        .filter(|(k, _)| cursor.is_none_or(|after| key(k) > after))
+        .filter_map(|(k, v)| pick(v).map(|t| (k, t)))
+        .take(limit.saturating_add(1))
+        .collect();
+    let next_cursor = if taken.len() > limit {
+        taken.truncate(limit);
+        taken.last().map(|(k, _)| key(k).to_owned())
+    } else {
+        None
+    };
+    (taken.into_iter().map(|(_, t)| t).collect(), next_cursor)
 }
 
 #[async_trait]
@@ -287,24 +300,13 @@ impl EventStore for MemoryStore {
         limit: usize,
     ) -> Result<EventPage, StoreError> {
         let records = self.records();
-        let mut items: Vec<OutboxEvent> = records
-            .outbox
-            .values()
-            .filter(|e| {
-                cursor
-                    .as_deref()
-                    .is_none_or(|after| e.event.record.id.as_str() > after)
-            })
-            .filter(|e| filter.admits(e.event.state))
-            .take(limit.saturating_add(1))
-            .map(|e| e.event.clone())
-            .collect();
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|e| e.record.id.clone())
-        } else {
-            None
-        };
+        let (items, next_cursor) = page_after(
+            &records.outbox,
+            String::as_str,
+            cursor.as_deref(),
+            limit,
+            |e| filter.admits(e.event.state).then(|| e.event.clone()),
+        );
         Ok(EventPage { items, next_cursor })
     }
 
