@@ -3,7 +3,6 @@
 //! out. The same event id goes with every attempt. A failing endpoint slows nothing but this loop: sign-ins and
 //! Drive calls only write events, they never wait for a delivery.
 
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use time::OffsetDateTime;
 
 use crate::events::{EventStore, OutboxEvent, SendError, Settlement, WebhookSender};
 use crate::ports::{Clock, StoreError};
+use crate::service::jittered;
 
 /// When to try an event again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,15 +37,14 @@ impl Default for RetrySchedule {
 
 impl RetrySchedule {
     /// The delay after the `attempts`-th failed attempt (1 = the first): `min · 2^(attempts-1)`, capped at `max`,
-    /// with jitter into `[d/2, d]` so that events failed together do not come back together.
+    /// with jitter into `[d/2, d)` so that events failed together do not come back together.
     #[must_use]
     pub fn delay(&self, attempts: u32) -> Duration {
         let exp = self
             .min
             .saturating_mul(1u32 << attempts.saturating_sub(1).min(20))
             .min(self.max);
-        let fraction = u32::try_from(RandomState::new().hash_one(attempts) % 1001).unwrap_or(1000);
-        exp / 2 + exp.saturating_mul(fraction) / 2000
+        jittered(exp, attempts)
     }
 
     /// What to record after a failed attempt at `event` (its `attempts` not yet counting this one) at `now`.

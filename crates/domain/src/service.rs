@@ -260,6 +260,13 @@ pub struct OfflineAccess {
     drive_scopes: Scopes,
 }
 
+/// A random point in `[exp/2, exp)` (jitter in the upper half of a back-off delay, so retries that failed together do
+/// not come back together), from a fresh random hasher seed.
+pub(crate) fn jittered(exp: Duration, seed: u32) -> Duration {
+    let fraction = u32::try_from(RandomState::new().hash_one(seed) % 1000).unwrap_or(0);
+    exp / 2 + exp.saturating_mul(fraction) / 2000
+}
+
 impl OfflineAccess {
     /// Builds the service.
     #[must_use]
@@ -413,10 +420,7 @@ impl OfflineAccess {
             .settings
             .backoff_base
             .saturating_mul(1u32 << attempt.min(16));
-        // Full jitter in [exp/2, exp): a random fraction from a fresh random hasher seed.
-        let fraction = (RandomState::new().hash_one(attempt) % 1000) as u32;
-        let jittered = exp / 2 + exp.saturating_mul(fraction) / 2000;
-        jittered
+        jittered(exp, attempt)
             .max(retry_after.unwrap_or_default())
             .min(self.settings.backoff_max)
     }
