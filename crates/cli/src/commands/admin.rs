@@ -91,10 +91,13 @@ fn row(c: &Credential) -> Vec<String> {
         } else {
             scopes.join(" ")
         },
-        c.updated_at
-            .format(&Rfc3339)
-            .unwrap_or_else(|_| c.updated_at.to_string()),
+        rfc3339(c.updated_at),
     ]
+}
+
+/// A time as operator output shows it (RFC 3339).
+pub(super) fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
 /// Left-aligned columns separated by two spaces.

@@ -4,9 +4,8 @@ use offline_access_domain::SystemClock;
 use offline_access_domain::events::{DeliveryState, EventFilter, OutboxEvent, is_event_id};
 use offline_access_domain::ports::Clock as _;
 use secrecy::ExposeSecret as _;
-use time::format_description::well_known::Rfc3339;
 
-use crate::commands::admin::{store_failure, table};
+use crate::commands::admin::{rfc3339, store_failure, table};
 use crate::compose;
 use crate::config::Config;
 use crate::error::{Failure, Outcome, out};
@@ -76,19 +75,15 @@ fn webhooks_note(config: &Config) -> &'static str {
     }
 }
 
-fn time(t: time::OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
-}
-
 fn row(e: &OutboxEvent) -> Vec<String> {
     vec![
         e.record.id.clone(),
         e.record.kind.clone(),
-        time(e.record.created_at),
+        rfc3339(e.record.created_at),
         e.state.as_str().to_owned(),
         e.attempts.to_string(),
         if e.state == DeliveryState::Pending {
-            time(e.next_attempt_at)
+            rfc3339(e.next_attempt_at)
         } else {
             "-".to_owned()
         },
@@ -101,12 +96,12 @@ fn json_line(e: &OutboxEvent) -> serde_json::Value {
     serde_json::json!({
         "id": e.record.id,
         "type": e.record.kind,
-        "created_at": time(e.record.created_at),
+        "created_at": rfc3339(e.record.created_at),
         "state": e.state.as_str(),
         "attempts": e.attempts,
-        "next_attempt_at": (e.state == DeliveryState::Pending).then(|| time(e.next_attempt_at)),
+        "next_attempt_at": (e.state == DeliveryState::Pending).then(|| rfc3339(e.next_attempt_at)),
         "last_error": e.last_error,
-        "delivered_at": e.delivered_at.map(time),
+        "delivered_at": e.delivered_at.map(rfc3339),
         "data": body.get("data"),
     })
 }
