@@ -402,6 +402,22 @@ pub trait EventStore: Send + Sync {
     /// The store's.
     async fn settle(&self, id: &str, settlement: &Settlement) -> Result<(), StoreError>;
 
+    /// Records the outcomes of several attempts at once, as [`EventStore::settle`] each (the delivery loop settles
+    /// the attempts that finished together in one call, so a store can do it in one step). Every outcome is
+    /// tried; the first error is returned.
+    ///
+    /// # Errors
+    /// The store's.
+    async fn settle_all(&self, outcomes: &[(String, Settlement)]) -> Result<(), StoreError> {
+        let mut first_error = None;
+        for (id, settlement) in outcomes {
+            if let Err(e) = self.settle(id, settlement).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// Lists events oldest first, after `cursor` (an event id), at most `limit`.
     ///
     /// # Errors

@@ -623,6 +623,7 @@ where
     a_conflicting_write_records_no_event(fresh().await).await;
     a_claimed_event_is_leased_to_one_claimer(fresh().await).await;
     settling_moves_an_event_through_its_states(fresh().await).await;
+    settling_several_at_once_is_settling_each(fresh().await).await;
     events_list_oldest_first_by_page_and_filter(fresh().await).await;
     delivered_events_are_purged_by_age(fresh().await).await;
     a_jti_is_seen_first_once(fresh().await).await;
@@ -750,6 +751,89 @@ pub async fn a_claimed_event_is_leased_to_one_claimer((_store, events): BothPort
     assert!(claimed.iter().all(|c| c.record.id != later.id));
 }
 
+/// `settle_all`: each outcome recorded as by `settle`; an unknown id is skipped, not an error.
+pub async fn settling_several_at_once_is_settling_each((_store, events): BothPorts) {
+    let [a, b, c] = ["2311", "2312", "2313"].map(|sub| event(sub, NOW));
+    events
+        .append(&[a.clone(), b.clone(), c.clone()])
+        .await
+        .unwrap();
+    let lease = time::Duration::seconds(30);
+    assert_eq!(events.claim_due(NOW, lease, 10).await.unwrap().len(), 3);
+    let retry_at = NOW + time::Duration::seconds(5);
+    let unknown = Event::new(EventData::Forgotten { sub: "2314".into() }, NOW)
+        .record()
+        .id;
+    events
+        .settle_all(&[
+            (a.id.clone(), Settlement::Delivered { at: NOW }),
+            (
+                b.id.clone(),
+                Settlement::RetryAt {
+                    at: retry_at,
+                    error: "HTTP 502".into(),
+                },
+            ),
+            (unknown.clone(), Settlement::Delivered { at: NOW }),
+            (
+                c.id.clone(),
+                Settlement::Failed {
+                    error: "gave up".into(),
+                },
+            ),
+        ])
+        .await
+        .unwrap();
+    events.settle_all(&[]).await.unwrap();
+    let got = |id: String| {
+        let events = events.clone();
+        async move { events.event(&id).await.unwrap().unwrap() }
+    };
+    let a = got(a.id).await;
+    assert_eq!(
+        (a.state, a.attempts, a.delivered_at),
+        (DeliveryState::Delivered, 1, Some(NOW))
+    );
+    let b = got(b.id).await;
+    assert_eq!(
+        (
+            b.state,
+            b.attempts,
+            b.next_attempt_at,
+            b.last_error.as_deref()
+        ),
+        (DeliveryState::Pending, 1, retry_at, Some("HTTP 502"))
+    );
+    let c = got(c.id).await;
+    assert_eq!(
+        (c.state, c.attempts, c.last_error.as_deref()),
+        (DeliveryState::Failed, 1, Some("gave up"))
+    );
+    assert!(events.event(&unknown).await.unwrap().is_none());
+    // Only the retried one comes back, at its time.
+    assert_eq!(
+        due_at_and_not_before(&*events, retry_at, lease).await,
+        vec![b.record.id]
+    );
+}
+
+/// Claims at `at` (the ids claimed) after checking that nothing is due a second before.
+async fn due_at_and_not_before(
+    events: &dyn EventStore,
+    at: OffsetDateTime,
+    lease: time::Duration,
+) -> Vec<String> {
+    assert!(
+        events
+            .claim_due(at - time::Duration::SECOND, lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let claimed = events.claim_due(at, lease, 10).await.unwrap();
+    claimed.into_iter().map(|e| e.record.id).collect()
+}
+
 /// Retry, delivered, failed and replay, with attempts and the last error.
 pub async fn settling_moves_an_event_through_its_states((_store, events): BothPorts) {
     let a = event("2301", NOW);
@@ -784,19 +868,8 @@ pub async fn settling_moves_an_event_through_its_states((_store, events): BothPo
         (DeliveryState::Delivered, 1, Some(NOW))
     );
     // The retry frees the lease: due again at `retry_at`, not before; a delivered event never again.
-    assert!(
-        events
-            .claim_due(retry_at - time::Duration::SECOND, lease, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let again = events.claim_due(retry_at, lease, 10).await.unwrap();
     assert_eq!(
-        again
-            .iter()
-            .map(|e| e.record.id.clone())
-            .collect::<Vec<_>>(),
+        due_at_and_not_before(&*events, retry_at, lease).await,
         vec![a.id.clone()]
     );
     events

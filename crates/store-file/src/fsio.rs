@@ -166,11 +166,24 @@ pub(crate) fn remove_if_present(path: &Path) -> io::Result<()> {
 /// `fdatasync` suffices: it writes the data and the metadata needed to read it back (the size and the blocks);
 /// what it skips (timestamps) no reader uses. The name becomes durable with its directory's sync.
 pub(crate) fn create_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    create_then(path, bytes, File::sync_data)
+}
+
+/// As [`create_synced`] without the `fdatasync`.
+fn create_unsynced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    create_then(path, bytes, |_| Ok(()))
+}
+
+fn create_then(
+    path: &Path,
+    bytes: &[u8],
+    finish: impl FnOnce(&File) -> io::Result<()>,
+) -> io::Result<()> {
     let mut file = private_file_options()
         .write(true)
         .create_new(true)
         .open(path)?;
-    let written = file.write_all(bytes).and_then(|()| file.sync_data());
+    let written = file.write_all(bytes).and_then(|()| finish(&file));
     drop(file);
     if let Err(e) = written {
         let _ = fs::remove_file(path);
@@ -188,9 +201,35 @@ pub(crate) fn replace_file(
     target: &Path,
     bytes: &[u8],
 ) -> io::Result<()> {
+    replace_file_then_rename(tmp_dir, tag, target, bytes, true)
+}
+
+/// As [`replace_file`] without the fsync: a crash of the process leaves the old or the new file, whole; a power
+/// loss may leave either, or a torn or empty file (for data that has a durable copy elsewhere).
+pub(crate) fn replace_file_unsynced(
+    tmp_dir: &Path,
+    tag: &str,
+    target: &Path,
+    bytes: &[u8],
+) -> io::Result<()> {
+    replace_file_then_rename(tmp_dir, tag, target, bytes, false)
+}
+
+fn replace_file_then_rename(
+    tmp_dir: &Path,
+    tag: &str,
+    target: &Path,
+    bytes: &[u8],
+    sync: bool,
+) -> io::Result<()> {
     let tmp = tmp_dir.join(format!("{TMP_PREFIX}{tag}.{}", random_hex_io(8)?));
-    create_synced(&tmp, bytes)?;
-    crate::failpoint::hit("atomic:temp_synced");
+    if sync {
+        create_synced(&tmp, bytes)?;
+        crate::failpoint::hit("atomic:temp_synced");
+    } else {
+        create_unsynced(&tmp, bytes)?;
+        crate::failpoint::hit("atomic:temp_written");
+    }
     if let Err(e) = fs::rename(&tmp, target) {
         let _ = fs::remove_file(&tmp);
         return Err(e);

@@ -7,7 +7,10 @@
 //!   tentative/<hash>        the events of a write in progress for one user (write id + events), synced
 //!   incoming/<write id>     batches of events whose write landed, not filed yet (a rename of the tentative file;
 //!                           `append` writes one too)
-//!   events/<event id>.json  one per event: the record, its state, attempts, next attempt, last error
+//!   filed/<write id>        filed batches, kept while one of their events is pending: the durable copy of events
+//!                           whose files were written without fsync
+//!   events/<event id>.json  one per event: the record, its state, attempts, next attempt, last error, and the
+//!                           batch in `filed/` that holds a durable copy of it (if one does)
 //!   due/<event id>          one per pending event: "<due> <lease>" (unix nanoseconds, `-` for no lease)
 //!   .tmp.*                  a file being written under the outbox lock
 //! ```
@@ -27,9 +30,20 @@
 //! and none.
 //!
 //! **Filing** (under the outbox lock, at the start of every outbox operation): each incoming batch becomes one
-//! `events/<id>.json` per event (written whole: temp, fsync, rename; skipped if it exists) and its `due/<id>`
-//! marker; then both directories are synced and the batch removed. A crash while filing leaves the batch, filed
-//! again by the next operation, idempotently: nothing is lost or doubled.
+//! `events/<id>.json` per event (written whole: temp, rename; skipped if it exists) and its `due/<id>` marker,
+//! and the batch is renamed into `filed/`. Nothing is synced: the batch, synced when it was written, stays the
+//! durable copy of its events while one of them is pending, and `open` files every batch in `filed/` again (a
+//! missing or torn event file is rewritten from it as pending, a missing marker of a pending event made again),
+//! so a power cut loses no pending event; a crash while filing leaves the batch in `incoming/`, filed again by
+//! the next operation, idempotently: nothing is lost or doubled.
+//!
+//! **Settling** ([`EventStore::settle_all`]: the attempts that finished together, in one step under the lock):
+//! each event file is rewritten with its new state (temp, rename) and its marker removed or rewritten. An event
+//! that its batch still holds is rewritten without fsync; then every batch none of whose events is pending any
+//! more is removed. A failed event (kept for `events replay`), a replayed one, and one without a batch (written
+//! by an older version) are written with an fsync and a sync of `events/`, as they are their only copy. So a
+//! power cut can only undo recent settlements (the events are sent again: delivery is at least once) or, for an
+//! event delivered just before it, leave its file unreadable (it is logged and skipped; it was delivered).
 //!
 //! **Leases.** `claim_due` runs under the outbox lock: it reads the due markers (oldest id first), skips those not
 //! due or leased until after `now`, checks the event file (the truth: a marker of an event that is no longer
@@ -38,6 +52,7 @@
 //! marker means "due now, no lease" and the event file decides; losing a lease in a power cut only means the event
 //! is sent again (delivery is at least once).
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
@@ -55,8 +70,9 @@ use crate::FileStore;
 use crate::failpoint;
 use crate::fsio::{
     TMP_PREFIX, create_synced, io_error, is_hex_digest, lock_exclusive, private_file_options,
-    random_hex, read_small, remove_if_present, remove_temp_files, replace_file, sorted_names,
-    stems_after, sync_dir, try_lock_exclusive,
+    random_hex, read_small, remove_if_present, remove_temp_files, replace_file,
+    replace_file_unsynced, sorted_names, stems_after, sync_dir, try_lock_exclusive,
+    write_atomic_in,
 };
 use crate::record::RecordHead;
 use crate::store::Inner;
@@ -77,6 +93,7 @@ pub(crate) struct OutboxDirs {
     root: PathBuf,
     tentative: PathBuf,
     incoming: PathBuf,
+    filed: PathBuf,
     events: PathBuf,
     due: PathBuf,
     lock: PathBuf,
@@ -89,6 +106,7 @@ impl OutboxDirs {
             root: root.to_owned(),
             tentative: root.join("tentative"),
             incoming: root.join("incoming"),
+            filed: root.join("filed"),
             events: root.join("events"),
             due: root.join("due"),
             lock: root.join("lock"),
@@ -101,11 +119,12 @@ impl OutboxDirs {
     }
 
     /// Its directories, parents first.
-    pub(crate) fn dirs(&self) -> [&PathBuf; 5] {
+    pub(crate) fn dirs(&self) -> [&PathBuf; 6] {
         [
             &self.root,
             &self.tentative,
             &self.incoming,
+            &self.filed,
             &self.events,
             &self.due,
         ]
@@ -194,10 +213,14 @@ struct EventFile {
     last_error: Option<String>,
     #[serde(default, with = "time::serde::rfc3339::option")]
     delivered_at: Option<OffsetDateTime>,
+    /// The write id of the batch in `filed/` that holds a durable copy of the event while it is pending; none
+    /// when this file is the only copy (written with an fsync).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    batch: Option<String>,
 }
 
 impl EventFile {
-    fn new(event: StoredEvent) -> EventFile {
+    fn new(event: StoredEvent, batch: &str) -> EventFile {
         EventFile {
             format: FORMAT,
             next_attempt_at: event.created_at,
@@ -206,11 +229,17 @@ impl EventFile {
             attempts: 0,
             last_error: None,
             delivered_at: None,
+            batch: Some(batch.to_owned()),
         }
     }
 
     fn is_pending(&self) -> bool {
         self.state == State::Pending
+    }
+
+    /// Whether it keeps batch `write_id` in `filed/`: it is pending and that batch is its durable copy.
+    fn holds(&self, write_id: &str) -> bool {
+        self.is_pending() && self.batch.as_deref() == Some(write_id)
     }
 
     fn to_outbox(&self) -> OutboxEvent {
@@ -487,56 +516,64 @@ impl Inner {
         f()
     }
 
-    /// Files every incoming batch as event files and due markers (see the module's documentation).
+    /// Files every incoming batch as event files and due markers, and moves it into `filed/` (see the module's
+    /// documentation).
     fn file_incoming(&self) -> Result<(), StoreError> {
-        let names = sorted_names(&self.outbox.incoming, |n| !n.starts_with(TMP_PREFIX))?;
-        if names.is_empty() {
-            return Ok(());
-        }
-        let mut filed = Vec::with_capacity(names.len());
-        for name in names {
+        for name in sorted_names(&self.outbox.incoming, |n| !n.starts_with(TMP_PREFIX))? {
             let path = self.outbox.incoming.join(&name);
-            let Some(bytes) = read_small(&path, MAX_BATCH_LEN)
-                .map_err(|e| io_error("reading a batch of events", &e))?
-            else {
+            let Some(batch) = self.read_batch(&path)? else {
                 continue;
             };
-            let batch = match parse_batch(&bytes) {
-                Ok(batch) => batch,
-                Err(reason) => {
-                    tracing::error!(file = %path.display(), %reason, "an incoming batch of events cannot be read; it is left for an operator");
-                    continue;
-                }
-            };
-            for event in batch.events {
-                if !is_event_id(&event.id) {
-                    tracing::error!(file = %path.display(), "an incoming event has an invalid id; skipped");
-                    continue;
-                }
-                self.file_event(event)?;
-                failpoint::hit("outbox:event_filed");
-            }
-            filed.push(path);
+            self.file_batch(&path, batch)?;
+            fs::rename(&path, self.outbox.filed.join(&name))
+                .map_err(|e| io_error("moving a filed batch", &e))?;
+            failpoint::hit("outbox:batch_filed");
         }
-        for dir in [&self.outbox.events, &self.outbox.due] {
-            sync_dir(dir).map_err(|e| io_error("syncing the outbox", &e))?;
-        }
-        failpoint::hit("outbox:batch_filed");
-        for path in filed {
-            remove_if_present(&path).map_err(|e| io_error("removing a filed batch", &e))?;
-        }
-        sync_dir(&self.outbox.incoming).map_err(|e| io_error("syncing the outbox", &e))
+        Ok(())
     }
 
-    /// Files one event: its file unless it exists (a batch filed again after a crash), and its due marker while
-    /// it is pending.
-    fn file_event(&self, event: StoredEvent) -> Result<(), StoreError> {
+    /// A batch file, or `None` if it is gone or cannot be read (logged: it is left for an operator).
+    fn read_batch(&self, path: &Path) -> Result<Option<Batch>, StoreError> {
+        let Some(bytes) = read_small(path, MAX_BATCH_LEN)
+            .map_err(|e| io_error("reading a batch of events", &e))?
+        else {
+            return Ok(None);
+        };
+        match parse_batch(&bytes) {
+            Ok(batch) => Ok(Some(batch)),
+            Err(reason) => {
+                tracing::error!(file = %path.display(), %reason, "a batch of events cannot be read; it is left for an operator");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Files each event of `batch` (read from `path`); returns whether one of them is pending with the batch as
+    /// its durable copy.
+    fn file_batch(&self, path: &Path, batch: Batch) -> Result<bool, StoreError> {
+        let mut held = false;
+        for event in batch.events {
+            if !is_event_id(&event.id) {
+                tracing::error!(file = %path.display(), "a batched event has an invalid id; skipped");
+                continue;
+            }
+            held |= self
+                .file_event(event, &batch.write_id)?
+                .holds(&batch.write_id);
+            failpoint::hit("outbox:event_filed");
+        }
+        Ok(held)
+    }
+
+    /// Files one event of batch `write_id`: its file unless a readable one exists (a batch filed again), and its
+    /// due marker while it is pending. Returns the event's file.
+    fn file_event(&self, event: StoredEvent, write_id: &str) -> Result<EventFile, StoreError> {
         let id = event.id.clone();
         let file = match self.read_event(&id) {
             Ok(Some(existing)) => existing,
             Ok(None) | Err(StoreError::Corrupt { .. }) => {
-                // A torn file cannot be one of ours (written whole); rewriting it from the batch is the repair.
-                let file = EventFile::new(event);
+                // A torn file (a power cut after an unsynced write) is repaired from the batch.
+                let file = EventFile::new(event, write_id);
                 self.write_event(&file)?;
                 file
             }
@@ -551,7 +588,52 @@ impl Inner {
                 },
             )?;
         }
+        Ok(file)
+    }
+
+    /// Files every batch in `filed/` again and removes those none of whose events is pending (`open` does this:
+    /// it repairs what a power cut undid of unsynced writes; see the module's documentation).
+    pub(crate) fn refile_kept_batches(&self) -> Result<(), StoreError> {
+        let _lock = lock_exclusive(&self.outbox.lock, "locking the outbox")?;
+        for name in sorted_names(&self.outbox.filed, is_write_id)? {
+            let path = self.outbox.filed.join(&name);
+            let Some(batch) = self.read_batch(&path)? else {
+                continue;
+            };
+            if !self.file_batch(&path, batch)? {
+                self.remove_batch(&name)?;
+            }
+        }
         Ok(())
+    }
+
+    /// Removes batch `write_id` from `filed/` if none of its events is pending with it as its copy.
+    fn release_batch(&self, write_id: &str) -> Result<(), StoreError> {
+        let path = self.outbox.filed.join(write_id);
+        let Some(batch) = self.read_batch(&path)? else {
+            return Ok(());
+        };
+        for event in &batch.events {
+            if !is_event_id(&event.id) {
+                continue;
+            }
+            let held = match self.read_event(&event.id) {
+                Ok(Some(file)) => file.holds(write_id),
+                Ok(None) => false,
+                // Torn: the batch is what repairs it (at the next `open`).
+                Err(StoreError::Corrupt { .. }) => true,
+                Err(e) => return Err(e),
+            };
+            if held {
+                return Ok(());
+            }
+        }
+        self.remove_batch(write_id)
+    }
+
+    fn remove_batch(&self, write_id: &str) -> Result<(), StoreError> {
+        remove_if_present(&self.outbox.filed.join(write_id))
+            .map_err(|e| io_error("removing a filed batch", &e))
     }
 
     fn read_event(&self, id: &str) -> Result<Option<EventFile>, StoreError> {
@@ -577,18 +659,26 @@ impl Inner {
         Ok(Some(file))
     }
 
-    /// Writes an event file whole (temp, fsync, rename). Its directory is not synced: after a power cut the
-    /// previous state is there, and delivery is at least once.
-    fn write_event(&self, file: &EventFile) -> Result<(), StoreError> {
+    /// Writes an event file whole (temp, rename): without fsync while a filed batch holds a durable copy of the
+    /// event ([`EventFile::batch`]), else with one (the caller then syncs `events/`, see [`Inner::sync_events`]).
+    /// Returns whether it was synced.
+    fn write_event(&self, file: &EventFile) -> Result<bool, StoreError> {
         let bytes = serde_json::to_vec(file)
             .map_err(|e| StoreError::Other(format!("encoding an outbox event: {e}")))?;
-        replace_file(
-            &self.outbox.root,
-            "event",
-            &self.outbox.event_path(&file.event.id),
-            &bytes,
-        )
-        .map_err(|e| io_error("writing an outbox event", &e))
+        let synced = file.batch.is_none();
+        let target = self.outbox.event_path(&file.event.id);
+        if synced {
+            replace_file(&self.outbox.root, "event", &target, &bytes)
+        } else {
+            replace_file_unsynced(&self.outbox.root, "event", &target, &bytes)
+        }
+        .map_err(|e| io_error("writing an outbox event", &e))?;
+        Ok(synced)
+    }
+
+    /// Makes the names of event files written with an fsync durable.
+    fn sync_events(&self) -> Result<(), StoreError> {
+        sync_dir(&self.outbox.events).map_err(|e| io_error("syncing the outbox", &e))
     }
 
     fn read_marker(&self, id: &str) -> Result<Option<Marker>, StoreError> {
@@ -716,49 +806,80 @@ impl Inner {
         })
     }
 
-    fn settle(&self, id: &str, settlement: &Settlement) -> Result<(), StoreError> {
-        if !is_event_id(id) {
+    fn settle_all(&self, outcomes: &[(String, Settlement)]) -> Result<(), StoreError> {
+        let outcomes: Vec<_> = outcomes.iter().filter(|(id, _)| is_event_id(id)).collect();
+        if outcomes.is_empty() {
             return Ok(());
         }
         self.with_outbox(|| {
-            let Some(mut file) = self.read_event(id)? else {
-                return Ok(());
-            };
-            file.attempts = file.attempts.saturating_add(1);
-            match settlement {
-                Settlement::Delivered { at } => {
-                    file.state = State::Delivered;
-                    file.delivered_at = Some(*at);
-                    file.last_error = None;
-                    self.write_event(&file)?;
-                    self.remove_marker(id)
-                }
-                Settlement::Failed { error } => {
-                    file.state = State::Failed;
-                    file.last_error = Some(error.clone());
-                    self.write_event(&file)?;
-                    self.remove_marker(id)
-                }
-                Settlement::RetryAt { at, error } => {
-                    let pending = file.is_pending();
-                    let freed = Marker {
-                        due: nanos(*at),
-                        lease: None,
-                    };
-                    // A marker's due time never exceeds the event's next attempt, even if we stop in between.
-                    if pending && self.read_marker(id)?.is_none_or(|old| old.due > freed.due) {
-                        self.write_marker(id, freed)?;
-                    }
-                    file.next_attempt_at = *at;
-                    file.last_error = Some(error.clone());
-                    self.write_event(&file)?;
-                    if pending {
-                        self.write_marker(id, freed)?;
-                    }
-                    Ok(())
+            let mut released = BTreeSet::new();
+            let mut synced = false;
+            for (id, settlement) in outcomes {
+                let Some(mut file) = self.read_event(id)? else {
+                    continue;
+                };
+                let batch = file.batch.clone();
+                synced |= self.settle_one(&mut file, settlement)?;
+                if let Some(batch) = batch.filter(|_| !file.is_pending()) {
+                    released.insert(batch);
                 }
             }
+            if synced {
+                self.sync_events()?;
+            }
+            failpoint::hit("outbox:settled");
+            for write_id in released {
+                self.release_batch(&write_id)?;
+            }
+            Ok(())
         })
+    }
+
+    /// Records one attempt at `file`'s event; returns whether its file was written with an fsync.
+    fn settle_one(
+        &self,
+        file: &mut EventFile,
+        settlement: &Settlement,
+    ) -> Result<bool, StoreError> {
+        let id = file.event.id.clone();
+        file.attempts = file.attempts.saturating_add(1);
+        match settlement {
+            Settlement::Delivered { at } => {
+                file.state = State::Delivered;
+                file.delivered_at = Some(*at);
+                file.last_error = None;
+                let synced = self.write_event(file)?;
+                self.remove_marker(&id)?;
+                Ok(synced)
+            }
+            Settlement::Failed { error } => {
+                file.state = State::Failed;
+                file.last_error = Some(error.clone());
+                // Kept for `events replay`: its own durable copy from now on.
+                file.batch = None;
+                let synced = self.write_event(file)?;
+                self.remove_marker(&id)?;
+                Ok(synced)
+            }
+            Settlement::RetryAt { at, error } => {
+                let pending = file.is_pending();
+                let freed = Marker {
+                    due: nanos(*at),
+                    lease: None,
+                };
+                // A marker's due time never exceeds the event's next attempt, even if we stop in between.
+                if pending && self.read_marker(&id)?.is_none_or(|old| old.due > freed.due) {
+                    self.write_marker(&id, freed)?;
+                }
+                file.next_attempt_at = *at;
+                file.last_error = Some(error.clone());
+                let synced = self.write_event(file)?;
+                if pending {
+                    self.write_marker(&id, freed)?;
+                }
+                Ok(synced)
+            }
+        }
     }
 
     fn list_events(
@@ -820,7 +941,10 @@ impl Inner {
             file.attempts = 0;
             file.next_attempt_at = now;
             file.delivered_at = None;
+            // Its batch may be gone: the file is its only copy from now on.
+            file.batch = None;
             self.write_event(&file)?;
+            self.sync_events()?;
             Ok(true)
         })
     }
@@ -842,14 +966,25 @@ impl Inner {
 
     fn purge_delivered(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
         self.with_outbox(|| {
-            let mut purged = Vec::new();
+            let mut purged = BTreeSet::new();
+            let mut batches = BTreeSet::new();
             self.scan_events(None, |file| {
+                if !file.is_pending() {
+                    // Released after its settlement unless that failed midway: released now.
+                    batches.extend(file.batch.clone());
+                }
                 if file.state == State::Delivered && file.delivered_at.is_some_and(|at| at < before)
                 {
-                    purged.push(file.event.id);
+                    purged.insert(file.event.id);
                 }
                 Ok(true)
             })?;
+            for write_id in &batches {
+                self.release_batch(write_id)?;
+                // Still kept (another of its events is pending): the purged ones leave it first, or `open`
+                // would file them again from it.
+                self.drop_from_batch(write_id, &purged)?;
+            }
             for id in &purged {
                 remove_if_present(&self.outbox.event_path(id))
                     .map_err(|e| io_error("removing a delivered event", &e))?;
@@ -857,6 +992,24 @@ impl Inner {
             }
             Ok(purged.len() as u64)
         })
+    }
+
+    /// Rewrites kept batch `write_id` without the events in `ids` (durably: it is the only durable copy of the
+    /// events left in it). Nothing happens if it is gone or holds none of them.
+    fn drop_from_batch(&self, write_id: &str, ids: &BTreeSet<String>) -> Result<(), StoreError> {
+        let path = self.outbox.filed.join(write_id);
+        let Some(mut batch) = self.read_batch(&path)? else {
+            return Ok(());
+        };
+        let before = batch.events.len();
+        batch.events.retain(|e| !ids.contains(&e.id));
+        if batch.events.len() == before {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec(&batch)
+            .map_err(|e| StoreError::Other(format!("encoding events: {e}")))?;
+        write_atomic_in(&self.outbox.filed, "batch", &path, &bytes)
+            .map_err(|e| io_error("rewriting a filed batch", &e))
     }
 }
 
@@ -878,8 +1031,13 @@ impl EventStore for FileStore {
     }
 
     async fn settle(&self, id: &str, settlement: &Settlement) -> Result<(), StoreError> {
-        let (id, settlement) = (id.to_owned(), settlement.clone());
-        self.run(move |inner| inner.settle(&id, &settlement)).await
+        self.settle_all(&[(id.to_owned(), settlement.clone())])
+            .await
+    }
+
+    async fn settle_all(&self, outcomes: &[(String, Settlement)]) -> Result<(), StoreError> {
+        let outcomes = outcomes.to_vec();
+        self.run(move |inner| inner.settle_all(&outcomes)).await
     }
 
     async fn list_events(

@@ -811,6 +811,7 @@ impl Inner {
         }
         self.sweep_tentatives();
         self.clean_outbox_temp_files()?;
+        self.refile_kept_batches()?;
         self.clean_risc_temp_files()?;
         self.index_existing_records()
     }

@@ -137,30 +137,45 @@ impl EventStore for PgStore {
     }
 
     async fn settle(&self, id: &str, settlement: &Settlement) -> Result<(), StoreError> {
-        let (state, next_attempt_at, error, delivered_at) = match settlement {
-            Settlement::Delivered { at } => (DeliveryState::Delivered, None, None, Some(*at)),
-            Settlement::RetryAt { at, error } => (
-                DeliveryState::Pending,
-                Some(*at),
-                Some(error.as_str()),
-                None,
-            ),
-            Settlement::Failed { error } => {
-                (DeliveryState::Failed, None, Some(error.as_str()), None)
-            }
-        };
+        self.settle_all(&[(id.to_owned(), settlement.clone())])
+            .await
+    }
+
+    async fn settle_all(&self, outcomes: &[(String, Settlement)]) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let n = outcomes.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut states = Vec::with_capacity(n);
+        let mut next_attempts = Vec::with_capacity(n);
+        let mut errors = Vec::with_capacity(n);
+        let mut delivered = Vec::with_capacity(n);
+        for (id, settlement) in outcomes {
+            let (state, next_attempt_at, error, delivered_at) = match settlement {
+                Settlement::Delivered { at } => (DeliveryState::Delivered, None, None, Some(*at)),
+                Settlement::RetryAt { at, error } => (
+                    DeliveryState::Pending,
+                    Some(*at),
+                    Some(error.as_str()),
+                    None,
+                ),
+                Settlement::Failed { error } => {
+                    (DeliveryState::Failed, None, Some(error.as_str()), None)
+                }
+            };
+            ids.push(id.as_str());
+            states.push(state.as_str());
+            next_attempts.push(next_attempt_at);
+            errors.push(error);
+            delivered.push(delivered_at);
+        }
         let inner = &*self.inner;
         inner
             .execute(
-                "settling an event",
+                "settling events",
                 &inner.sql.events.settle,
-                &[
-                    &id,
-                    &state.as_str(),
-                    &next_attempt_at,
-                    &error,
-                    &delivered_at,
-                ],
+                &[&ids, &states, &next_attempts, &errors, &delivered],
             )
             .await
             .map(drop)

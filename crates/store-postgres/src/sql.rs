@@ -71,7 +71,9 @@ pub(crate) struct EventStatements {
     /// `$1` now, `$2` lease until, `$3` limit: leases the due pending events (oldest first) that no other claimer
     /// holds, skipping rows another claimer is locking right now.
     pub(crate) claim: String,
-    /// `$1` id, `$2` state, `$3` next attempt (or null: unchanged), `$4` last error, `$5` delivered at (or null).
+    /// Five arrays of the same length, one element per settled event: `$1` ids, `$2` states, `$3` next attempts
+    /// (null: unchanged), `$4` last errors, `$5` delivery times (null: unchanged). Any number of events is one
+    /// statement.
     pub(crate) settle: String,
     /// `$1` after (an id, `''` first), `$2` limit; by filter: all, pending, failed.
     pub(crate) list: [String; 3],
@@ -158,9 +160,11 @@ impl EventStatements {
                  SELECT {EVENT_COLUMNS} FROM claimed ORDER BY next_attempt_at, id"
             ),
             settle: format!(
-                "UPDATE {outbox} SET attempts = attempts + 1, lease_until = NULL, state = $2, \
-                 next_attempt_at = COALESCE($3, next_attempt_at), last_error = $4, \
-                 delivered_at = COALESCE($5, delivered_at) WHERE id = $1"
+                "UPDATE {outbox} o SET attempts = o.attempts + 1, lease_until = NULL, state = s.state, \
+                 next_attempt_at = COALESCE(s.next_attempt_at, o.next_attempt_at), last_error = s.last_error, \
+                 delivered_at = COALESCE(s.delivered_at, o.delivered_at) \
+                 FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::timestamptz[]) \
+                 AS s(id, state, next_attempt_at, last_error, delivered_at) WHERE o.id = s.id"
             ),
             list: [
                 list(""),

@@ -5,7 +5,7 @@
 
 use std::ffi::OsStr;
 
-use offline_access_domain::events::{EventFilter, EventRecord, EventStore};
+use offline_access_domain::events::{EventFilter, EventRecord, EventStore, Settlement};
 use offline_access_domain::testkit::{NOW, canary_credential, subject};
 use offline_access_domain::{CredentialStore, RefreshToken};
 use offline_access_store_file::FileStore;
@@ -67,6 +67,13 @@ async fn crash_child_process() {
         "file" => {
             store.counts().await.unwrap();
         }
+        "settle" => {
+            let outcomes: Vec<_> = events()
+                .into_iter()
+                .map(|e| (e.id, Settlement::Delivered { at: NOW }))
+                .collect();
+            store.settle_all(&outcomes).await.unwrap();
+        }
         other => panic!("unknown crash op {other}"),
     }
     println!("FINISHED");
@@ -77,10 +84,20 @@ async fn crash_child_process() {
 async fn crash_at(dir: &std::path::Path, op: &str, step: &str) -> FileStore {
     let store = open(dir, KEY_A);
     let v1 = store.put(&canary_credential(SUB)).await.unwrap();
-    if op == "file" {
+    if op == "file" || op == "settle" {
         let mut next = v1.clone();
         next.refresh_token = Some(RefreshToken::parse(NEW_TOKEN).unwrap());
         store.put_with(&next, &events()).await.unwrap();
+    }
+    if op == "settle" {
+        assert_eq!(
+            store
+                .claim_due(NOW, time::Duration::HOUR, 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
     }
     let (mut child, mut lines) = spawn_test_child(
         "crash::crash_child_process",
@@ -202,7 +219,7 @@ async fn a_delete_with_events_killed_at_any_step_leaves_the_record_or_its_remova
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filing_events_killed_at_any_step_loses_and_doubles_none() {
     for step in [
-        "atomic:temp_synced", // the first event file
+        "atomic:temp_written", // the first event file
         "atomic:renamed",
         "outbox:event_filed",
         "outbox:batch_filed",
@@ -234,6 +251,71 @@ async fn filing_events_killed_at_any_step_loses_and_doubles_none() {
                 .unwrap()
                 .is_empty()
         );
-        assert!(file_names(&dir.path().join("outbox").join("incoming")).is_empty());
+        let outbox = dir.path().join("outbox");
+        assert!(file_names(&outbox.join("incoming")).is_empty());
+        // The batch is kept while its events are pending, and released when they are delivered.
+        assert_eq!(
+            file_names(&outbox.join("filed")).len(),
+            1,
+            "killed at {step}"
+        );
+        let delivered: Vec<_> = expected
+            .iter()
+            .map(|id| (id.clone(), Settlement::Delivered { at: NOW }))
+            .collect();
+        store.settle_all(&delivered).await.unwrap();
+        assert!(
+            file_names(&outbox.join("filed")).is_empty(),
+            "killed at {step}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settling_events_killed_at_any_step_leaves_them_pending_or_delivered_and_their_batch_then_goes()
+ {
+    for step in [
+        "atomic:temp_written", // the first event file
+        "atomic:renamed",
+        "outbox:settled",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crash_at(dir.path(), "settle", step).await;
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), copy.path());
+        let reopened = open(copy.path(), KEY_A);
+        for store in [&store, &reopened] {
+            let counts = store.counts().await.unwrap();
+            assert_eq!(counts.pending + counts.delivered, 2, "killed at {step}");
+            assert_eq!(counts.failed, 0, "killed at {step}");
+            // What is still pending is delivered again (its lease run out), and then nothing is left.
+            let again: Vec<_> = store
+                .claim_due(NOW + time::Duration::HOUR * 2, time::Duration::HOUR, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.record.id, Settlement::Delivered { at: NOW }))
+                .collect();
+            assert_eq!(again.len() as u64, counts.pending, "killed at {step}");
+            store.settle_all(&again).await.unwrap();
+            assert_eq!(
+                store.counts().await.unwrap().delivered,
+                2,
+                "killed at {step}"
+            );
+        }
+        // `open` released the batch of the delivered events; the hourly purge does in the store that crashed.
+        store
+            .purge_delivered(NOW - time::Duration::DAY)
+            .await
+            .unwrap();
+        assert!(
+            file_names(&copy.path().join("outbox").join("filed")).is_empty(),
+            "killed at {step}"
+        );
+        assert!(
+            file_names(&dir.path().join("outbox").join("filed")).is_empty(),
+            "killed at {step}"
+        );
     }
 }

@@ -261,6 +261,89 @@ async fn events_and_their_states_survive_reopening_the_store() {
     assert_eq!(due, written[1..]);
 }
 
+/// What a power cut can do to the files the outbox writes without fsync, done by hand: `open` files the kept
+/// batch again, so no pending event is lost and none is doubled.
+#[tokio::test]
+async fn a_pending_event_whose_unsynced_file_a_power_cut_tore_or_lost_is_restored_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    // All due by the time `claim_all` claims.
+    let (torn, lost, kept) = (event("66", NOW), event("66", NOW), event("66", NOW));
+    {
+        let store = open(dir.path(), KEY_A);
+        store
+            .put_with(
+                &canary_credential("66"),
+                &[torn.clone(), lost.clone(), kept.clone()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.counts().await.unwrap().pending, 3);
+        assert_eq!(file_names(&outbox.join("filed")).len(), 1);
+    }
+    let event_file = |id: &str| outbox.join("events").join(format!("{id}.json"));
+    std::fs::write(event_file(&torn.id), b"").unwrap();
+    std::fs::remove_file(event_file(&lost.id)).unwrap();
+    std::fs::remove_file(outbox.join("due").join(&lost.id)).unwrap();
+    let store = open(dir.path(), KEY_A);
+    assert_eq!(store.counts().await.unwrap().pending, 3);
+    for e in [&torn, &lost, &kept] {
+        assert_eq!(&store.event(&e.id).await.unwrap().unwrap().record, e);
+    }
+    let mut claimed = claim_all(&store, 10).await;
+    claimed.sort();
+    let mut expected = vec![torn.id.clone(), lost.id.clone(), kept.id.clone()];
+    expected.sort();
+    assert_eq!(claimed, expected, "each once");
+    // Delivered: the batch is released, and a reopen restores nothing.
+    let outcomes: Vec<_> = expected
+        .iter()
+        .map(|id| (id.clone(), Settlement::Delivered { at: NOW }))
+        .collect();
+    store.settle_all(&outcomes).await.unwrap();
+    assert!(file_names(&outbox.join("filed")).is_empty());
+    let reopened = open(dir.path(), KEY_A);
+    assert_eq!(reopened.counts().await.unwrap().delivered, 3);
+    assert!(claim_all(&reopened, 10).await.is_empty());
+}
+
+/// A delivered event whose batch another pending event still keeps is purged and leaves the batch too: a reopen
+/// does not file it again.
+#[tokio::test]
+async fn a_purged_event_leaves_the_batch_that_another_pending_event_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let (first, second) = (event("67", NOW), event("67", NOW + time::Duration::SECOND));
+    store
+        .put_with(&canary_credential("67"), &[first.clone(), second.clone()])
+        .await
+        .unwrap();
+    assert_eq!(claim_all(&store, 10).await.len(), 2);
+    store
+        .settle(&first.id, &Settlement::Delivered { at: NOW })
+        .await
+        .unwrap();
+    let later = NOW + time::Duration::DAY;
+    assert_eq!(store.purge_delivered(later).await.unwrap(), 1);
+    drop(store);
+    let store = open(dir.path(), KEY_A);
+    assert!(
+        store.event(&first.id).await.unwrap().is_none(),
+        "not filed again"
+    );
+    assert_eq!(
+        store.event(&second.id).await.unwrap().unwrap().state,
+        DeliveryState::Pending
+    );
+    store
+        .settle(&second.id, &Settlement::Delivered { at: NOW })
+        .await
+        .unwrap();
+    assert!(file_names(&dir.path().join("outbox").join("filed")).is_empty());
+    assert_eq!(store.purge_delivered(later).await.unwrap(), 1);
+    assert_eq!(store.counts().await.unwrap(), EventCounts::default());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_stores_on_one_directory_claim_disjoint_events() {
     let dir = tempfile::tempdir().unwrap();
