@@ -170,7 +170,7 @@ pub(crate) fn create_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// As [`create_synced`] without the `fdatasync`.
-fn create_unsynced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn create_unsynced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     create_then(path, bytes, |_| Ok(()))
 }
 

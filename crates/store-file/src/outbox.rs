@@ -30,8 +30,8 @@
 //! and none.
 //!
 //! **Filing** (under the outbox lock, at the start of every outbox operation): each incoming batch becomes one
-//! `events/<id>.json` per event (written whole: temp, rename; skipped if it exists) and its `due/<id>` marker,
-//! and the batch is renamed into `filed/`. Nothing is synced: the batch, synced when it was written, stays the
+//! `events/<id>.json` per event (created in place; skipped if a readable one exists, rewritten from the batch if it
+//! is torn) and its `due/<id>` marker, and the batch is renamed into `filed/`. Nothing is synced: the batch, synced when it was written, stays the
 //! durable copy of its events while one of them is pending, and `open` files every batch in `filed/` again (a
 //! missing or torn event file is rewritten from it as pending, a missing marker of a pending event made again),
 //! so a power cut loses no pending event; a crash while filing leaves the batch in `incoming/`, filed again by
@@ -69,9 +69,9 @@ use time::OffsetDateTime;
 use crate::FileStore;
 use crate::failpoint;
 use crate::fsio::{
-    TMP_PREFIX, create_synced, io_error, is_hex_digest, lock_exclusive, private_file_options,
-    random_hex, read_small, remove_if_present, remove_temp_files, replace_file,
-    replace_file_unsynced, sorted_names, stems_after, sync_dir, try_lock_exclusive,
+    TMP_PREFIX, create_synced, create_unsynced, io_error, is_hex_digest, lock_exclusive,
+    private_file_options, random_hex, read_small, remove_if_present, remove_temp_files,
+    replace_file, replace_file_unsynced, sorted_names, stems_after, sync_dir, try_lock_exclusive,
     write_atomic_in,
 };
 use crate::record::RecordHead;
@@ -328,6 +328,11 @@ pub(crate) fn check_event_ids(events: &[EventRecord]) -> Result<(), StoreError> 
     }
 }
 
+fn encode_event(file: &EventFile) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(file)
+        .map_err(|e| StoreError::Other(format!("encoding an outbox event: {e}")))
+}
+
 fn encode_batch(
     op: BatchOp,
     write_id: &str,
@@ -571,8 +576,18 @@ impl Inner {
         let id = event.id.clone();
         let file = match self.read_event(&id) {
             Ok(Some(existing)) => existing,
-            Ok(None) | Err(StoreError::Corrupt { .. }) => {
-                // A torn file (a power cut after an unsynced write) is repaired from the batch.
+            Ok(None) => {
+                // Created in place (no temp file, no rename): a crash midway leaves a torn file while the batch
+                // is still there to repair it (below) when it is filed again.
+                let file = EventFile::new(event, write_id);
+                create_unsynced(&self.outbox.event_path(&id), &encode_event(&file)?)
+                    .map_err(|e| io_error("writing an outbox event", &e))?;
+                failpoint::hit("outbox:event_created");
+                file
+            }
+            Err(StoreError::Corrupt { .. }) => {
+                // A torn file (a crash while creating it, a power cut after an unsynced write) is repaired from
+                // the batch.
                 let file = EventFile::new(event, write_id);
                 self.write_event(&file)?;
                 file
@@ -663,8 +678,7 @@ impl Inner {
     /// event ([`EventFile::batch`]), else with one (the caller then syncs `events/`, see [`Inner::sync_events`]).
     /// Returns whether it was synced.
     fn write_event(&self, file: &EventFile) -> Result<bool, StoreError> {
-        let bytes = serde_json::to_vec(file)
-            .map_err(|e| StoreError::Other(format!("encoding an outbox event: {e}")))?;
+        let bytes = encode_event(file)?;
         let synced = file.batch.is_none();
         let target = self.outbox.event_path(&file.event.id);
         if synced {

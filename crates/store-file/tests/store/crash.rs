@@ -219,8 +219,7 @@ async fn a_delete_with_events_killed_at_any_step_leaves_the_record_or_its_remova
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filing_events_killed_at_any_step_loses_and_doubles_none() {
     for step in [
-        "atomic:temp_written", // the first event file
-        "atomic:renamed",
+        "outbox:event_created", // the first event file
         "outbox:event_filed",
         "outbox:batch_filed",
     ] {

@@ -307,6 +307,28 @@ async fn a_pending_event_whose_unsynced_file_a_power_cut_tore_or_lost_is_restore
     assert!(claim_all(&reopened, 10).await.is_empty());
 }
 
+/// A crash while an event file was being created leaves it torn, with its batch still in `incoming/`: filing the
+/// batch again rewrites it whole.
+#[tokio::test]
+async fn an_event_file_torn_while_filing_is_rewritten_from_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let e = event("68", NOW);
+    store
+        .put_with(&canary_credential("68"), std::slice::from_ref(&e))
+        .await
+        .unwrap();
+    let outbox = dir.path().join("outbox");
+    std::fs::write(
+        outbox.join("events").join(format!("{}.json", e.id)),
+        b"{\"format\":1,\"id\":\"ev",
+    )
+    .unwrap();
+    assert_eq!(store.counts().await.unwrap().pending, 1);
+    assert_eq!(store.event(&e.id).await.unwrap().unwrap().record, e);
+    assert_eq!(claim_all(&store, 10).await, vec![e.id.clone()]);
+}
+
 /// A delivered event whose batch another pending event still keeps is purged and leaves the batch too: a reopen
 /// does not file it again.
 #[tokio::test]
