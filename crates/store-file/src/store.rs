@@ -34,8 +34,8 @@ const TOMBSTONES_DIR: &str = "tombstones";
 const PENDING_DIR: &str = "pending";
 /// Subdirectory holding the empty per-user lock files.
 const LOCKS_DIR: &str = "locks";
-/// Subdirectory of the refresh-token index: `tokens/<index key>/<hash>`, one empty file per user holding a token
-/// with that key.
+/// Subdirectory of the refresh-token index: `tokens/<kk>/<index key>.<hash>`, one empty entry per user holding a
+/// token with that key (see [`crate::index`]).
 pub(crate) const TOKENS_DIR: &str = "tokens";
 /// Subdirectory of the outbox (see [`crate::outbox`]).
 const OUTBOX_DIR: &str = "outbox";
@@ -70,8 +70,8 @@ const MAX_TOMBSTONE_LEN: u64 = 32;
 /// - The outbox: every event operation runs under an exclusive lock on `outbox/lock`, which is where a lease is
 ///   taken (written into the event's due marker), so each due event is leased to one claimer at a time across
 ///   processes. `first_sight` checks and writes a `jti`'s entry under `risc/lock`.
-/// - `find_by_refresh_token` lists `tokens/<index key>/` (an entry per user, kept by each write that changes the
-///   token) and reads only those users' clear fields.
+/// - `find_by_refresh_token` lists one of 256 directories `tokens/<kk>/` for the key's entries (one per user, kept
+///   by each write that changes the token) and reads only those users' clear fields.
 ///
 /// The directory must be on a local filesystem (advisory `flock` locks).
 #[derive(Clone)]
@@ -88,7 +88,7 @@ pub(crate) struct Inner {
     pub(crate) tokens: PathBuf,
     /// `credentials/`, kept open: the syncs after renames and removals there, shared by concurrent writes.
     credentials_sync: DirSync,
-    /// `tokens/`, kept open: the syncs after new index directories, shared by concurrent writes.
+    /// `tokens/`, kept open: the syncs after a new index shard directory, shared by concurrent writes.
     pub(crate) tokens_sync: DirSync,
     /// `outbox/tentative/`, kept open: the syncs after a write's events are put there, shared by concurrent writes.
     pub(crate) tentative_sync: DirSync,

@@ -20,22 +20,29 @@ async fn the_index_holds_digests_only_and_follows_the_token() {
     let tokens = dir.path().join("tokens");
     let mut keys = index_keys(&first);
     keys.sort();
-    let names: Vec<String> = file_names(&tokens)
+    let hash = hash_of(&store, v1.subject.as_str());
+    let entry = |key: &str| tokens.join(&key[..2]).join(format!("{key}.{hash}"));
+    let mut entries: Vec<String> = file_names(&tokens)
         .into_iter()
         .filter(|n| !n.starts_with('.'))
+        .flat_map(|shard| {
+            file_names(&tokens.join(&shard))
+                .into_iter()
+                .map(move |name| format!("{shard}/{name}"))
+        })
         .collect();
+    entries.sort();
+    let mut expected: Vec<String> = keys
+        .iter()
+        .map(|key| format!("{}/{key}.{hash}", &key[..2]))
+        .collect();
+    expected.sort();
     assert_eq!(
-        names, keys,
-        "one directory per index key, named by the digest"
+        entries, expected,
+        "one entry per index key, named by the digest and the user's hash, in the key's shard"
     );
-    let hash = hash_of(&store, v1.subject.as_str());
     for key in &keys {
-        assert_eq!(file_names(&tokens.join(key)), std::slice::from_ref(&hash));
-        assert!(
-            std::fs::read(tokens.join(key).join(&hash))
-                .unwrap()
-                .is_empty()
-        );
+        assert!(std::fs::read(entry(key)).unwrap().is_empty());
     }
     // A write that keeps the token keeps its entries; one with a new token moves them.
     let mut v2 = store.put(&v1).await.unwrap();
@@ -49,10 +56,7 @@ async fn the_index_holds_digests_only_and_follows_the_token() {
     let v3 = store.put(&v2).await.unwrap();
     for key in &keys {
         assert!(store.find_by_refresh_token(key).await.unwrap().is_empty());
-        assert!(
-            !tokens.join(key).exists(),
-            "the old token's entries are gone"
-        );
+        assert!(!entry(key).exists(), "the old token's entries are gone");
     }
     for key in index_keys(&token("1//0gRotated-token-for-81")) {
         assert_eq!(
@@ -65,11 +69,9 @@ async fn the_index_holds_digests_only_and_follows_the_token() {
     for key in index_keys(&token("1//0gRotated-token-for-81")) {
         assert!(store.find_by_refresh_token(&key).await.unwrap().is_empty());
     }
-    assert!(
-        file_names(&tokens).iter().all(|n| n.starts_with('.')),
-        "{:?}",
-        file_names(&tokens)
-    );
+    for shard in file_names(&tokens).iter().filter(|n| !n.starts_with('.')) {
+        assert!(file_names(&tokens.join(shard)).is_empty(), "{shard}");
+    }
     // Keys that are not digests find nothing (and name no file).
     assert!(
         store
@@ -92,9 +94,9 @@ async fn a_stale_index_entry_is_not_returned() {
     store.put(&v2).await.unwrap();
     // As a crash between the record's write and the old entries' removal would leave them.
     for key in &old_keys {
-        let dir = dir.path().join("tokens").join(key);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(&hash), b"").unwrap();
+        let shard = dir.path().join("tokens").join(&key[..2]);
+        std::fs::create_dir_all(&shard).unwrap();
+        std::fs::write(shard.join(format!("{key}.{hash}")), b"").unwrap();
         assert!(store.find_by_refresh_token(key).await.unwrap().is_empty());
     }
 }
@@ -183,4 +185,43 @@ async fn a_lost_index_is_rebuilt_when_the_store_opens() {
             std::slice::from_ref(&cred.subject)
         );
     }
+}
+
+/// A store indexed in the previous layout (a directory per key, `tokens/.indexed`) is indexed again in the current
+/// one when it opens, and the previous directories are removed.
+#[tokio::test]
+async fn an_index_in_the_previous_layout_is_rebuilt_in_shards_when_the_store_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    let (cred, hash) = {
+        let store = open(dir.path(), KEY_A);
+        let cred = store.put(&canary_credential("86")).await.unwrap();
+        let hash = hash_of(&store, cred.subject.as_str());
+        (cred, hash)
+    };
+    let keys = index_keys(cred.refresh_token.as_ref().unwrap());
+    // As the previous version left it.
+    std::fs::remove_dir_all(&tokens).unwrap();
+    std::fs::create_dir(&tokens).unwrap();
+    for key in &keys {
+        std::fs::create_dir(tokens.join(key)).unwrap();
+        std::fs::write(tokens.join(key).join(&hash), b"").unwrap();
+    }
+    std::fs::write(tokens.join(".indexed"), b"").unwrap();
+    let store = open(dir.path(), KEY_A);
+    for key in &keys {
+        assert_eq!(
+            store.find_by_refresh_token(key).await.unwrap(),
+            std::slice::from_ref(&cred.subject)
+        );
+        assert!(!tokens.join(key).exists(), "the previous layout is gone");
+        assert!(
+            tokens
+                .join(&key[..2])
+                .join(format!("{key}.{hash}"))
+                .exists()
+        );
+    }
+    assert!(!tokens.join(".indexed").exists());
+    assert!(tokens.join(".indexed-2").exists());
 }
