@@ -5,9 +5,8 @@
 //!
 //! ```text
 //! tokens/
-//!   <kk>/<index key>.<hash>   empty, mode 0600: the user <hash> holds (or held) a refresh token with this key;
-//!                             <kk> is the key's first two hex digits: 256 directories, each made when first
-//!                             needed and never removed
+//!   <k>/<index key>.<hash>    empty, mode 0600: the user <hash> holds (or held) a refresh token with this key;
+//!                             <k> is the key's first hex digit: 16 directories, made by `open`
 //!   .indexed-2                empty: every record's entries were built in this layout (once, at open: after an
 //!                             upgrade from a version without the index or with a directory per key, or when
 //!                             `tokens/` was lost)
@@ -20,19 +19,21 @@
 //!   having been replaced): the lookup returns only users whose record's `token_index` has the key (a record
 //!   from before the index, without `token_index`, is returned unchecked; the caller compares tokens anyway).
 //! - An entry is a second name of the user's (empty) write-lock file, so it costs a directory entry, not an inode.
-//!   The previous layout, a directory per key (`tokens/<index key>/<hash>`), cost two `mkdir`s per new token —
-//!   about a tenth of a sign-in's CPU on ext4 without a journal; the fixed shards cost none.
+//!   The 16 shard directories are kept open and their syncs shared by concurrent writes ([`DirSync`]), so a burst
+//!   of sign-ins syncs each shard once; a lookup lists one shard (a sixteenth of the entries). The previous
+//!   layout, a directory per key (`tokens/<index key>/<hash>`), cost two `mkdir`s and two unshared directory
+//!   `fsync`s per new token — the largest part of a file-store sign-in's CPU on ext4 without a journal.
 //! - Neither the token nor its prefix is on disk in clear: only digests, and the user's hash.
 
 use std::fs;
 use std::io::ErrorKind;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use offline_access_domain::risc::index_keys;
 use offline_access_domain::{StoreError, Subject};
 
 use crate::fsio::{
-    create_private_dir_once, create_synced, io_error, is_hex_digest, link_or_create_empty,
+    DirSync, create_private_dir_once, create_synced, io_error, is_hex_digest, link_or_create_empty,
     remove_if_present, sorted_names, sync_dir,
 };
 use crate::record::RecordHead;
@@ -43,14 +44,43 @@ const INDEXED_MARKER: &str = ".indexed-2";
 /// The marker of the previous layout (a directory per key), removed with it.
 const PREVIOUS_MARKER: &str = ".indexed";
 
-/// The shard directory of `key` (a validated hex digest): `tokens/<first two hex digits>`.
-fn shard_of(tokens: &std::path::Path, key: &str) -> PathBuf {
-    tokens.join(key.get(..2).unwrap_or("00"))
+/// The shards' names: one hex digit each.
+const SHARDS: [&str; 16] = [
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "a", "b", "c", "d", "e", "f",
+];
+
+/// The shard of `key` (a validated hex digest): its first hex digit's position in [`SHARDS`].
+fn shard_index(key: &str) -> usize {
+    key.bytes()
+        .next()
+        .and_then(|b| (b as char).to_digit(16))
+        .map_or(0, |d| d as usize)
+}
+
+/// The shard directory of `key`: `tokens/<first hex digit>`.
+fn shard_of(tokens: &Path, key: &str) -> PathBuf {
+    tokens.join(SHARDS[shard_index(key)])
+}
+
+/// Makes the shard directories under `tokens` (durably, the first time) and opens them for shared syncs.
+pub(crate) fn open_index_shards(tokens: &Path) -> Result<Vec<DirSync>, StoreError> {
+    let fail = |e: &std::io::Error| io_error("opening the refresh-token index", e);
+    let mut made = false;
+    for shard in SHARDS {
+        made |= create_private_dir_once(&tokens.join(shard)).map_err(|e| fail(&e))?;
+    }
+    if made {
+        sync_dir(tokens).map_err(|e| fail(&e))?;
+    }
+    SHARDS
+        .iter()
+        .map(|shard| DirSync::open(&tokens.join(shard)).map_err(|e| fail(&e)))
+        .collect()
 }
 
 impl Inner {
-    /// Creates the user's entries for `keys`; with `durable`, syncs the directories they are in (and `tokens/`
-    /// when a shard's directory was made).
+    /// Creates the user's entries for `keys`; with `durable`, syncs the shards they are in (shared with
+    /// concurrent writes).
     pub(crate) fn add_index_entries(
         &self,
         hash: &str,
@@ -65,22 +95,12 @@ impl Inner {
                     "a refresh-token index key is not a hex SHA-256".to_owned(),
                 ));
             }
-            let shard = shard_of(&self.tokens, key);
-            let entry = shard.join(format!("{key}.{hash}"));
-            match link_or_create_empty(&like, &entry) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::NotFound => {
-                    // The shard's first entry: its directory first (durably, before the entry is relied on).
-                    create_private_dir_once(&shard).map_err(|e| fail(&e))?;
-                    if durable {
-                        self.tokens_sync.sync().map_err(|e| fail(&e))?;
-                    }
-                    link_or_create_empty(&like, &entry).map_err(|e| fail(&e))?;
-                }
-                Err(e) => return Err(fail(&e)),
-            }
+            let entry = shard_of(&self.tokens, key).join(format!("{key}.{hash}"));
+            link_or_create_empty(&like, &entry).map_err(|e| fail(&e))?;
             if durable {
-                sync_dir(&shard).map_err(|e| fail(&e))?;
+                self.index_shards[shard_index(key)]
+                    .sync()
+                    .map_err(|e| fail(&e))?;
             }
         }
         Ok(())
@@ -186,8 +206,8 @@ impl Inner {
         }
         let fail = |e: &std::io::Error| io_error("writing the refresh-token index", e);
         // The entries (made without syncs) are durable before the marker says so.
-        for shard in sorted_names(&self.tokens, is_shard_name)? {
-            sync_dir(&self.tokens.join(shard)).map_err(|e| fail(&e))?;
+        for shard in &self.index_shards {
+            shard.sync().map_err(|e| fail(&e))?;
         }
         sync_dir(&self.tokens).map_err(|e| fail(&e))?;
         match create_synced(&marker, b"") {
@@ -215,9 +235,4 @@ impl Inner {
         }
         remove_if_present(&self.tokens.join(PREVIOUS_MARKER)).map_err(|e| fail(&e))
     }
-}
-
-/// Two lowercase hex digits: a shard's name.
-fn is_shard_name(name: &str) -> bool {
-    name.len() == 2 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }

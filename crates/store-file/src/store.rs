@@ -34,7 +34,7 @@ const TOMBSTONES_DIR: &str = "tombstones";
 const PENDING_DIR: &str = "pending";
 /// Subdirectory holding the empty per-user lock files.
 const LOCKS_DIR: &str = "locks";
-/// Subdirectory of the refresh-token index: `tokens/<kk>/<index key>.<hash>`, one empty entry per user holding a
+/// Subdirectory of the refresh-token index: `tokens/<k>/<index key>.<hash>`, one empty entry per user holding a
 /// token with that key (see [`crate::index`]).
 pub(crate) const TOKENS_DIR: &str = "tokens";
 /// Subdirectory of the outbox (see [`crate::outbox`]).
@@ -70,7 +70,7 @@ const MAX_TOMBSTONE_LEN: u64 = 32;
 /// - The outbox: every event operation runs under an exclusive lock on `outbox/lock`, which is where a lease is
 ///   taken (written into the event's due marker), so each due event is leased to one claimer at a time across
 ///   processes. `first_sight` checks and writes a `jti`'s entry under `risc/lock`.
-/// - `find_by_refresh_token` lists one of 256 directories `tokens/<kk>/` for the key's entries (one per user, kept
+/// - `find_by_refresh_token` lists one of 16 directories `tokens/<k>/` for the key's entries (one per user, kept
 ///   by each write that changes the token) and reads only those users' clear fields.
 ///
 /// The directory must be on a local filesystem (advisory `flock` locks).
@@ -88,8 +88,9 @@ pub(crate) struct Inner {
     pub(crate) tokens: PathBuf,
     /// `credentials/`, kept open: the syncs after renames and removals there, shared by concurrent writes.
     credentials_sync: DirSync,
-    /// `tokens/`, kept open: the syncs after a new index shard directory, shared by concurrent writes.
-    pub(crate) tokens_sync: DirSync,
+    /// The 16 shard directories of `tokens/`, kept open: the syncs after index entries are made, shared by
+    /// concurrent writes.
+    pub(crate) index_shards: Vec<DirSync>,
     /// `outbox/tentative/`, kept open: the syncs after a write's events are put there, shared by concurrent writes.
     pub(crate) tentative_sync: DirSync,
     pub(crate) outbox: OutboxDirs,
@@ -215,13 +216,13 @@ impl FileStore {
                 .map_err(|e| io_error(&format!("opening store directory {}", path.display()), &e))
         };
         let credentials_sync = open_sync(&credentials)?;
-        let tokens_sync = open_sync(&tokens)?;
+        let index_shards = crate::index::open_index_shards(&tokens)?;
         let tentative_sync = open_sync(outbox.tentative_dir())?;
         let store = FileStore {
             inner: Arc::new(Inner {
                 root,
                 credentials_sync,
-                tokens_sync,
+                index_shards,
                 tentative_sync,
                 credentials,
                 tombstones,

@@ -21,7 +21,7 @@ async fn the_index_holds_digests_only_and_follows_the_token() {
     let mut keys = index_keys(&first);
     keys.sort();
     let hash = hash_of(&store, v1.subject.as_str());
-    let entry = |key: &str| tokens.join(&key[..2]).join(format!("{key}.{hash}"));
+    let entry = |key: &str| tokens.join(&key[..1]).join(format!("{key}.{hash}"));
     let mut entries: Vec<String> = file_names(&tokens)
         .into_iter()
         .filter(|n| !n.starts_with('.'))
@@ -34,7 +34,7 @@ async fn the_index_holds_digests_only_and_follows_the_token() {
     entries.sort();
     let mut expected: Vec<String> = keys
         .iter()
-        .map(|key| format!("{}/{key}.{hash}", &key[..2]))
+        .map(|key| format!("{}/{key}.{hash}", &key[..1]))
         .collect();
     expected.sort();
     assert_eq!(
@@ -94,7 +94,7 @@ async fn a_stale_index_entry_is_not_returned() {
     store.put(&v2).await.unwrap();
     // As a crash between the record's write and the old entries' removal would leave them.
     for key in &old_keys {
-        let shard = dir.path().join("tokens").join(&key[..2]);
+        let shard = dir.path().join("tokens").join(&key[..1]);
         std::fs::create_dir_all(&shard).unwrap();
         std::fs::write(shard.join(format!("{key}.{hash}")), b"").unwrap();
         assert!(store.find_by_refresh_token(key).await.unwrap().is_empty());
@@ -217,7 +217,7 @@ async fn an_index_in_the_previous_layout_is_rebuilt_in_shards_when_the_store_ope
         assert!(!tokens.join(key).exists(), "the previous layout is gone");
         assert!(
             tokens
-                .join(&key[..2])
+                .join(&key[..1])
                 .join(format!("{key}.{hash}"))
                 .exists()
         );
