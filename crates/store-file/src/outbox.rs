@@ -829,8 +829,15 @@ impl Inner {
             let mut released = BTreeSet::new();
             let mut synced = false;
             for (id, settlement) in outcomes {
-                let Some(mut file) = self.read_event(id)? else {
-                    continue;
+                let mut file = match self.read_event(id) {
+                    Ok(Some(file)) => file,
+                    Ok(None) => continue,
+                    // Not one event's damage for the others' settlements (logged; it is left for an operator).
+                    Err(e @ StoreError::Corrupt { .. }) => {
+                        tracing::error!(error = %e, "an outbox event cannot be read; its attempt is not recorded");
+                        continue;
+                    }
+                    Err(e) => return Err(e),
                 };
                 let batch = file.batch.clone();
                 synced |= self.settle_one(&mut file, settlement)?;

@@ -329,6 +329,38 @@ async fn an_event_file_torn_while_filing_is_rewritten_from_its_batch() {
     assert_eq!(claim_all(&store, 10).await, vec![e.id.clone()]);
 }
 
+/// An event file damaged between the claim and the settlement does not stop the other settlements of the round.
+#[tokio::test]
+async fn a_damaged_event_file_does_not_stop_the_others_settlements() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let (damaged, fine) = (event("69", NOW), event("69", NOW));
+    store
+        .append(&[damaged.clone(), fine.clone()])
+        .await
+        .unwrap();
+    assert_eq!(claim_all(&store, 10).await.len(), 2);
+    std::fs::write(
+        dir.path()
+            .join("outbox")
+            .join("events")
+            .join(format!("{}.json", damaged.id)),
+        b"{",
+    )
+    .unwrap();
+    store
+        .settle_all(&[
+            (damaged.id.clone(), Settlement::Delivered { at: NOW }),
+            (fine.id.clone(), Settlement::Delivered { at: NOW }),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.event(&fine.id).await.unwrap().unwrap().state,
+        DeliveryState::Delivered
+    );
+}
+
 /// A delivered event whose batch another pending event still keeps is purged and leaves the batch too: a reopen
 /// does not file it again.
 #[tokio::test]
