@@ -158,7 +158,7 @@ impl Inner {
 
     /// Once per store directory (while `tokens/.indexed-2` is missing: after an upgrade, or if `tokens/` was lost):
     /// gives every record its entries — from its `token_index`, or for a record written before the index existed,
-    /// from its decrypted token under the user's write lock — then writes `tokens/.indexed`. A record that does
+    /// from its decrypted token under the user's write lock — then writes `tokens/.indexed-2`. A record that does
     /// not decrypt (a key no longer configured) is logged and left out: its token cannot be used anyway.
     pub(crate) fn index_existing_records(&self) -> Result<(), StoreError> {
         let marker = self.tokens.join(INDEXED_MARKER);

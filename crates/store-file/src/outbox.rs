@@ -31,11 +31,11 @@
 //!
 //! **Filing** (under the outbox lock, at the start of every outbox operation): each incoming batch becomes one
 //! `events/<id>.json` per event (created in place; skipped if a readable one exists, rewritten from the batch if it
-//! is torn) and its `due/<id>` marker, and the batch is renamed into `filed/`. Nothing is synced: the batch, synced when it was written, stays the
-//! durable copy of its events while one of them is pending, and `open` files every batch in `filed/` again (a
-//! missing or torn event file is rewritten from it as pending, a missing marker of a pending event made again),
-//! so a power cut loses no pending event; a crash while filing leaves the batch in `incoming/`, filed again by
-//! the next operation, idempotently: nothing is lost or doubled.
+//! is torn) and its `due/<id>` marker, and the batch is renamed into `filed/`. Nothing is synced: the batch,
+//! synced when it was written, stays the durable copy of its events while one of them is pending, and `open`
+//! files every batch in `filed/` again (a missing or torn event file is rewritten from it as pending, a missing
+//! marker of a pending event made again), so a power cut loses no pending event; a crash while filing leaves the
+//! batch in `incoming/`, filed again by the next operation, idempotently: nothing is lost or doubled.
 //!
 //! **Settling** ([`EventStore::settle_all`]: the attempts that finished together, in one step under the lock):
 //! each event file is rewritten with its new state (temp, rename) and its marker removed or rewritten. An event
@@ -622,11 +622,12 @@ impl Inner {
         Ok(())
     }
 
-    /// Removes batch `write_id` from `filed/` if none of its events is pending with it as its copy.
-    fn release_batch(&self, write_id: &str) -> Result<(), StoreError> {
+    /// Removes batch `write_id` from `filed/` if none of its events is pending with it as its copy; returns the
+    /// batch when it is kept.
+    fn release_batch(&self, write_id: &str) -> Result<Option<Batch>, StoreError> {
         let path = self.outbox.filed.join(write_id);
         let Some(batch) = self.read_batch(&path)? else {
-            return Ok(());
+            return Ok(None);
         };
         for event in &batch.events {
             if !is_event_id(&event.id) {
@@ -640,10 +641,11 @@ impl Inner {
                 Err(e) => return Err(e),
             };
             if held {
-                return Ok(());
+                return Ok(Some(batch));
             }
         }
-        self.remove_batch(write_id)
+        self.remove_batch(write_id)?;
+        Ok(None)
     }
 
     fn remove_batch(&self, write_id: &str) -> Result<(), StoreError> {
@@ -1001,10 +1003,11 @@ impl Inner {
                 Ok(true)
             })?;
             for write_id in &batches {
-                self.release_batch(write_id)?;
                 // Still kept (another of its events is pending): the purged ones leave it first, or `open`
                 // would file them again from it.
-                self.drop_from_batch(write_id, &purged)?;
+                if let Some(kept) = self.release_batch(write_id)? {
+                    self.drop_from_batch(write_id, kept, &purged)?;
+                }
             }
             for id in &purged {
                 remove_if_present(&self.outbox.event_path(id))
@@ -1015,13 +1018,15 @@ impl Inner {
         })
     }
 
-    /// Rewrites kept batch `write_id` without the events in `ids` (durably: it is the only durable copy of the
-    /// events left in it). Nothing happens if it is gone or holds none of them.
-    fn drop_from_batch(&self, write_id: &str, ids: &BTreeSet<String>) -> Result<(), StoreError> {
+    /// Rewrites kept batch `write_id` (read as `batch`) without the events in `ids` (durably: it is the only
+    /// durable copy of the events left in it). Nothing happens if it holds none of them.
+    fn drop_from_batch(
+        &self,
+        write_id: &str,
+        mut batch: Batch,
+        ids: &BTreeSet<String>,
+    ) -> Result<(), StoreError> {
         let path = self.outbox.filed.join(write_id);
-        let Some(mut batch) = self.read_batch(&path)? else {
-            return Ok(());
-        };
         let before = batch.events.len();
         batch.events.retain(|e| !ids.contains(&e.id));
         if batch.events.len() == before {
