@@ -192,6 +192,35 @@ fn create_then(
     Ok(())
 }
 
+/// Overwrites the existing file `path` with `bytes` in place: one positioned write from offset 0, padded with
+/// spaces to the file's current length, so no inode is allocated or freed and the file is never truncated (a
+/// process killed around it leaves the old content or the new, whole). Only for JSON files (trailing spaces are
+/// whitespace to a JSON reader) that have a durable copy elsewhere: without fsync a power loss may tear them.
+pub(crate) fn overwrite_in_place(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = OpenOptions::new().write(true).open(path)?;
+    let len = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
+    if bytes.len() >= len {
+        return write_at_start(&mut file, bytes);
+    }
+    let mut padded = Vec::with_capacity(len);
+    padded.extend_from_slice(bytes);
+    padded.resize(len, b' ');
+    write_at_start(&mut file, &padded)
+}
+
+#[cfg(unix)]
+fn write_at_start(file: &mut File, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(bytes, 0)
+}
+
+#[cfg(not(unix))]
+fn write_at_start(file: &mut File, bytes: &[u8]) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(bytes)
+}
+
 /// Writes `bytes` to `target` whole: a temp file `.tmp.<tag>.<random>` in `tmp_dir` (on the target's file
 /// system), synced, renamed over `target`. The rename is not synced: callers sync the target's directory when
 /// the rename itself must survive a power loss. On a failure the temp file is removed and `target` is untouched.
@@ -201,18 +230,7 @@ pub(crate) fn replace_file(
     target: &Path,
     bytes: &[u8],
 ) -> io::Result<()> {
-    replace_file_then_rename(tmp_dir, tag, target, bytes, true)
-}
-
-/// As [`replace_file`] without the fsync: a crash of the process leaves the old or the new file, whole; a power
-/// loss may leave either, or a torn or empty file (for data that has a durable copy elsewhere).
-pub(crate) fn replace_file_unsynced(
-    tmp_dir: &Path,
-    tag: &str,
-    target: &Path,
-    bytes: &[u8],
-) -> io::Result<()> {
-    replace_file_then_rename(tmp_dir, tag, target, bytes, false)
+    replace_file_then_rename(tmp_dir, tag, target, bytes)
 }
 
 fn replace_file_then_rename(
@@ -220,16 +238,10 @@ fn replace_file_then_rename(
     tag: &str,
     target: &Path,
     bytes: &[u8],
-    sync: bool,
 ) -> io::Result<()> {
     let tmp = tmp_dir.join(format!("{TMP_PREFIX}{tag}.{}", random_hex_io(8)?));
-    if sync {
-        create_synced(&tmp, bytes)?;
-        crate::failpoint::hit("atomic:temp_synced");
-    } else {
-        create_unsynced(&tmp, bytes)?;
-        crate::failpoint::hit("atomic:temp_written");
-    }
+    create_synced(&tmp, bytes)?;
+    crate::failpoint::hit("atomic:temp_synced");
     if let Err(e) = fs::rename(&tmp, target) {
         let _ = fs::remove_file(&tmp);
         return Err(e);
@@ -405,6 +417,30 @@ pub(crate) fn create_private_dir_once(path: &Path) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overwrite_in_place_keeps_the_inode_and_pads_shorter_content_as_json_whitespace() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("event.json");
+        fs::write(&path, br#"{"state":"pending","attempts":0}"#).unwrap();
+        let inode = fs::metadata(&path).unwrap().ino();
+        overwrite_in_place(&path, br#"{"state":"delivered"}"#).unwrap();
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), r#"{"state":"pending","attempts":0}"#.len());
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(value, serde_json::json!({"state": "delivered"}));
+        overwrite_in_place(&path, br#"{"state":"failed","attempts":12345678}"#).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(value["attempts"], 12_345_678);
+        assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
+        assert_eq!(
+            overwrite_in_place(&dir.path().join("absent"), b"{}")
+                .unwrap_err()
+                .kind(),
+            ErrorKind::NotFound
+        );
+    }
 
     #[cfg(unix)]
     #[test]

@@ -9,9 +9,10 @@
 //!                           `append` writes one too)
 //!   filed/<write id>        filed batches, kept while one of their events is pending: the durable copy of events
 //!                           whose files were written without fsync
-//!   events/<event id>.json  one per event: the record, its state, attempts, next attempt, last error, and the
-//!                           batch in `filed/` that holds a durable copy of it (if one does)
-//!   due/<event id>          one per pending event: "<due> <lease>" (unix nanoseconds, `-` for no lease)
+//!   events/<event id>.json  one per event: the record, its state, attempts, next attempt, lease, last error, and
+//!                           the batch in `filed/` that holds a durable copy of it (if one does)
+//!   due/<event id>          one per pending event: a name only (a hard link to the event's file, so no inode is
+//!                           allocated or freed for it; its content is never read)
 //!   .tmp.*                  a file being written under the outbox lock
 //! ```
 //!
@@ -38,23 +39,22 @@
 //! batch in `incoming/`, filed again by the next operation, idempotently: nothing is lost or doubled.
 //!
 //! **Settling** ([`EventStore::settle_all`]: the attempts that finished together, in one step under the lock):
-//! each event file is rewritten with its new state (temp, rename) and its marker removed or rewritten. An event
-//! that its batch still holds is rewritten without fsync; then every batch none of whose events is pending any
-//! more is removed. A failed event (kept for `events replay`), a replayed one, and one without a batch (written
+//! each event file is rewritten with its new state and the marker of an event no longer pending removed. An
+//! event that its batch still holds is rewritten in place (one positioned write, padded to the old length; no
+//! fsync, no temp file); then every batch none of whose events is pending any more is removed. A failed event (kept for `events replay`), a replayed one, and one without a batch (written
 //! by an older version) are written with an fsync and a sync of `events/`, as they are their only copy. So a
 //! power cut can only undo recent settlements (the events are sent again: delivery is at least once) or, for an
 //! event delivered just before it, leave its file unreadable (it is logged and skipped; it was delivered).
 //!
-//! **Leases.** `claim_due` runs under the outbox lock: it reads the due markers (oldest id first), skips those not
-//! due or leased until after `now`, checks the event file (the truth: a marker of an event that is no longer
-//! pending is removed), and writes the lease into the marker. Every other claimer, in this process or another,
-//! waits for the lock and then sees the lease. Markers are hints written in place without fsync: a torn or lost
-//! marker means "due now, no lease" and the event file decides; losing a lease in a power cut only means the event
-//! is sent again (delivery is at least once).
+//! **Leases.** `claim_due` runs under the outbox lock: it lists the due markers (oldest id first), reads each
+//! event's file (a marker of an event that is no longer pending is removed), skips those not due or leased until
+//! after `now`, and writes the lease into the event file (in place while its batch holds it). Every other claimer,
+//! in this process or another, waits for the lock and then sees the lease. Losing a lease in a power cut only
+//! means the event is sent again (delivery is at least once).
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -69,9 +69,9 @@ use time::OffsetDateTime;
 use crate::FileStore;
 use crate::failpoint;
 use crate::fsio::{
-    TMP_PREFIX, create_synced, create_unsynced, io_error, is_hex_digest, lock_exclusive,
-    private_file_options, random_hex, read_small, remove_if_present, remove_temp_files,
-    replace_file, replace_file_unsynced, sorted_names, stems_after, sync_dir, try_lock_exclusive,
+    TMP_PREFIX, create_synced, create_unsynced, io_error, is_hex_digest, link_or_create_empty,
+    lock_exclusive, overwrite_in_place, random_hex, read_small, remove_if_present,
+    remove_temp_files, replace_file, sorted_names, stems_after, sync_dir, try_lock_exclusive,
     write_atomic_in,
 };
 use crate::record::RecordHead;
@@ -83,8 +83,6 @@ const FORMAT: u32 = 1;
 const MAX_BATCH_LEN: u64 = 16 * 1024 * 1024;
 /// An event file holds one event's body and state.
 const MAX_EVENT_LEN: u64 = 4 * 1024 * 1024;
-/// A due marker holds two numbers.
-const MAX_MARKER_LEN: u64 = 128;
 /// The suffix of event files.
 const EVENT_SUFFIX: &str = ".json";
 
@@ -213,6 +211,13 @@ struct EventFile {
     last_error: Option<String>,
     #[serde(default, with = "time::serde::rfc3339::option")]
     delivered_at: Option<OffsetDateTime>,
+    /// Until when a claimer has it (written by `claim_due`, cleared when it is settled).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    leased_until: Option<OffsetDateTime>,
     /// The write id of the batch in `filed/` that holds a durable copy of the event while it is pending; none
     /// when this file is the only copy (written with an fsync).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -229,6 +234,7 @@ impl EventFile {
             attempts: 0,
             last_error: None,
             delivered_at: None,
+            leased_until: None,
             batch: Some(batch.to_owned()),
         }
     }
@@ -257,47 +263,6 @@ impl EventFile {
             delivered_at: self.delivered_at,
         }
     }
-}
-
-/// `due/<id>`: when the event is due (a lower bound of its `next_attempt_at`) and until when it is leased.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Marker {
-    due: i128,
-    lease: Option<i128>,
-}
-
-impl Marker {
-    /// A marker that cannot be read: due now, no lease (the event file decides).
-    const UNKNOWN: Marker = Marker {
-        due: i128::MIN,
-        lease: None,
-    };
-
-    fn parse(bytes: &[u8]) -> Marker {
-        let text = std::str::from_utf8(bytes).unwrap_or_default();
-        let mut parts = text.split_whitespace();
-        let due = parts.next().and_then(|d| d.parse::<i128>().ok());
-        let lease = match parts.next() {
-            Some("-") => Some(None),
-            Some(l) => l.parse::<i128>().ok().map(Some),
-            None => None,
-        };
-        match (due, lease) {
-            (Some(due), Some(lease)) => Marker { due, lease },
-            _ => Marker::UNKNOWN,
-        }
-    }
-
-    fn encode(self) -> String {
-        match self.lease {
-            Some(lease) => format!("{} {lease}\n", self.due),
-            None => format!("{} -\n", self.due),
-        }
-    }
-}
-
-fn nanos(at: OffsetDateTime) -> i128 {
-    at.unix_timestamp_nanos()
 }
 
 fn corrupt(id: &str, reason: String) -> StoreError {
@@ -594,14 +559,8 @@ impl Inner {
             }
             Err(e) => return Err(e),
         };
-        if file.is_pending() && !self.outbox.due_path(&id).exists() {
-            self.write_marker(
-                &id,
-                Marker {
-                    due: nanos(file.next_attempt_at),
-                    lease: None,
-                },
-            )?;
+        if file.is_pending() {
+            self.link_marker(&id)?;
         }
         Ok(file)
     }
@@ -676,9 +635,9 @@ impl Inner {
         Ok(Some(file))
     }
 
-    /// Writes an event file whole (temp, rename): without fsync while a filed batch holds a durable copy of the
-    /// event ([`EventFile::batch`]), else with one (the caller then syncs `events/`, see [`Inner::sync_events`]).
-    /// Returns whether it was synced.
+    /// Writes an event file whole: in place without fsync while a filed batch holds a durable copy of the event
+    /// ([`EventFile::batch`]; see [`overwrite_in_place`]), else through a synced temp file and a rename (the
+    /// caller then syncs `events/`, see [`Inner::sync_events`]). Returns whether it was synced.
     fn write_event(&self, file: &EventFile) -> Result<bool, StoreError> {
         let bytes = encode_event(file)?;
         let synced = file.batch.is_none();
@@ -686,9 +645,13 @@ impl Inner {
         if synced {
             replace_file(&self.outbox.root, "event", &target, &bytes)
         } else {
-            replace_file_unsynced(&self.outbox.root, "event", &target, &bytes)
+            match overwrite_in_place(&target, &bytes) {
+                Err(e) if e.kind() == ErrorKind::NotFound => create_unsynced(&target, &bytes),
+                other => other,
+            }
         }
         .map_err(|e| io_error("writing an outbox event", &e))?;
+        failpoint::hit("outbox:event_written");
         Ok(synced)
     }
 
@@ -697,20 +660,10 @@ impl Inner {
         sync_dir(&self.outbox.events).map_err(|e| io_error("syncing the outbox", &e))
     }
 
-    fn read_marker(&self, id: &str) -> Result<Option<Marker>, StoreError> {
-        Ok(read_small(&self.outbox.due_path(id), MAX_MARKER_LEN)
-            .map_err(|e| io_error("reading a due marker", &e))?
-            .map(|bytes| Marker::parse(&bytes)))
-    }
-
-    /// Writes a due marker in place (a torn one reads as [`Marker::UNKNOWN`]).
-    fn write_marker(&self, id: &str, marker: Marker) -> Result<(), StoreError> {
-        private_file_options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(self.outbox.due_path(id))
-            .and_then(|mut f| f.write_all(marker.encode().as_bytes()))
+    /// Makes the due marker of event `id` (kept if there is one): a hard link to its file, or an empty file where
+    /// linking fails.
+    fn link_marker(&self, id: &str) -> Result<(), StoreError> {
+        link_or_create_empty(&self.outbox.event_path(id), &self.outbox.due_path(id))
             .map_err(|e| io_error("writing a due marker", &e))
     }
 
@@ -780,18 +733,12 @@ impl Inner {
             if limit == 0 {
                 return Ok(claimed);
             }
-            let now_nanos = nanos(now);
+            let mut synced = false;
             for id in sorted_names(&self.outbox.due, is_event_id)? {
                 if claimed.len() >= limit {
                     break;
                 }
-                let Some(marker) = self.read_marker(&id)? else {
-                    continue;
-                };
-                if marker.due > now_nanos || marker.lease.is_some_and(|l| l > now_nanos) {
-                    continue;
-                }
-                let file = match self.read_event(&id) {
+                let mut file = match self.read_event(&id) {
                     Ok(Some(file)) if file.is_pending() => file,
                     Ok(_) => {
                         // Delivered, failed or gone: a stale marker.
@@ -804,19 +751,15 @@ impl Inner {
                     }
                     Err(e) => return Err(e),
                 };
-                let due = nanos(file.next_attempt_at);
-                if file.next_attempt_at > now {
-                    self.write_marker(&id, Marker { due, lease: None })?;
+                if file.next_attempt_at > now || file.leased_until.is_some_and(|l| l > now) {
                     continue;
                 }
-                self.write_marker(
-                    &id,
-                    Marker {
-                        due,
-                        lease: Some(nanos(until)),
-                    },
-                )?;
+                file.leased_until = Some(until);
+                synced |= self.write_event(&file)?;
                 claimed.push(file.to_outbox());
+            }
+            if synced {
+                self.sync_events()?;
             }
             Ok(claimed)
         })
@@ -866,43 +809,29 @@ impl Inner {
     ) -> Result<bool, StoreError> {
         let id = file.event.id.clone();
         file.attempts = file.attempts.saturating_add(1);
+        file.leased_until = None;
         match settlement {
             Settlement::Delivered { at } => {
                 file.state = State::Delivered;
                 file.delivered_at = Some(*at);
                 file.last_error = None;
-                let synced = self.write_event(file)?;
-                self.remove_marker(&id)?;
-                Ok(synced)
             }
             Settlement::Failed { error } => {
                 file.state = State::Failed;
                 file.last_error = Some(error.clone());
                 // Kept for `events replay`: its own durable copy from now on.
                 file.batch = None;
-                let synced = self.write_event(file)?;
-                self.remove_marker(&id)?;
-                Ok(synced)
             }
             Settlement::RetryAt { at, error } => {
-                let pending = file.is_pending();
-                let freed = Marker {
-                    due: nanos(*at),
-                    lease: None,
-                };
-                // A marker's due time never exceeds the event's next attempt, even if we stop in between.
-                if pending && self.read_marker(&id)?.is_none_or(|old| old.due > freed.due) {
-                    self.write_marker(&id, freed)?;
-                }
                 file.next_attempt_at = *at;
                 file.last_error = Some(error.clone());
-                let synced = self.write_event(file)?;
-                if pending {
-                    self.write_marker(&id, freed)?;
-                }
-                Ok(synced)
             }
         }
+        let synced = self.write_event(file)?;
+        if !file.is_pending() {
+            self.remove_marker(&id)?;
+        }
+        Ok(synced)
     }
 
     fn list_events(
@@ -952,18 +881,15 @@ impl Inner {
             let Some(mut file) = self.read_event(id)? else {
                 return Ok(false);
             };
-            // The marker first: a pending event always has one.
-            self.write_marker(
-                id,
-                Marker {
-                    due: nanos(now),
-                    lease: None,
-                },
-            )?;
+            // The marker first (durably: it is what a claimer finds), so a pending event always has one; a crash
+            // before the event's rewrite leaves a stale marker, which the next claim removes.
+            self.link_marker(id)?;
+            sync_dir(&self.outbox.due).map_err(|e| io_error("syncing the outbox", &e))?;
             file.state = State::Pending;
             file.attempts = 0;
             file.next_attempt_at = now;
             file.delivered_at = None;
+            file.leased_until = None;
             // Its batch may be gone: the file is its only copy from now on.
             file.batch = None;
             self.write_event(&file)?;
@@ -1114,25 +1040,6 @@ impl EventStore for FileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn markers_round_trip_and_unreadable_ones_are_due_now_without_a_lease() {
-        for marker in [
-            Marker {
-                due: 1_764_000_000_123_456_789,
-                lease: None,
-            },
-            Marker {
-                due: -5,
-                lease: Some(1_764_000_030_000_000_000),
-            },
-        ] {
-            assert_eq!(Marker::parse(marker.encode().as_bytes()), marker);
-        }
-        for torn in [&b""[..], b"12", b"12 x", b"\xff\xfe", b"- -"] {
-            assert_eq!(Marker::parse(torn), Marker::UNKNOWN);
-        }
-    }
 
     #[test]
     fn event_ids_that_are_not_ours_are_refused_before_anything_is_written() {

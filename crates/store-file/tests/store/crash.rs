@@ -274,8 +274,7 @@ async fn filing_events_killed_at_any_step_loses_and_doubles_none() {
 async fn settling_events_killed_at_any_step_leaves_them_pending_or_delivered_and_their_batch_then_goes()
  {
     for step in [
-        "atomic:temp_written", // the first event file
-        "atomic:renamed",
+        "outbox:event_written", // the first event's new state, in place
         "outbox:settled",
     ] {
         let dir = tempfile::tempdir().unwrap();

@@ -124,14 +124,39 @@ async fn events_are_files_named_by_their_id_and_hold_no_token() {
             );
         }
     }
-    // A delivered event leaves the due markers.
+    // A due marker is a second name of the event's file (no inode of its own).
+    let event_file = outbox.join("events").join(format!("{}.json", e1.id));
+    let inode = |path: &std::path::Path| {
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
+    };
+    assert_eq!(inode(&outbox.join("due").join(&e1.id)), inode(&event_file));
+    // A claim and a settlement rewrite the file in place (same inode, no temp file), and a delivered event leaves
+    // the due markers.
+    let claimed = store
+        .claim_due(NOW + time::Duration::HOUR, time::Duration::MINUTE, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let leased: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&event_file).unwrap()).unwrap();
+    assert!(leased["leased_until"].is_string(), "{leased}");
+    let before = inode(&event_file);
     store
         .settle(&e1.id, &Settlement::Delivered { at: NOW })
         .await
         .unwrap();
+    assert_eq!(inode(&event_file), before);
+    let settled: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&event_file).unwrap()).unwrap();
+    assert_eq!(settled["state"], "delivered");
+    assert!(settled.get("leased_until").is_none(), "{settled}");
     assert_eq!(
         file_names(&outbox.join("due")),
         std::slice::from_ref(&e2.id)
+    );
+    assert!(
+        file_names(&outbox).iter().all(|n| !n.starts_with(".tmp.")),
+        "no temp file left"
     );
 }
 
