@@ -272,6 +272,44 @@ pub(crate) fn write_atomic_grouped(
     write_atomic_then(dir, tag, target, bytes, || sync.sync())
 }
 
+/// As [`write_atomic_grouped`], and the synced temp file also gets the name `link` (a hard link; a synced copy
+/// where linking fails) made durable by `link_sync` **before** the rename: whenever `target` holds the new bytes,
+/// so does `link`. A failure before the rename removes the temp file and `link`; after it, `link` is left for
+/// the caller to settle (the write may have landed).
+pub(crate) fn write_atomic_linked(
+    dir: &Path,
+    sync: &DirSync,
+    target: &Path,
+    bytes: &[u8],
+    link: &Path,
+    link_sync: &DirSync,
+) -> io::Result<()> {
+    let tmp = dir.join(format!("{TMP_PREFIX}{}", random_hex_io(8)?));
+    create_synced(&tmp, bytes)?;
+    crate::failpoint::hit("atomic:temp_synced");
+    let linked = match fs::hard_link(&tmp, link) {
+        Err(e) if e.kind() != ErrorKind::AlreadyExists => create_synced(link, bytes),
+        other => other,
+    };
+    if let Err(e) = linked {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    crate::failpoint::hit("tentative:linked");
+    if let Err(e) = link_sync.sync().and_then(|()| {
+        crate::failpoint::hit("tentative:durable");
+        fs::rename(&tmp, target)
+    }) {
+        let _ = fs::remove_file(link);
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    crate::failpoint::hit("atomic:renamed");
+    sync.sync()?;
+    crate::failpoint::hit("atomic:durable");
+    Ok(())
+}
+
 /// [`replace_file`] in `dir`, then `sync_dir` (which makes the rename durable).
 fn write_atomic_then(
     dir: &Path,

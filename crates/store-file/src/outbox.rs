@@ -83,6 +83,9 @@ const FORMAT: u32 = 1;
 const MAX_BATCH_LEN: u64 = 16 * 1024 * 1024;
 /// An event file holds one event's body and state.
 const MAX_EVENT_LEN: u64 = 4 * 1024 * 1024;
+/// At most this many records' events go into one batch when they are filed (a batch is read whole when one of its
+/// events is settled).
+const RECORDS_PER_BATCH: usize = 64;
 /// The suffix of event files.
 const EVENT_SUFFIX: &str = ".json";
 
@@ -156,11 +159,30 @@ struct Batch {
     op: BatchOp,
     write_id: String,
     events: Vec<StoredEvent>,
+    /// Read from a record (a put's second name in `tentative/` or `incoming/`), not from a batch file.
+    #[serde(skip)]
+    from_record: bool,
 }
 
-/// An [`EventRecord`] as stored.
+/// What `tentative/` and `incoming/` hold: a batch file, or (a put with events) the new record itself, of which only
+/// the write id and the events are read here.
+#[derive(Deserialize)]
+struct Entry {
+    format: u32,
+    #[serde(default)]
+    op: Option<BatchOp>,
+    #[serde(default)]
+    write_id: Option<String>,
+    #[serde(default)]
+    events: Vec<StoredEvent>,
+    /// Only a record has one.
+    #[serde(default)]
+    subject: Option<String>,
+}
+
+/// An [`EventRecord`] as stored (in a batch, an event file, or the record of the write that made it).
 #[derive(Clone, Serialize, Deserialize)]
-struct StoredEvent {
+pub(crate) struct StoredEvent {
     id: String,
     kind: String,
     #[serde(with = "time::serde::rfc3339")]
@@ -308,20 +330,34 @@ fn encode_batch(
         op,
         write_id: write_id.to_owned(),
         events: events.iter().map(StoredEvent::from).collect(),
+        from_record: false,
     })
     .map_err(|e| StoreError::Other(format!("encoding events: {e}")))
 }
 
+/// Parses a batch file, or a record written with events (see [`Entry`]).
 fn parse_batch(bytes: &[u8]) -> Result<Batch, String> {
-    let batch: Batch =
+    let entry: Entry =
         serde_json::from_slice(bytes).map_err(|e| parse_error("batch of events", &e))?;
-    if batch.format != FORMAT {
-        return Err(format!("unsupported batch format {}", batch.format));
+    let (op, from_record, format) = match (entry.op, &entry.subject) {
+        (Some(op), _) => (op, false, FORMAT),
+        (None, Some(_)) => (BatchOp::Put, true, crate::record::FORMAT),
+        (None, None) => return Err("neither a batch of events nor a record".to_owned()),
+    };
+    if entry.format != format {
+        return Err(format!("unsupported format {}", entry.format));
     }
-    if !is_write_id(&batch.write_id) {
+    let write_id = entry.write_id.unwrap_or_default();
+    if !is_write_id(&write_id) {
         return Err("the write id is not 32 hex digits".to_owned());
     }
-    Ok(batch)
+    Ok(Batch {
+        format: FORMAT,
+        op,
+        write_id,
+        events: entry.events,
+        from_record,
+    })
 }
 
 /// A write id: 128 random bits in hex (it names an incoming batch).
@@ -486,19 +522,61 @@ impl Inner {
         f()
     }
 
-    /// Files every incoming batch as event files and due markers, and moves it into `filed/` (see the module's
-    /// documentation).
+    /// Files every incoming batch as event files and due markers, and moves it into `filed/`; the events of
+    /// incoming records go into new batches (see the module's documentation).
     fn file_incoming(&self) -> Result<(), StoreError> {
+        let mut records = Vec::new();
         for name in sorted_names(&self.outbox.incoming, |n| !n.starts_with(TMP_PREFIX))? {
             let path = self.outbox.incoming.join(&name);
             let Some(batch) = self.read_batch(&path)? else {
                 continue;
             };
+            if batch.from_record {
+                records.push((path, batch));
+                continue;
+            }
             self.file_batch(&path, batch)?;
             fs::rename(&path, self.outbox.filed.join(&name))
                 .map_err(|e| io_error("moving a filed batch", &e))?;
             failpoint::hit("outbox:batch_filed");
         }
+        for chunk in records.chunks(RECORDS_PER_BATCH) {
+            self.file_records(chunk)?;
+        }
+        Ok(())
+    }
+
+    /// Files the events of records confirmed into `incoming/` (the second names of puts with events): first one
+    /// new synced batch in `filed/` holding all their events — so the records, which hold sealed tokens, are not
+    /// kept as their copies — then their event files, then the records' names in `incoming/` are removed. A crash
+    /// in between files them again into another batch; the event files already made keep their first one, and the
+    /// other is removed as holding none.
+    fn file_records(&self, records: &[(PathBuf, Batch)]) -> Result<(), StoreError> {
+        let batch = Batch {
+            format: FORMAT,
+            op: BatchOp::Put,
+            write_id: random_hex(16)?,
+            events: records
+                .iter()
+                .flat_map(|(_, record)| record.events.iter().cloned())
+                .collect(),
+            from_record: false,
+        };
+        let bytes = serde_json::to_vec(&batch)
+            .map_err(|e| StoreError::Other(format!("encoding events: {e}")))?;
+        let write_id = batch.write_id.clone();
+        let path = self.outbox.filed.join(&write_id);
+        create_synced(&path, &bytes)
+            .and_then(|()| sync_dir(&self.outbox.filed))
+            .map_err(|e| io_error("writing a batch of events", &e))?;
+        failpoint::hit("outbox:records_batched");
+        if !self.file_batch(&path, batch)? {
+            self.remove_batch(&write_id)?;
+        }
+        for (name, _) in records {
+            remove_if_present(name).map_err(|e| io_error("removing a filed record's name", &e))?;
+        }
+        failpoint::hit("outbox:batch_filed");
         Ok(())
     }
 

@@ -53,6 +53,11 @@ pub(crate) struct Record {
     /// proof, after a crash, that the write landed and its events must be kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) write_id: Option<String>,
+    /// The events of the write that stored this record (with `write_id`). Until the write is confirmed,
+    /// `outbox/tentative/<hash>` is a second name of this very file, so they are durable with the record and need
+    /// no file of their own; only the outbox reads them (a plain read skips them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty", skip_deserializing)]
+    pub(crate) events: Vec<crate::outbox::StoredEvent>,
 }
 
 /// `Credential::disabled` as stored.
@@ -146,6 +151,7 @@ impl Record {
             refresh_failing_since: credential.refresh_failing_since,
             token_index: None,
             write_id: None,
+            events: Vec::new(),
         })
     }
 

@@ -20,9 +20,10 @@ use crate::fsio::{
     DirSync, TMP_PREFIX, blocking, create_private_dir, hex_sha256, io_error, is_hex_digest,
     lock_exclusive, private_file_options, random_hex, read_small, remove_if_present, sorted_names,
     stems_after, sync_dir, try_lock_exclusive, write_atomic_grouped, write_atomic_in,
+    write_atomic_linked,
 };
 use crate::keyed::{KeyedGuard, KeyedMutex};
-use crate::outbox::{BatchOp, OutboxDirs, check_event_ids};
+use crate::outbox::{BatchOp, OutboxDirs, StoredEvent, check_event_ids};
 use crate::record::{Record, RecordHead};
 use crate::risc::RiscDirs;
 
@@ -539,13 +540,19 @@ impl Inner {
             .cloned()
             .collect();
         self.add_index_entries(&hash, &added, true)?;
-        let write_id = self.write_tentative(&hash, BatchOp::Put, events)?;
+        // With events, the record carries them and its write id, and `outbox/tentative/<hash>` is a second name
+        // of its file (see the outbox's documentation).
+        let write_id = if events.is_empty() {
+            None
+        } else {
+            Some(random_hex(16)?)
+        };
         let written = (|| {
             // The index entry exists before the forgotten record does, so a listing never misses it.
             if next.is_forgotten() {
                 self.mark_pending(&hash)?;
             }
-            self.write_record(&hash, &next, Some(keys.clone()), write_id.clone())
+            self.write_record(&hash, &next, Some(keys.clone()), write_id.clone(), events)
         })();
         if let Err(e) = written {
             self.settle_tentative_after_failure(&hash, write_id.as_deref());
@@ -572,22 +579,39 @@ impl Inner {
         Ok(next)
     }
 
-    /// Seals and writes a credential as it is (the caller holds the write lock), with its index keys and the id of
-    /// the write when it has events.
+    /// Seals and writes a credential as it is (the caller holds the write lock), with its index keys and, when the
+    /// write has events, its id and the events (the file then also becomes `outbox/tentative/<hash>`, durably,
+    /// before it replaces the record).
     fn write_record(
         &self,
         hash: &str,
         credential: &Credential,
         token_index: Option<Vec<String>>,
         write_id: Option<String>,
+        events: &[EventRecord],
     ) -> Result<(), StoreError> {
         let mut record = Record::seal(credential, &self.keys)
             .map_err(|e| StoreError::Other(format!("sealing the credential: {e}")))?;
         record.token_index = token_index;
+        let with_events = write_id.is_some();
         record.write_id = write_id;
+        if with_events {
+            record.events = events.iter().map(StoredEvent::from).collect();
+        }
         let bytes = serde_json::to_vec_pretty(&record)
             .map_err(|e| StoreError::Other(format!("encoding the credential: {e}")))?;
-        self.write_atomic(hash, &bytes)
+        if !with_events {
+            return self.write_atomic(hash, &bytes);
+        }
+        write_atomic_linked(
+            &self.credentials,
+            &self.credentials_sync,
+            &self.credential_path(hash),
+            &bytes,
+            &self.outbox.tentative_dir().join(hash),
+            &self.tentative_sync,
+        )
+        .map_err(|e| io_error("writing a credential file with its events", &e))
     }
 
     /// Temp file (`O_EXCL`, 0600) in the same directory, write, fsync, rename over the user's file, fsync the
@@ -799,7 +823,7 @@ impl Inner {
         }
         let credential = self.open_record(&record)?;
         // Its events (if any) were settled by `lock_for_write`: the write id is of no more use.
-        self.write_record(hash, &credential, record.token_index.clone(), None)?;
+        self.write_record(hash, &credential, record.token_index.clone(), None, &[])?;
         Ok(true)
     }
 

@@ -161,6 +161,54 @@ async fn events_are_files_named_by_their_id_and_hold_no_token() {
 }
 
 #[tokio::test]
+async fn a_put_with_events_gives_its_record_a_second_name_and_filing_keeps_only_the_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let events = [event("63", NOW), event("64", NOW)];
+    let first = store
+        .put_with(&canary_credential("63"), &events[..1])
+        .await
+        .unwrap();
+    store
+        .put_with(&canary_credential("64"), &events[1..])
+        .await
+        .unwrap();
+    let outbox = dir.path().join("outbox");
+    let inode = |path: &std::path::Path| {
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
+    };
+    // No file of its own: the incoming entry is the record's file (the events ride in it).
+    let incoming = file_names(&outbox.join("incoming"));
+    assert_eq!(incoming.len(), 2);
+    let record = store.credential_path(&first.subject);
+    assert!(
+        incoming
+            .iter()
+            .any(|name| inode(&outbox.join("incoming").join(name)) == inode(&record)),
+        "one incoming entry is the record itself"
+    );
+    assert!(file_names(&outbox.join("tentative")).is_empty());
+    // Filing puts both records' events into one new batch that holds no token, sealed or not, and drops the
+    // records' second names.
+    assert_eq!(store.counts().await.unwrap().pending, 2);
+    assert!(file_names(&outbox.join("incoming")).is_empty());
+    let filed = file_names(&outbox.join("filed"));
+    assert_eq!(filed.len(), 1);
+    let batch: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(outbox.join("filed").join(&filed[0])).unwrap())
+            .unwrap();
+    assert_eq!(batch["events"].as_array().unwrap().len(), 2);
+    assert!(batch.get("refresh_token").is_none() && batch.get("access").is_none());
+    // The record reads as before, and its next write without events drops them.
+    let stored = store.get(&first.subject).await.unwrap().unwrap();
+    assert_eq!(stored.version, first.version);
+    store.put(&stored).await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    assert!(json.get("events").is_none() && json.get("write_id").is_none());
+    assert_eq!(all_event_ids(&store).await.len(), 2);
+}
+
+#[tokio::test]
 async fn a_write_without_events_touches_no_outbox_file() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), KEY_A);
