@@ -4,10 +4,12 @@
 //! ```text
 //! outbox/
 //!   lock                    flock'd by every outbox operation (claim, settle, list, ...); never by put/delete
-//!   tentative/<hash>        the events of a write in progress for one user (write id + events), synced
-//!   incoming/<write id>     batches of events whose write landed, not filed yet (a rename of the tentative file;
-//!                           `append` writes one too)
-//!   filed/<write id>        filed batches, kept while one of their events is pending: the durable copy of events
+//!   tentative/<hash>        the events of a write in progress for one user, synced: for a put, a second name of
+//!                           the new record's file (which carries the write id and the events); for a delete, a
+//!                           batch file (write id + events)
+//!   incoming/<write id>     the same, once the write landed, not filed yet (a rename of the tentative entry;
+//!                           `append` writes a batch here too)
+//!   filed/<id>              filed batches, kept while one of their events is pending: the durable copy of events
 //!                           whose files were written without fsync
 //!   events/<event id>.json  one per event: the record, its state, attempts, next attempt, lease, last error, and
 //!                           the batch in `filed/` that holds a durable copy of it (if one does)
@@ -16,12 +18,16 @@
 //!   .tmp.*                  a file being written under the outbox lock
 //! ```
 //!
-//! **A write with events** (`put_with`, `delete_with`), under the user's write lock, after the version check:
-//! 1. create `tentative/<hash>` (`O_EXCL`) holding a random write id and the events; fsync it and the directory;
-//! 2. write the record carrying that write id (temp, fsync, rename, fsync) — or, for a delete, write the tombstone
-//!    and remove the record;
-//! 3. rename `tentative/<hash>` to `incoming/<write id>` (the confirmation; no fsync: if the rename is lost, the
-//!    tentative file is still there and step 2's evidence decides).
+//! **A put with events** (`put_with`), under the user's write lock, after the version check:
+//! 1. write the new record, carrying a random write id and the events, to a temp file and `fdatasync` it;
+//! 2. hard-link it as `tentative/<hash>` and sync `tentative/` (shared with concurrent writes);
+//! 3. rename the temp file over the record and sync `credentials/` (shared);
+//! 4. rename `tentative/<hash>` to `incoming/<write id>` (the confirmation; no fsync: if the rename is lost, the
+//!    tentative entry is still there and the record's write id decides).
+//!
+//! So the events cost the write a link, a rename and a share of a directory sync — no file of their own. **A delete
+//! with events** (`delete_with`) creates `tentative/<hash>` (`O_EXCL`) holding the write id and the events, fsyncs it
+//! and the directory, writes the tombstone and removes the record, then confirms as step 4.
 //!
 //! A tentative file found later (by the next write of that user, which opens it first, or by the sweep at `open`
 //! and before every outbox operation, which takes the user's write lock without waiting) belongs to a write that
@@ -30,21 +36,24 @@
 //! written, so its write never landed. So after a crash there are the new record and its events, or the old record
 //! and none.
 //!
-//! **Filing** (under the outbox lock, at the start of every outbox operation): each incoming batch becomes one
-//! `events/<id>.json` per event (created in place; skipped if a readable one exists, rewritten from the batch if it
-//! is torn) and its `due/<id>` marker, and the batch is renamed into `filed/`. Nothing is synced: the batch,
-//! synced when it was written, stays the durable copy of its events while one of them is pending, and `open`
-//! files every batch in `filed/` again (a missing or torn event file is rewritten from it as pending, a missing
-//! marker of a pending event made again), so a power cut loses no pending event; a crash while filing leaves the
-//! batch in `incoming/`, filed again by the next operation, idempotently: nothing is lost or doubled.
+//! **Filing** (under the outbox lock, at the start of every outbox operation): the events of incoming records are first
+//! written into new batches in `filed/` (one per 64 records, synced), so that no record — it holds sealed tokens — is
+//! kept as a copy of its events, and the records' names are removed once their events are filed as below. Each incoming
+//! batch becomes one `events/<id>.json` per event (created in place; skipped if a readable one exists, rewritten from
+//! the batch if it is torn) and its `due/<id>` marker, and the batch is renamed into `filed/`. Nothing is synced: the
+//! batch, synced when it was written, stays the durable copy of its events while one of them is pending, and `open`
+//! files every batch in `filed/` again (a missing or torn event file is rewritten from it as pending, a missing marker
+//! of a pending event made again), so a power cut loses no pending event; a crash while filing leaves the batch in
+//! `incoming/`, filed again by the next operation, idempotently: nothing is lost or doubled.
 //!
-//! **Settling** ([`EventStore::settle_all`]: the attempts that finished together, in one step under the lock):
-//! each event file is rewritten with its new state and the marker of an event no longer pending removed. An
-//! event that its batch still holds is rewritten in place (one positioned write, padded to the old length; no
-//! fsync, no temp file); then every batch none of whose events is pending any more is removed. A failed event (kept for `events replay`), a replayed one, and one without a batch (written
-//! by an older version) are written with an fsync and a sync of `events/`, as they are their only copy. So a
-//! power cut can only undo recent settlements (the events are sent again: delivery is at least once) or, for an
-//! event delivered just before it, leave its file unreadable (it is logged and skipped; it was delivered).
+//! **Settling** ([`EventStore::settle_all`]: the attempts that finished together, in one step under the lock): each
+//! event file is rewritten with its new state and the marker of an event no longer pending removed. An event that its
+//! batch still holds is rewritten in place (one positioned write, padded to the old length; no fsync, no temp file);
+//! then every batch none of whose events is pending any more is removed. A failed event (kept for `events replay`), a
+//! replayed one, and one without a batch (written by an older version) are written with an fsync and a sync of
+//! `events/`, as they are their only copy. So a power cut can only undo recent settlements (the events are sent again:
+//! delivery is at least once) or, for an event delivered just before it, leave its file unreadable (it is logged and
+//! skipped; it was delivered).
 //!
 //! **Leases.** `claim_due` runs under the outbox lock: it lists the due markers (oldest id first), reads each
 //! event's file (a marker of an event that is no longer pending is removed), skips those not due or leased until
