@@ -36,15 +36,15 @@
 //! written, so its write never landed. So after a crash there are the new record and its events, or the old record
 //! and none.
 //!
-//! **Filing** (under the outbox lock, at the start of every outbox operation): the events of incoming records are first
-//! written into new batches in `filed/` (one per 64 records, synced), so that no record — it holds sealed tokens — is
-//! kept as a copy of its events, and the records' names are removed once their events are filed as below. Each incoming
-//! batch becomes one `events/<id>.json` per event (created in place; skipped if a readable one exists, rewritten from
-//! the batch if it is torn) and its `due/<id>` marker, and the batch is renamed into `filed/`. Nothing is synced: the
-//! batch, synced when it was written, stays the durable copy of its events while one of them is pending, and `open`
-//! files every batch in `filed/` again (a missing or torn event file is rewritten from it as pending, a missing marker
-//! of a pending event made again), so a power cut loses no pending event; a crash while filing leaves the batch in
-//! `incoming/`, filed again by the next operation, idempotently: nothing is lost or doubled.
+//! **Filing** (under the outbox lock, at the start of every outbox operation but settling): the events of incoming
+//! records are first written into new batches in `filed/` (one per 64 records, synced), so that no record — it holds
+//! sealed tokens — is kept as a copy of its events, and the records' names are removed once their events are filed as
+//! below. Each incoming batch becomes one `events/<id>.json` per event (created in place; skipped if a readable one
+//! exists, rewritten from the batch if it is torn) and its `due/<id>` marker, and the batch is renamed into `filed/`.
+//! Nothing is synced: the batch, synced when it was written, stays the durable copy of its events while one of them is
+//! pending, and `open` files every batch in `filed/` again (a missing or torn event file is rewritten from it as
+//! pending, a missing marker of a pending event made again), so a power cut loses no pending event; a crash while
+//! filing leaves the batch in `incoming/`, filed again by the next operation, idempotently: nothing is lost or doubled.
 //!
 //! **Settling** ([`EventStore::settle_all`]: the attempts that finished together, in one step under the lock): each
 //! event file is rewritten with its new state and the marker of an event no longer pending removed. An event that its
@@ -531,6 +531,16 @@ impl Inner {
         f()
     }
 
+    /// Runs `f` under the outbox lock alone: for settling, which touches only events that a claim filed, so the
+    /// claims (and every other operation) do the filing, in larger passes.
+    fn with_outbox_lock<T>(
+        &self,
+        f: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let _lock = lock_exclusive(&self.outbox.lock, "locking the outbox")?;
+        f()
+    }
+
     /// Files every incoming batch as event files and due markers, and moves it into `filed/`; the events of
     /// incoming records go into new batches (see the module's documentation).
     fn file_incoming(&self) -> Result<(), StoreError> {
@@ -857,7 +867,7 @@ impl Inner {
         if outcomes.is_empty() {
             return Ok(());
         }
-        self.with_outbox(|| {
+        self.with_outbox_lock(|| {
             let mut released = BTreeSet::new();
             let mut synced = false;
             for (id, settlement) in outcomes {

@@ -209,6 +209,34 @@ async fn a_put_with_events_gives_its_record_a_second_name_and_filing_keeps_only_
 }
 
 #[tokio::test]
+async fn settling_leaves_the_filing_of_new_events_to_the_next_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let (e1, e2) = (event("65", NOW), event("66", NOW));
+    store
+        .put_with(&canary_credential("65"), std::slice::from_ref(&e1))
+        .await
+        .unwrap();
+    assert_eq!(claim_all(&store, 10).await, std::slice::from_ref(&e1.id));
+    store
+        .put_with(&canary_credential("66"), std::slice::from_ref(&e2))
+        .await
+        .unwrap();
+    let incoming = dir.path().join("outbox").join("incoming");
+    store
+        .settle(&e1.id, &Settlement::Delivered { at: NOW })
+        .await
+        .unwrap();
+    assert_eq!(
+        file_names(&incoming).len(),
+        1,
+        "not filed by the settlement"
+    );
+    assert_eq!(claim_all(&store, 10).await, std::slice::from_ref(&e2.id));
+    assert!(file_names(&incoming).is_empty());
+}
+
+#[tokio::test]
 async fn a_write_without_events_touches_no_outbox_file() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), KEY_A);
