@@ -487,8 +487,9 @@ impl Inner {
         }
     }
 
-    /// Settles every tentative file whose user's write lock is free (a held lock is a live writer's). Failures
-    /// are logged: the file is settled by the user's next write or the next sweep.
+    /// Settles every tentative entry whose user's write lock is free (a held lock is a live writer's; the writes of
+    /// this process in progress are skipped without trying theirs). Failures are logged: the entry is settled by
+    /// the user's next write or the next sweep.
     pub(crate) fn sweep_tentatives(&self) {
         let hashes = match sorted_names(&self.outbox.tentative, is_hex_digest) {
             Ok(hashes) => hashes,
@@ -498,6 +499,15 @@ impl Inner {
             }
         };
         for hash in hashes {
+            if self
+                .writing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(&hash)
+            {
+                // A write of this process in progress: its lock is held.
+                continue;
+            }
             let settled = try_lock_exclusive(&self.write_lock_path(&hash), "locking a credential")
                 .and_then(|lock| match lock {
                     Some(_lock) => self.settle_tentative(&hash),
@@ -685,7 +695,9 @@ impl Inner {
         let Some(batch) = self.read_batch(&path)? else {
             return Ok(None);
         };
-        for event in &batch.events {
+        // Newest first: events are claimed oldest id first, so a batch's last events are the likeliest to be pending
+        // (one read, usually, for a batch of 64 that is still in use).
+        for event in batch.events.iter().rev() {
             if !is_event_id(&event.id) {
                 continue;
             }

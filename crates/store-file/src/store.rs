@@ -1,11 +1,12 @@
 //! [`FileStore`]: the credential store port on a local directory.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use offline_access_crypto::KeyRing;
@@ -98,6 +99,9 @@ pub(crate) struct Inner {
     pub(crate) risc: RiscDirs,
     pub(crate) keys: Arc<KeyRing>,
     refresh_locks: Arc<KeyedMutex>,
+    /// The users this process is writing now (under their write locks): the outbox's sweep skips their tentative
+    /// entries without trying their locks.
+    pub(crate) writing: Mutex<HashSet<String>>,
     /// How many times a credential file was opened for reading (for tests of the listing's cost).
     record_reads: AtomicU64,
     /// When (unix seconds, of the callers' clock) the `jti` register is next swept for expired entries.
@@ -235,6 +239,7 @@ impl FileStore {
                 keys,
                 refresh_locks: Arc::default(),
                 record_reads: AtomicU64::new(0),
+                writing: Mutex::default(),
                 next_jti_purge: AtomicI64::new(i64::MIN),
             }),
         };
@@ -499,6 +504,7 @@ impl Inner {
         let who = credential.subject.as_str();
         let hash = user_hash(who);
         let _lock = self.lock_for_write(&hash)?;
+        let _writing = Writing::start(&self.writing, &hash);
         // A corrupt or undecryptable file fails here: it is never overwritten (only `delete` removes it).
         let stored_record = self.read_record(&hash, who)?;
         let stored = stored_record
@@ -642,6 +648,7 @@ impl Inner {
         check_event_ids(events)?;
         let hash = user_hash(subject.as_str());
         let _lock = self.lock_for_write(&hash)?;
+        let _writing = Writing::start(&self.writing, &hash);
         let Some(bytes) = self.read_file(&hash)? else {
             return Err(StoreError::Conflict);
         };
@@ -1003,6 +1010,34 @@ impl UserLock for FileUserLock {
     }
 }
 
+/// Marks a user as being written by this process while it lives (see [`Inner::writing`]).
+struct Writing<'a> {
+    users: &'a Mutex<HashSet<String>>,
+    hash: String,
+}
+
+impl<'a> Writing<'a> {
+    fn start(users: &'a Mutex<HashSet<String>>, hash: &str) -> Writing<'a> {
+        users
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(hash.to_owned());
+        Writing {
+            users,
+            hash: hash.to_owned(),
+        }
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.users
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.hash);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1015,6 +1050,23 @@ mod tests {
         );
         assert!(is_user_hash(&user_hash("110169484474386276334")));
         assert!(!is_user_hash("../etc/passwd"));
+    }
+
+    #[test]
+    fn the_sweep_leaves_the_tentative_entries_of_writes_in_progress_in_this_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path(), Arc::new(KeyRing::generate_ephemeral())).unwrap();
+        let hash = user_hash("70");
+        // What a write that stopped before its record leaves (unparseable: removed when settled).
+        let entry = store.inner.outbox.tentative_dir().join(&hash);
+        fs::write(&entry, b"{").unwrap();
+        {
+            let _writing = Writing::start(&store.inner.writing, &hash);
+            store.inner.sweep_tentatives();
+            assert!(entry.exists(), "a write in progress here is not settled");
+        }
+        store.inner.sweep_tentatives();
+        assert!(!entry.exists(), "settled once the write is over");
     }
 
     #[tokio::test]
