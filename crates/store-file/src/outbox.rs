@@ -581,14 +581,17 @@ impl Inner {
     /// in between files them again into another batch; the event files already made keep their first one, and the
     /// other is removed as holding none.
     fn file_records(&self, records: &[(PathBuf, Batch)]) -> Result<(), StoreError> {
+        let mut events: Vec<StoredEvent> = records
+            .iter()
+            .flat_map(|(_, record)| record.events.iter().cloned())
+            .collect();
+        // Oldest first, as claims go (see `release_batch`).
+        events.sort_by(|a, b| a.id.cmp(&b.id));
         let batch = Batch {
             format: FORMAT,
             op: BatchOp::Put,
             write_id: random_hex(16)?,
-            events: records
-                .iter()
-                .flat_map(|(_, record)| record.events.iter().cloned())
-                .collect(),
+            events,
             from_record: false,
         };
         let bytes = serde_json::to_vec(&batch)
