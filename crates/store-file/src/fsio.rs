@@ -272,10 +272,12 @@ pub(crate) fn write_atomic_grouped(
     write_atomic_then(dir, tag, target, bytes, || sync.sync())
 }
 
-/// As [`write_atomic_grouped`], and the synced temp file also gets the name `link` (a hard link; a synced copy
-/// where linking fails) made durable by `link_sync` **before** the rename: whenever `target` holds the new bytes,
-/// so does `link`. A failure before the rename removes the temp file and `link`; after it, `link` is left for
-/// the caller to settle (the write may have landed).
+/// As [`write_atomic_grouped`], and the temp file also gets the name `link` (a hard link; a synced copy where
+/// linking fails), made durable by `link_sync` **before** the rename: whenever `target` holds the new bytes, so does
+/// `link`. The link is made before the temp file's `fdatasync`, so on a journaled file system that sync commits it
+/// too and `link_sync` finds nothing left to write (a power cut before the sync may leave `link` torn, but then the
+/// rename never happened). A failure before the rename removes the temp file and `link`; after it, `link` is left
+/// for the caller to settle (the write may have landed).
 pub(crate) fn write_atomic_linked(
     dir: &Path,
     sync: &DirSync,
@@ -285,22 +287,33 @@ pub(crate) fn write_atomic_linked(
     link_sync: &DirSync,
 ) -> io::Result<()> {
     let tmp = dir.join(format!("{TMP_PREFIX}{}", random_hex_io(8)?));
-    create_synced(&tmp, bytes)?;
-    crate::failpoint::hit("atomic:temp_synced");
-    let linked = match fs::hard_link(&tmp, link) {
-        Err(e) if e.kind() != ErrorKind::AlreadyExists => create_synced(link, bytes),
-        other => other,
-    };
-    if let Err(e) = linked {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    crate::failpoint::hit("tentative:linked");
-    if let Err(e) = link_sync.sync().and_then(|()| {
+    let mut file = private_file_options()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
+    let mut linked = false;
+    let durable = (|| {
+        file.write_all(bytes)?;
+        match fs::hard_link(&tmp, link) {
+            Ok(()) => linked = true,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => return Err(e),
+            Err(_) => {
+                create_synced(link, bytes)?;
+                linked = true;
+            }
+        }
+        crate::failpoint::hit("tentative:linked");
+        file.sync_data()?;
+        crate::failpoint::hit("atomic:temp_synced");
+        link_sync.sync()?;
         crate::failpoint::hit("tentative:durable");
         fs::rename(&tmp, target)
-    }) {
-        let _ = fs::remove_file(link);
+    })();
+    drop(file);
+    if let Err(e) = durable {
+        if linked {
+            let _ = fs::remove_file(link);
+        }
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }

@@ -19,8 +19,9 @@
 //! ```
 //!
 //! **A put with events** (`put_with`), under the user's write lock, after the version check:
-//! 1. write the new record, carrying a random write id and the events, to a temp file and `fdatasync` it;
-//! 2. hard-link it as `tentative/<hash>` and sync `tentative/` (shared with concurrent writes);
+//! 1. write the new record, carrying a random write id and the events, to a temp file;
+//! 2. hard-link it as `tentative/<hash>`, `fdatasync` it and sync `tentative/` (shared with concurrent writes; on a
+//!    journaled file system the data sync commits the link too);
 //! 3. rename the temp file over the record and sync `credentials/` (shared);
 //! 4. rename `tentative/<hash>` to `incoming/<write id>` (the confirmation; no fsync: if the rename is lost, the
 //!    tentative entry is still there and the record's write id decides).
@@ -32,8 +33,8 @@
 //! A tentative file found later (by the next write of that user, which opens it first, or by the sweep at `open`
 //! and before every outbox operation, which takes the user's write lock without waiting) belongs to a write that
 //! stopped: it is confirmed iff the write landed — the record carries its write id (a put), or the record is gone
-//! (a delete) — and removed otherwise. A torn tentative file is removed: it was synced before the record was
-//! written, so its write never landed. So after a crash there are the new record and its events, or the old record
+//! (a delete) — and removed otherwise. A torn tentative entry is removed: it is synced before the record is
+//! renamed or removed, so its write never landed. So after a crash there are the new record and its events, or the old record
 //! and none.
 //!
 //! **Filing** (under the outbox lock, at the start of every outbox operation but settling): the events of incoming
@@ -444,7 +445,7 @@ impl Inner {
         let batch = match parse_batch(&bytes) {
             Ok(batch) => batch,
             Err(reason) => {
-                // Written and synced before the record: a torn file's write never landed.
+                // Synced before the record's rename or removal: a torn entry's write never landed.
                 tracing::info!(%reason, "removing the torn events of a write that did not land");
                 return remove_if_present(&path)
                     .map_err(|e| io_error("removing a write's events", &e));

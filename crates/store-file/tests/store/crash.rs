@@ -188,8 +188,8 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 async fn a_put_with_events_killed_at_any_step_leaves_the_old_record_or_the_new_one_with_its_events()
 {
     let steps = [
-        "atomic:temp_synced", // the record, with its events
-        "tentative:linked",
+        "tentative:linked", // the record, with its events, written and linked, not synced yet
+        "atomic:temp_synced",
         "tentative:durable",
         "atomic:renamed",
         "atomic:durable",
