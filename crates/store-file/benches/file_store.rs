@@ -1,6 +1,7 @@
 //! `put` and `get` of one credential on the file store, and `put_with` recording one and two events (each `put` is
-//! a full atomic write with two fsyncs; a `put_with` adds the events' tentative file with two more and a rename,
-//! so the figures depend mostly on the disk). The ratio `put_with` / `put` is the events' cost.
+//! a full atomic write with two syncs; a `put_with` carries the events in the record and adds a hard link, a sync of
+//! `outbox/tentative/` and a rename, so the figures depend mostly on the disk). The ratio `put_with` / `put` is the
+//! events' cost.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
