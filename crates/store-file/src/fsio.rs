@@ -230,15 +230,6 @@ pub(crate) fn replace_file(
     target: &Path,
     bytes: &[u8],
 ) -> io::Result<()> {
-    replace_file_then_rename(tmp_dir, tag, target, bytes)
-}
-
-fn replace_file_then_rename(
-    tmp_dir: &Path,
-    tag: &str,
-    target: &Path,
-    bytes: &[u8],
-) -> io::Result<()> {
     let tmp = tmp_dir.join(format!("{TMP_PREFIX}{tag}.{}", random_hex_io(8)?));
     create_synced(&tmp, bytes)?;
     crate::failpoint::hit("atomic:temp_synced");
@@ -337,10 +328,10 @@ fn write_atomic_then(
     Ok(())
 }
 
-/// Gives the empty file `entry` to an existing empty file `like` as a second name (a hard link: no inode is
-/// allocated, which on a file system without a journal is most of a file's creation cost), or, where linking
-/// fails (no `like`, a file system without hard links, too many links), creates `entry` empty (0600). An
-/// existing `entry` is kept. `like` must be an empty file that is never written (a lock file).
+/// Makes `entry`, a name whose content is never read, as a second name of the existing file `like` (a hard link:
+/// no inode is allocated, which on a file system without a journal is most of a file's creation cost), or, where
+/// linking fails (no `like`, a file system without hard links, too many links), as a new empty file (0600). An
+/// existing `entry` is kept. (Index entries link to the user's empty lock file, due markers to their event file.)
 pub(crate) fn link_or_create_empty(like: &Path, entry: &Path) -> io::Result<()> {
     match fs::hard_link(like, entry) {
         Ok(()) => return Ok(()),
@@ -469,6 +460,7 @@ pub(crate) fn create_private_dir_once(path: &Path) -> io::Result<bool> {
 mod tests {
     use super::*;
 
+    #[cfg(unix)]
     #[test]
     fn an_overwrite_in_place_keeps_the_inode_and_pads_shorter_content_as_json_whitespace() {
         use std::os::unix::fs::MetadataExt;

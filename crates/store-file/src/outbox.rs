@@ -758,10 +758,8 @@ impl Inner {
         if synced {
             replace_file(&self.outbox.root, "event", &target, &bytes)
         } else {
-            match overwrite_in_place(&target, &bytes) {
-                Err(e) if e.kind() == ErrorKind::NotFound => create_unsynced(&target, &bytes),
-                other => other,
-            }
+            // Only files just read are rewritten (under the outbox lock): the file is there.
+            overwrite_in_place(&target, &bytes)
         }
         .map_err(|e| io_error("writing an outbox event", &e))?;
         failpoint::hit("outbox:event_written");
