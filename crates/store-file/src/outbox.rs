@@ -40,8 +40,9 @@
 //! **Filing** (under the outbox lock, at the start of every outbox operation but settling): the events of incoming
 //! records are first written into new batches in `filed/` (one per 64 records, synced), so that no record — it holds
 //! sealed tokens — is kept as a copy of its events, and the records' names are removed once their events are filed as
-//! below. Each incoming batch becomes one `events/<id>.json` per event (created in place; skipped if a readable one
-//! exists, rewritten from the batch if it is torn) and its `due/<id>` marker, and the batch is renamed into `filed/`.
+//! below. Each incoming batch becomes one `events/<id>.json` per event (created in place and exclusively; where one
+//! exists, a readable one is kept and a torn one rewritten from the batch) and its `due/<id>` marker, and the batch
+//! is renamed into `filed/`.
 //! Nothing is synced: the batch, synced when it was written, stays the durable copy of its events while one of them is
 //! pending, and `open` files every batch in `filed/` again (a missing or torn event file is rewritten from it as
 //! pending, a missing marker of a pending event made again), so a power cut loses no pending event; a crash while
@@ -50,22 +51,26 @@
 //! **Settling** ([`EventStore::settle_all`]: the attempts that finished together, in one step under the lock): each
 //! event file is rewritten with its new state and the marker of an event no longer pending removed. An event that its
 //! batch still holds is rewritten in place (one positioned write, padded to the old length; no fsync, no temp file);
-//! then every batch none of whose events is pending any more is removed. A failed event (kept for `events replay`), a
+//! then every batch none of whose events is pending any more is removed (asked of its events' files, newest first,
+//! by the ids this process remembers of the batch: see [`Remembered`]). A failed event (kept for `events replay`), a
 //! replayed one, and one without a batch (written by an older version) are written with an fsync and a sync of
 //! `events/`, as they are their only copy. So a power cut can only undo recent settlements (the events are sent again:
 //! delivery is at least once) or, for an event delivered just before it, leave its file unreadable (it is logged and
 //! skipped; it was delivered).
 //!
 //! **Leases.** `claim_due` runs under the outbox lock: it lists the due markers (oldest id first), reads each
-//! event's file (a marker of an event that is no longer pending is removed), skips those not due or leased until
+//! event's file (not one that its own filing pass has just written: that one it has in memory; a marker of an event
+//! that is no longer pending is removed), skips those not due or leased until
 //! after `now`, and writes the lease into the event file (in place while its batch holds it). Every other claimer,
 //! in this process or another, waits for the lock and then sees the lease. Losing a lease in a power cut only
 //! means the event is sent again (delivery is at least once).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use offline_access_domain::StoreError;
@@ -98,6 +103,101 @@ const MAX_EVENT_LEN: u64 = 4 * 1024 * 1024;
 const RECORDS_PER_BATCH: usize = 64;
 /// The suffix of event files.
 const EVENT_SUFFIX: &str = ".json";
+
+/// What this process remembers of the outbox between operations, to spare reads; a hint, never the truth:
+/// - the event ids of filed batches that it wrote or read, newest first, so that settling does not read and parse a
+///   batch of up to 64 events each time it asks whether the batch still holds one. A batch's events never change
+///   but for purges, which only remove some: a remembered list may name more events than the batch holds now
+///   (costing a read of an event file that is gone), never fewer. Batch names are random and never reused;
+/// - how many due markers the last claim listed (the next listing's first capacity).
+#[derive(Default)]
+pub(crate) struct Remembered {
+    batch_ids: Mutex<HashMap<String, Arc<[EventName]>>>,
+    due_listed: AtomicUsize,
+}
+
+impl Remembered {
+    /// At most this many batches are remembered (~64 ids of 36 bytes each: ~2.4 MiB in all); others are read as
+    /// before.
+    const CAPACITY: usize = 1024;
+
+    fn batch_ids(&self, write_id: &str) -> Option<Arc<[EventName]>> {
+        self.batch_ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(write_id)
+            .cloned()
+    }
+
+    /// Remembers the ids of `batch` (newest first), while there is room; returns them.
+    fn remember_batch(&self, batch: &Batch) -> Arc<[EventName]> {
+        let ids: Arc<[EventName]> = batch
+            .events
+            .iter()
+            .rev()
+            .filter_map(|e| EventName::parse(&e.id))
+            .collect();
+        let mut map = self
+            .batch_ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if map.len() < Self::CAPACITY {
+            map.insert(batch.write_id.clone(), Arc::clone(&ids));
+        }
+        ids
+    }
+
+    fn forget_batch(&self, write_id: &str) {
+        self.batch_ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(write_id);
+    }
+}
+
+/// The length of an event id (`evt_` and 32 hex digits; see [`is_event_id`]).
+const EVENT_ID_LEN: usize = 36;
+
+/// An event id read as a file name, held without a heap allocation of its own (the due markers are listed at every
+/// claim).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct EventName([u8; EVENT_ID_LEN]);
+
+impl EventName {
+    fn parse(name: &str) -> Option<EventName> {
+        if !is_event_id(name) {
+            return None;
+        }
+        <[u8; EVENT_ID_LEN]>::try_from(name.as_bytes())
+            .ok()
+            .map(EventName)
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII is ever held (see `parse`).
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// The names in `dir` that are event ids, sorted; `expected` is how many there were last time (the buffer's first
+/// capacity: a listing of thousands of markers per claim should not grow its buffer a dozen times).
+fn sorted_event_ids(dir: &Path, expected: usize) -> Result<Vec<EventName>, StoreError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error("listing a store directory", &e)),
+    };
+    let mut names = Vec::with_capacity(expected.saturating_add(expected / 4).min(1 << 20));
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error("listing a store directory", &e))?;
+        names.extend(entry.file_name().to_str().and_then(EventName::parse));
+    }
+    names.sort_unstable();
+    Ok(names)
+}
+
+/// The pending events that a filing pass filed, by id, as their files are now (under the outbox lock).
+type JustFiled = HashMap<String, EventFile>;
 
 /// The outbox's directories and lock file.
 pub(crate) struct OutboxDirs {
@@ -536,10 +636,19 @@ impl Inner {
 impl Inner {
     /// Runs `f` under the outbox lock, after settling interrupted writes and filing incoming batches.
     fn with_outbox<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.with_outbox_filing(|_| f())
+    }
+
+    /// [`Inner::with_outbox`], where `f` gets the pending events that this filing pass filed, as their files are
+    /// now (so that a claim need not read back what was just written).
+    fn with_outbox_filing<T>(
+        &self,
+        f: impl FnOnce(JustFiled) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         self.sweep_tentatives();
         let _lock = lock_exclusive(&self.outbox.lock, "locking the outbox")?;
-        self.file_incoming()?;
-        f()
+        let filed = self.file_incoming()?;
+        f(filed)
     }
 
     /// Runs `f` under the outbox lock alone: for settling, which touches only events that a claim filed, so the
@@ -554,7 +663,8 @@ impl Inner {
 
     /// Files every incoming batch as event files and due markers, and moves it into `filed/`; the events of
     /// incoming records go into new batches (see the module's documentation).
-    fn file_incoming(&self) -> Result<(), StoreError> {
+    fn file_incoming(&self) -> Result<JustFiled, StoreError> {
+        let mut filed = JustFiled::new();
         let mut records = Vec::new();
         for name in sorted_names(&self.outbox.incoming, |n| !n.starts_with(TMP_PREFIX))? {
             let path = self.outbox.incoming.join(&name);
@@ -565,15 +675,15 @@ impl Inner {
                 records.push((path, batch));
                 continue;
             }
-            self.file_batch(&path, batch)?;
+            self.file_batch(&path, batch, &mut filed)?;
             fs::rename(&path, self.outbox.filed.join(&name))
                 .map_err(|e| io_error("moving a filed batch", &e))?;
             failpoint::hit("outbox:batch_filed");
         }
         for chunk in records.chunks(RECORDS_PER_BATCH) {
-            self.file_records(chunk)?;
+            self.file_records(chunk, &mut filed)?;
         }
-        Ok(())
+        Ok(filed)
     }
 
     /// Files the events of records confirmed into `incoming/` (the second names of puts with events): first one
@@ -581,7 +691,11 @@ impl Inner {
     /// kept as their copies — then their event files, then the records' names in `incoming/` are removed. A crash
     /// in between files them again into another batch; the event files already made keep their first one, and the
     /// other is removed as holding none.
-    fn file_records(&self, records: &[(PathBuf, Batch)]) -> Result<(), StoreError> {
+    fn file_records(
+        &self,
+        records: &[(PathBuf, Batch)],
+        filed: &mut JustFiled,
+    ) -> Result<(), StoreError> {
         let mut events: Vec<StoredEvent> = records
             .iter()
             .flat_map(|(_, record)| record.events.iter().cloned())
@@ -603,7 +717,8 @@ impl Inner {
             .and_then(|()| sync_dir(&self.outbox.filed))
             .map_err(|e| io_error("writing a batch of events", &e))?;
         failpoint::hit("outbox:records_batched");
-        if !self.file_batch(&path, batch)? {
+        self.remembered.remember_batch(&batch);
+        if !self.file_batch(&path, batch, filed)? {
             self.remove_batch(&write_id)?;
         }
         for (name, _) in records {
@@ -629,18 +744,25 @@ impl Inner {
         }
     }
 
-    /// Files each event of `batch` (read from `path`); returns whether one of them is pending with the batch as
-    /// its durable copy.
-    fn file_batch(&self, path: &Path, batch: Batch) -> Result<bool, StoreError> {
+    /// Files each event of `batch` (read from `path`), adding the pending ones to `filed`; returns whether one of
+    /// them is pending with the batch as its durable copy.
+    fn file_batch(
+        &self,
+        path: &Path,
+        batch: Batch,
+        filed: &mut JustFiled,
+    ) -> Result<bool, StoreError> {
         let mut held = false;
         for event in batch.events {
             if !is_event_id(&event.id) {
                 tracing::error!(file = %path.display(), "a batched event has an invalid id; skipped");
                 continue;
             }
-            held |= self
-                .file_event(event, &batch.write_id)?
-                .holds(&batch.write_id);
+            let file = self.file_event(event, &batch.write_id)?;
+            held |= file.holds(&batch.write_id);
+            if file.is_pending() {
+                filed.insert(file.event.id.clone(), file);
+            }
             failpoint::hit("outbox:event_filed");
         }
         Ok(held)
@@ -650,25 +772,32 @@ impl Inner {
     /// due marker while it is pending. Returns the event's file.
     fn file_event(&self, event: StoredEvent, write_id: &str) -> Result<EventFile, StoreError> {
         let id = event.id.clone();
-        let file = match self.read_event(&id) {
-            Ok(Some(existing)) => existing,
-            Ok(None) => {
-                // Created in place (no temp file, no rename): a crash midway leaves a torn file while the batch
-                // is still there to repair it (below) when it is filed again.
-                let file = EventFile::new(event, write_id);
-                create_unsynced(&self.outbox.event_path(&id), &encode_event(&file)?)
-                    .map_err(|e| io_error("writing an outbox event", &e))?;
+        let path = self.outbox.event_path(&id);
+        let fresh = EventFile::new(event, write_id);
+        // Created in place (no temp file, no rename), exclusively: a crash midway leaves a torn file while the batch
+        // is still there to repair it (below) when it is filed again.
+        let file = match create_unsynced(&path, &encode_event(&fresh)?) {
+            Ok(()) => {
                 failpoint::hit("outbox:event_created");
-                file
+                fresh
             }
-            Err(StoreError::Corrupt { .. }) => {
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => match self.read_event(&id) {
+                Ok(Some(existing)) => existing,
                 // A torn file (a crash while creating it, a power cut after an unsynced write) is repaired from
                 // the batch.
-                let file = EventFile::new(event, write_id);
-                self.write_event(&file)?;
-                file
-            }
-            Err(e) => return Err(e),
+                Err(StoreError::Corrupt { .. }) => {
+                    self.write_event(&fresh)?;
+                    fresh
+                }
+                // Removed in between (only by hand: purges hold the outbox lock, as filing does): made again.
+                Ok(None) => {
+                    create_unsynced(&path, &encode_event(&fresh)?)
+                        .map_err(|e| io_error("writing an outbox event", &e))?;
+                    fresh
+                }
+                Err(e) => return Err(e),
+            },
+            Err(e) => return Err(io_error("writing an outbox event", &e)),
         };
         if file.is_pending() {
             self.link_marker(&id)?;
@@ -685,27 +814,29 @@ impl Inner {
             let Some(batch) = self.read_batch(&path)? else {
                 continue;
             };
-            if !self.file_batch(&path, batch)? {
+            if !self.file_batch(&path, batch, &mut JustFiled::new())? {
                 self.remove_batch(&name)?;
             }
         }
         Ok(())
     }
 
-    /// Removes batch `write_id` from `filed/` if none of its events is pending with it as its copy; returns the
-    /// batch when it is kept.
-    fn release_batch(&self, write_id: &str) -> Result<Option<Batch>, StoreError> {
-        let path = self.outbox.filed.join(write_id);
-        let Some(batch) = self.read_batch(&path)? else {
-            return Ok(None);
+    /// Removes batch `write_id` from `filed/` if none of its events is pending with it as its copy; returns whether
+    /// it is kept.
+    fn release_batch(&self, write_id: &str) -> Result<bool, StoreError> {
+        let ids = match self.remembered.batch_ids(write_id) {
+            Some(ids) => ids,
+            None => {
+                let Some(batch) = self.read_batch(&self.outbox.filed.join(write_id))? else {
+                    return Ok(false);
+                };
+                self.remembered.remember_batch(&batch)
+            }
         };
         // Newest first: events are claimed oldest id first, so a batch's last events are the likeliest to be pending
         // (one read, usually, for a batch of 64 that is still in use).
-        for event in batch.events.iter().rev() {
-            if !is_event_id(&event.id) {
-                continue;
-            }
-            let held = match self.read_event(&event.id) {
+        for id in ids.iter() {
+            let held = match self.read_event(id.as_str()) {
                 Ok(Some(file)) => file.holds(write_id),
                 Ok(None) => false,
                 // Torn: the batch is what repairs it (at the next `open`).
@@ -713,14 +844,15 @@ impl Inner {
                 Err(e) => return Err(e),
             };
             if held {
-                return Ok(Some(batch));
+                return Ok(true);
             }
         }
         self.remove_batch(write_id)?;
-        Ok(None)
+        Ok(false)
     }
 
     fn remove_batch(&self, write_id: &str) -> Result<(), StoreError> {
+        self.remembered.forget_batch(write_id);
         remove_if_present(&self.outbox.filed.join(write_id))
             .map_err(|e| io_error("removing a filed batch", &e))
     }
@@ -839,21 +971,33 @@ impl Inner {
         let until = now
             .checked_add(lease)
             .ok_or_else(|| StoreError::Other(format!("an event lease of {lease} is too long")))?;
-        self.with_outbox(|| {
+        self.with_outbox_filing(|mut filed| {
             let mut claimed = Vec::new();
             if limit == 0 {
                 return Ok(claimed);
             }
             let mut synced = false;
-            for id in sorted_names(&self.outbox.due, is_event_id)? {
+            let due = sorted_event_ids(
+                &self.outbox.due,
+                self.remembered.due_listed.load(Ordering::Relaxed),
+            )?;
+            self.remembered
+                .due_listed
+                .store(due.len(), Ordering::Relaxed);
+            for name in due {
                 if claimed.len() >= limit {
                     break;
                 }
-                let mut file = match self.read_event(&id) {
+                let id = name.as_str();
+                let read = match filed.remove(id) {
+                    Some(file) => Ok(Some(file)),
+                    None => self.read_event(id),
+                };
+                let mut file = match read {
                     Ok(Some(file)) if file.is_pending() => file,
                     Ok(_) => {
                         // Delivered, failed or gone: a stale marker.
-                        self.remove_marker(&id)?;
+                        self.remove_marker(id)?;
                         continue;
                     }
                     Err(e @ StoreError::Corrupt { .. }) => {
@@ -1042,7 +1186,9 @@ impl Inner {
             for write_id in &batches {
                 // Still kept (another of its events is pending): the purged ones leave it first, or `open`
                 // would file them again from it.
-                if let Some(kept) = self.release_batch(write_id)? {
+                if self.release_batch(write_id)?
+                    && let Some(kept) = self.read_batch(&self.outbox.filed.join(write_id))?
+                {
                     self.drop_from_batch(write_id, kept, &purged)?;
                 }
             }
@@ -1072,7 +1218,9 @@ impl Inner {
         let bytes = serde_json::to_vec(&batch)
             .map_err(|e| StoreError::Other(format!("encoding events: {e}")))?;
         write_atomic_in(&self.outbox.filed, "batch", &path, &bytes)
-            .map_err(|e| io_error("rewriting a filed batch", &e))
+            .map_err(|e| io_error("rewriting a filed batch", &e))?;
+        self.remembered.forget_batch(write_id);
+        Ok(())
     }
 }
 
@@ -1165,6 +1313,36 @@ mod tests {
             check_event_ids(&[record]),
             Err(StoreError::Other(_))
         ));
+    }
+
+    #[test]
+    fn due_markers_are_listed_as_event_ids_only_sorted_as_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = [
+            format!("evt_{}", "b".repeat(32)),
+            format!("evt_{}", "A".repeat(32)),
+            format!("evt_{}", "0".repeat(32)),
+        ];
+        for name in ids
+            .iter()
+            .map(String::as_str)
+            .chain([".tmp.x", "evt_short", "other"])
+        {
+            fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let listed: Vec<String> = sorted_event_ids(dir.path(), 0)
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().to_owned())
+            .collect();
+        let mut expected = ids.to_vec();
+        expected.sort();
+        assert_eq!(listed, expected);
+        assert!(
+            sorted_event_ids(&dir.path().join("gone"), 10)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

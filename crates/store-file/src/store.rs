@@ -24,7 +24,7 @@ use crate::fsio::{
     write_atomic_linked,
 };
 use crate::keyed::{KeyedGuard, KeyedMutex};
-use crate::outbox::{BatchOp, OutboxDirs, StoredEvent, check_event_ids};
+use crate::outbox::{BatchOp, OutboxDirs, Remembered, StoredEvent, check_event_ids};
 use crate::record::{Record, RecordHead};
 use crate::risc::RiscDirs;
 
@@ -102,6 +102,8 @@ pub(crate) struct Inner {
     /// The users this process is writing now (under their write locks): the outbox's sweep skips their tentative
     /// entries without trying their locks.
     pub(crate) writing: Mutex<HashSet<String>>,
+    /// What this process remembers of the outbox between operations (see [`Remembered`]).
+    pub(crate) remembered: Remembered,
     /// How many times a credential file was opened for reading (for tests of the listing's cost).
     record_reads: AtomicU64,
     /// When (unix seconds, of the callers' clock) the `jti` register is next swept for expired entries.
@@ -240,6 +242,7 @@ impl FileStore {
                 refresh_locks: Arc::default(),
                 record_reads: AtomicU64::new(0),
                 writing: Mutex::default(),
+                remembered: Remembered::default(),
                 next_jti_purge: AtomicI64::new(i64::MIN),
             }),
         };

@@ -499,6 +499,59 @@ async fn a_purged_event_leaves_the_batch_that_another_pending_event_keeps() {
     assert_eq!(store.counts().await.unwrap(), EventCounts::default());
 }
 
+#[tokio::test]
+async fn settling_releases_a_batch_by_the_ids_it_was_filed_with_without_reading_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let events = [event("68", NOW), event("68", NOW + time::Duration::SECOND)];
+    store
+        .put_with(&canary_credential("68"), &events)
+        .await
+        .unwrap();
+    assert_eq!(claim_all(&store, 10).await.len(), 2);
+    let filed = dir.path().join("outbox").join("filed");
+    let names = file_names(&filed);
+    assert_eq!(names.len(), 1);
+    // Damaged after this process filed it: settling asks the events' files, not the batch, whether it is still held.
+    std::fs::write(filed.join(&names[0]), b"not a batch").unwrap();
+    store
+        .settle(&events[0].id, &Settlement::Delivered { at: NOW })
+        .await
+        .unwrap();
+    assert_eq!(file_names(&filed), names, "kept while an event is pending");
+    store
+        .settle(&events[1].id, &Settlement::Delivered { at: NOW })
+        .await
+        .unwrap();
+    assert!(file_names(&filed).is_empty());
+    // A purge that rewrites a kept batch: the batch is then read again (another process may hold the old list).
+    let more = [event("69", NOW), event("69", NOW + time::Duration::SECOND)];
+    store
+        .put_with(&canary_credential("69"), &more)
+        .await
+        .unwrap();
+    assert_eq!(claim_all(&store, 10).await.len(), 2);
+    store
+        .settle(&more[0].id, &Settlement::Delivered { at: NOW })
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .purge_delivered(NOW + time::Duration::DAY)
+            .await
+            .unwrap(),
+        3,
+        "the first two and the delivered one of these"
+    );
+    assert_eq!(file_names(&filed).len(), 1);
+    store
+        .settle(&more[1].id, &Settlement::Delivered { at: NOW })
+        .await
+        .unwrap();
+    assert!(file_names(&filed).is_empty());
+    assert_eq!(store.counts().await.unwrap().pending, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_stores_on_one_directory_claim_disjoint_events() {
     let dir = tempfile::tempdir().unwrap();
