@@ -13,8 +13,10 @@
 //!                           whose files were written without fsync
 //!   events/<event id>.json  one per event: the record, its state, attempts, next attempt, lease, last error, and
 //!                           the batch in `filed/` that holds a durable copy of it (if one does)
-//!   due/<event id>          one per pending event: a name only (a hard link to the event's file, so no inode is
-//!                           allocated or freed for it; its content is never read)
+//!   due/<due>.<event id>    one per pending event: a name only (a hard link to the event's file, so no inode is
+//!                           allocated or freed for it; its content is never read); `<due>` is its next attempt
+//!                           in unix milliseconds, 16 hex digits, so a listing sorts by due time
+//!                           (`due/<event id>`: made by an earlier version, due at once)
 //!   .tmp.*                  a file being written under the outbox lock
 //! ```
 //!
@@ -58,10 +60,12 @@
 //! delivery is at least once) or, for an event delivered just before it, leave its file unreadable (it is logged and
 //! skipped; it was delivered).
 //!
-//! **Leases.** `claim_due` runs under the outbox lock: it lists the due markers (oldest id first), reads each
+//! **Leases.** `claim_due` runs under the outbox lock: it lists the due markers (soonest due first, then by id)
+//! up to the first that is not due yet (events waiting for a later attempt are not read), reads each
 //! event's file (not one that its own filing pass has just written: that one it has in memory; a marker of an event
-//! that is no longer pending is removed), skips those not due or leased until
-//! after `now`, and writes the lease into the event file (in place while its batch holds it). Every other claimer,
+//! that is no longer pending is removed, one that is early — a crash between a settlement's rewrite and its
+//! marker's move — is moved to the event's time), skips those leased until after `now`, and writes the lease into
+//! the event file (in place while its batch holds it). Every other claimer,
 //! in this process or another, waits for the lock and then sees the lease. Losing a lease in a power cut only
 //! means the event is sent again (delivery is at least once).
 
@@ -158,8 +162,8 @@ impl Remembered {
 /// The length of an event id (`evt_` and 32 hex digits; see [`is_event_id`]).
 const EVENT_ID_LEN: usize = 36;
 
-/// An event id read as a file name, held without a heap allocation of its own (the due markers are listed at every
-/// claim).
+/// An event id read from a file name, held without a heap allocation of its own (the due markers are listed at
+/// every claim).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct EventName([u8; EVENT_ID_LEN]);
 
@@ -179,9 +183,62 @@ impl EventName {
     }
 }
 
-/// The names in `dir` that are event ids, sorted; `expected` is how many there were last time (the buffer's first
-/// capacity: a listing of thousands of markers per claim should not grow its buffer a dozen times).
-fn sorted_event_ids(dir: &Path, expected: usize) -> Result<Vec<EventName>, StoreError> {
+/// A due marker's name: `<due>.<event id>`, where `<due>` is the time the event is due at (its next attempt) as 16
+/// hex digits of unix milliseconds, so that the names sort by due time; or, written by an earlier version, the event
+/// id alone (`legacy`: due at once, the event's file decides).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct DueName {
+    due: u64,
+    id: EventName,
+    legacy: bool,
+}
+
+impl DueName {
+    fn new(id: &str, due: OffsetDateTime) -> Option<DueName> {
+        Some(DueName {
+            due: due_key(due),
+            id: EventName::parse(id)?,
+            legacy: false,
+        })
+    }
+
+    fn parse(name: &str) -> Option<DueName> {
+        if let Some(id) = EventName::parse(name) {
+            return Some(DueName {
+                due: 0,
+                id,
+                legacy: true,
+            });
+        }
+        let (due, id) = name.split_once('.')?;
+        if due.len() != 16 || !due.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        Some(DueName {
+            due: u64::from_str_radix(due, 16).ok()?,
+            id: EventName::parse(id)?,
+            legacy: false,
+        })
+    }
+
+    fn file_name(&self) -> String {
+        if self.legacy {
+            self.id.as_str().to_owned()
+        } else {
+            format!("{:016x}.{}", self.due, self.id.as_str())
+        }
+    }
+}
+
+/// A due marker's time key: unix milliseconds, rounded down (so a marker is never later than its event); times
+/// before 1970 are 0.
+fn due_key(at: OffsetDateTime) -> u64 {
+    u64::try_from(at.unix_timestamp_nanos().div_euclid(1_000_000)).unwrap_or(0)
+}
+
+/// The due markers in `dir`, sorted by due time (then id); `expected` is how many there were last time (the
+/// buffer's first capacity: a listing of thousands of markers should not grow its buffer a dozen times).
+fn sorted_due_names(dir: &Path, expected: usize) -> Result<Vec<DueName>, StoreError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
@@ -190,7 +247,7 @@ fn sorted_event_ids(dir: &Path, expected: usize) -> Result<Vec<EventName>, Store
     let mut names = Vec::with_capacity(expected.saturating_add(expected / 4).min(1 << 20));
     for entry in entries {
         let entry = entry.map_err(|e| io_error("listing a store directory", &e))?;
-        names.extend(entry.file_name().to_str().and_then(EventName::parse));
+        names.extend(entry.file_name().to_str().and_then(DueName::parse));
     }
     names.sort_unstable();
     Ok(names)
@@ -245,8 +302,8 @@ impl OutboxDirs {
         self.events.join(format!("{id}{EVENT_SUFFIX}"))
     }
 
-    fn due_path(&self, id: &str) -> PathBuf {
-        self.due.join(id)
+    fn due_path(&self, name: &DueName) -> PathBuf {
+        self.due.join(name.file_name())
     }
 }
 
@@ -800,7 +857,7 @@ impl Inner {
             Err(e) => return Err(io_error("writing an outbox event", &e)),
         };
         if file.is_pending() {
-            self.link_marker(&id)?;
+            self.link_marker(&id, file.next_attempt_at)?;
         }
         Ok(file)
     }
@@ -858,6 +915,7 @@ impl Inner {
     }
 
     fn read_event(&self, id: &str) -> Result<Option<EventFile>, StoreError> {
+        self.event_reads.fetch_add(1, Ordering::Relaxed);
         let Some(bytes) = read_small(&self.outbox.event_path(id), MAX_EVENT_LEN)
             .map_err(|e| io_error("reading an outbox event", &e))?
         else {
@@ -903,16 +961,42 @@ impl Inner {
         sync_dir(&self.outbox.events).map_err(|e| io_error("syncing the outbox", &e))
     }
 
-    /// Makes the due marker of event `id` (kept if there is one): a hard link to its file, or an empty file where
-    /// linking fails.
-    fn link_marker(&self, id: &str) -> Result<(), StoreError> {
-        link_or_create_empty(&self.outbox.event_path(id), &self.outbox.due_path(id))
+    /// Makes the due marker of event `id`, due at `due` (kept if there is one): a hard link to its file, or an empty
+    /// file where linking fails.
+    fn link_marker(&self, id: &str, due: OffsetDateTime) -> Result<(), StoreError> {
+        let Some(name) = DueName::new(id, due) else {
+            return Ok(());
+        };
+        link_or_create_empty(&self.outbox.event_path(id), &self.outbox.due_path(&name))
             .map_err(|e| io_error("writing a due marker", &e))
     }
 
-    fn remove_marker(&self, id: &str) -> Result<(), StoreError> {
-        remove_if_present(&self.outbox.due_path(id))
+    fn remove_marker(&self, name: &DueName) -> Result<(), StoreError> {
+        remove_if_present(&self.outbox.due_path(name))
             .map_err(|e| io_error("removing a due marker", &e))
+    }
+
+    /// Removes the due marker of event `id` that was due at `due`, and one an earlier version may have made.
+    fn remove_markers(&self, id: &str, due: OffsetDateTime) -> Result<(), StoreError> {
+        let Some(name) = DueName::new(id, due) else {
+            return Ok(());
+        };
+        self.remove_marker(&name)?;
+        self.remove_marker(&DueName {
+            legacy: true,
+            ..name
+        })
+    }
+
+    /// Moves the due marker named `from` to the time `to` (the new name is made first, so a pending event always has
+    /// one).
+    fn move_marker(&self, from: &DueName, to: OffsetDateTime) -> Result<(), StoreError> {
+        let id = from.id.as_str();
+        if DueName::new(id, to).is_some_and(|name| name == *from) {
+            return Ok(());
+        }
+        self.link_marker(id, to)?;
+        self.remove_marker(from)
     }
 
     /// The ids of every event file after `cursor`, oldest first.
@@ -977,18 +1061,21 @@ impl Inner {
                 return Ok(claimed);
             }
             let mut synced = false;
-            let due = sorted_event_ids(
+            let due = sorted_due_names(
                 &self.outbox.due,
                 self.remembered.due_listed.load(Ordering::Relaxed),
             )?;
             self.remembered
                 .due_listed
                 .store(due.len(), Ordering::Relaxed);
+            let now_key = due_key(now);
             for name in due {
-                if claimed.len() >= limit {
+                // Markers sort by due time: from here on none is due (an event waiting for a later attempt is not
+                // read at every claim).
+                if claimed.len() >= limit || name.due > now_key {
                     break;
                 }
-                let id = name.as_str();
+                let id = name.id.as_str();
                 let read = match filed.remove(id) {
                     Some(file) => Ok(Some(file)),
                     None => self.read_event(id),
@@ -997,7 +1084,7 @@ impl Inner {
                     Ok(Some(file)) if file.is_pending() => file,
                     Ok(_) => {
                         // Delivered, failed or gone: a stale marker.
-                        self.remove_marker(id)?;
+                        self.remove_marker(&name)?;
                         continue;
                     }
                     Err(e @ StoreError::Corrupt { .. }) => {
@@ -1006,7 +1093,13 @@ impl Inner {
                     }
                     Err(e) => return Err(e),
                 };
-                if file.next_attempt_at > now || file.leased_until.is_some_and(|l| l > now) {
+                if file.next_attempt_at > now {
+                    // An early marker (a crash between the event's rewrite and its marker's move, or one made by
+                    // an earlier version): moved to the event's time.
+                    self.move_marker(&name, file.next_attempt_at)?;
+                    continue;
+                }
+                if file.leased_until.is_some_and(|l| l > now) {
                     continue;
                 }
                 file.leased_until = Some(until);
@@ -1063,6 +1156,7 @@ impl Inner {
         settlement: &Settlement,
     ) -> Result<bool, StoreError> {
         let id = file.event.id.clone();
+        let was_due = file.next_attempt_at;
         file.attempts = file.attempts.saturating_add(1);
         file.leased_until = None;
         match settlement {
@@ -1084,7 +1178,9 @@ impl Inner {
         }
         let synced = self.write_event(file)?;
         if !file.is_pending() {
-            self.remove_marker(&id)?;
+            self.remove_markers(&id, was_due)?;
+        } else if let Some(marker) = DueName::new(&id, was_due) {
+            self.move_marker(&marker, file.next_attempt_at)?;
         }
         Ok(synced)
     }
@@ -1138,8 +1234,9 @@ impl Inner {
             };
             // The marker first (durably: it is what a claimer finds), so a pending event always has one; a crash
             // before the event's rewrite leaves a stale marker, which the next claim removes.
-            self.link_marker(id)?;
+            self.link_marker(id, now)?;
             sync_dir(&self.outbox.due).map_err(|e| io_error("syncing the outbox", &e))?;
+            let was_due = file.is_pending().then_some(file.next_attempt_at);
             file.state = State::Pending;
             file.attempts = 0;
             file.next_attempt_at = now;
@@ -1149,6 +1246,10 @@ impl Inner {
             file.batch = None;
             self.write_event(&file)?;
             self.sync_events()?;
+            // A pending event's marker for its previous time is now an extra one.
+            if let Some(was_due) = was_due.filter(|at| due_key(*at) != due_key(now)) {
+                self.remove_markers(id, was_due)?;
+            }
             Ok(true)
         })
     }
@@ -1171,6 +1272,7 @@ impl Inner {
     fn purge_delivered(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
         self.with_outbox(|| {
             let mut purged = BTreeSet::new();
+            let mut purged_due = Vec::new();
             let mut batches = BTreeSet::new();
             self.scan_events(None, |file| {
                 if !file.is_pending() {
@@ -1179,6 +1281,7 @@ impl Inner {
                 }
                 if file.state == State::Delivered && file.delivered_at.is_some_and(|at| at < before)
                 {
+                    purged_due.push((file.event.id.clone(), file.next_attempt_at));
                     purged.insert(file.event.id);
                 }
                 Ok(true)
@@ -1192,10 +1295,11 @@ impl Inner {
                     self.drop_from_batch(write_id, kept, &purged)?;
                 }
             }
-            for id in &purged {
+            for (id, due) in &purged_due {
                 remove_if_present(&self.outbox.event_path(id))
                     .map_err(|e| io_error("removing a delivered event", &e))?;
-                self.remove_marker(id)?;
+                // Left only by a settlement stopped midway.
+                self.remove_markers(id, *due)?;
             }
             Ok(purged.len() as u64)
         })
@@ -1316,30 +1420,53 @@ mod tests {
     }
 
     #[test]
-    fn due_markers_are_listed_as_event_ids_only_sorted_as_their_names() {
+    fn due_markers_are_named_by_due_time_and_listed_in_its_order() {
         let dir = tempfile::tempdir().unwrap();
-        let ids = [
-            format!("evt_{}", "b".repeat(32)),
-            format!("evt_{}", "A".repeat(32)),
-            format!("evt_{}", "0".repeat(32)),
-        ];
-        for name in ids
+        let (a, b) = (
+            format!("evt_{}", "a".repeat(32)),
+            format!("evt_{}", "B".repeat(32)),
+        );
+        let at = |ms: i64| OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms);
+        let later = DueName::new(&a, at(2_000)).unwrap();
+        let sooner = DueName::new(&b, at(1_999)).unwrap();
+        assert_eq!(later.file_name(), format!("{:016x}.{a}", 2_000));
+        // An earlier version's marker (the id alone) is due at once; a time before 1970 is 0.
+        let legacy = DueName::parse(&b).unwrap();
+        assert!(legacy.legacy && legacy.due == 0);
+        assert_eq!(DueName::new(&a, at(-5)).unwrap().due, 0);
+        assert_eq!(
+            DueName::new(&a, at(1) - time::Duration::nanoseconds(1))
+                .unwrap()
+                .due,
+            0
+        );
+        for name in [later.file_name(), sooner.file_name(), legacy.file_name()]
             .iter()
             .map(String::as_str)
-            .chain([".tmp.x", "evt_short", "other"])
+            .chain([
+                ".tmp.x",
+                "evt_short",
+                "0000000000000001.evt_x",
+                "00000000000007D0.other",
+                "x.y",
+            ])
         {
             fs::write(dir.path().join(name), b"").unwrap();
         }
-        let listed: Vec<String> = sorted_event_ids(dir.path(), 0)
+        let listed: Vec<String> = sorted_due_names(dir.path(), 0)
             .unwrap()
             .iter()
-            .map(|n| n.as_str().to_owned())
+            .map(DueName::file_name)
             .collect();
-        let mut expected = ids.to_vec();
-        expected.sort();
-        assert_eq!(listed, expected);
+        assert_eq!(
+            listed,
+            [legacy.file_name(), sooner.file_name(), later.file_name()]
+        );
+        for name in &listed {
+            assert_eq!(DueName::parse(name).unwrap().file_name(), *name);
+        }
         assert!(
-            sorted_event_ids(&dir.path().join("gone"), 10)
+            sorted_due_names(&dir.path().join("gone"), 10)
                 .unwrap()
                 .is_empty()
         );

@@ -106,6 +106,8 @@ pub(crate) struct Inner {
     pub(crate) remembered: Remembered,
     /// How many times a credential file was opened for reading (for tests of the listing's cost).
     record_reads: AtomicU64,
+    /// How many times an outbox event file was opened for reading (for tests of what a claim reads).
+    pub(crate) event_reads: AtomicU64,
     /// When (unix seconds, of the callers' clock) the `jti` register is next swept for expired entries.
     pub(crate) next_jti_purge: AtomicI64,
 }
@@ -241,6 +243,7 @@ impl FileStore {
                 keys,
                 refresh_locks: Arc::default(),
                 record_reads: AtomicU64::new(0),
+                event_reads: AtomicU64::new(0),
                 writing: Mutex::default(),
                 remembered: Remembered::default(),
                 next_jti_purge: AtomicI64::new(i64::MIN),
@@ -277,6 +280,14 @@ impl FileStore {
     #[must_use]
     pub fn record_reads(&self) -> u64 {
         self.inner.record_reads.load(Ordering::Relaxed)
+    }
+
+    /// How many times this store (all its clones) opened an outbox event file for reading: a test hook to check
+    /// that a claim reads only the events that may be due.
+    #[cfg(feature = "testkit")]
+    #[must_use]
+    pub fn event_reads(&self) -> u64 {
+        self.inner.event_reads.load(Ordering::Relaxed)
     }
 
     /// Like [`CredentialStore::lock_user`], but returns `None` at once if another task or process holds the

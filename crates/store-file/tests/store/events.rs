@@ -46,6 +46,13 @@ async fn the_file_store_meets_the_event_contract() {
     .await;
 }
 
+/// The name of a new event's due marker: its creation time (when it is first due) in unix milliseconds, 16 hex
+/// digits, and its id.
+pub(crate) fn marker(event: &EventRecord) -> String {
+    let ms = event.created_at.unix_timestamp_nanos() / 1_000_000;
+    format!("{ms:016x}.{}", event.id)
+}
+
 /// The ids of every event in the store, oldest first.
 pub(crate) async fn all_event_ids(events: &dyn EventStore) -> Vec<String> {
     let mut ids = Vec::new();
@@ -105,7 +112,8 @@ async fn events_are_files_named_by_their_id_and_hold_no_token() {
     );
     assert_eq!(
         file_names(&outbox.join("due")),
-        [e1.id.clone(), e2.id.clone()]
+        [marker(&e1), marker(&e2)],
+        "named by due time"
     );
     let json: serde_json::Value = serde_json::from_slice(
         &std::fs::read(outbox.join("events").join(format!("{}.json", e1.id))).unwrap(),
@@ -129,7 +137,10 @@ async fn events_are_files_named_by_their_id_and_hold_no_token() {
     let inode = |path: &std::path::Path| {
         std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
     };
-    assert_eq!(inode(&outbox.join("due").join(&e1.id)), inode(&event_file));
+    assert_eq!(
+        inode(&outbox.join("due").join(marker(&e1))),
+        inode(&event_file)
+    );
     // A claim and a settlement rewrite the file in place (same inode, no temp file), and a delivered event leaves
     // the due markers.
     let claimed = store
@@ -150,10 +161,7 @@ async fn events_are_files_named_by_their_id_and_hold_no_token() {
         serde_json::from_slice(&std::fs::read(&event_file).unwrap()).unwrap();
     assert_eq!(settled["state"], "delivered");
     assert!(settled.get("leased_until").is_none(), "{settled}");
-    assert_eq!(
-        file_names(&outbox.join("due")),
-        std::slice::from_ref(&e2.id)
-    );
+    assert_eq!(file_names(&outbox.join("due")), [marker(&e2)]);
     assert!(
         file_names(&outbox).iter().all(|n| !n.starts_with(".tmp.")),
         "no temp file left"
@@ -359,7 +367,8 @@ async fn events_and_their_states_survive_reopening_the_store() {
         .into_iter()
         .map(|e| e.record.id)
         .collect();
-    assert_eq!(due, written[1..]);
+    // In the order they fell due (as on Postgres): the appended one, then the one retried an hour later.
+    assert_eq!(due, [written[2].clone(), written[1].clone()]);
 }
 
 /// What a power cut can do to the files the outbox writes without fsync, done by hand: `open` files the kept
@@ -385,7 +394,7 @@ async fn a_pending_event_whose_unsynced_file_a_power_cut_tore_or_lost_is_restore
     let event_file = |id: &str| outbox.join("events").join(format!("{id}.json"));
     std::fs::write(event_file(&torn.id), b"").unwrap();
     std::fs::remove_file(event_file(&lost.id)).unwrap();
-    std::fs::remove_file(outbox.join("due").join(&lost.id)).unwrap();
+    std::fs::remove_file(outbox.join("due").join(marker(&lost))).unwrap();
     let store = open(dir.path(), KEY_A);
     assert_eq!(store.counts().await.unwrap().pending, 3);
     for e in [&torn, &lost, &kept] {
@@ -550,6 +559,79 @@ async fn settling_releases_a_batch_by_the_ids_it_was_filed_with_without_reading_
         .unwrap();
     assert!(file_names(&filed).is_empty());
     assert_eq!(store.counts().await.unwrap().pending, 0);
+}
+
+#[tokio::test]
+async fn a_claim_reads_no_event_waiting_for_a_later_attempt_and_moves_an_early_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let events: Vec<EventRecord> = (0..20)
+        .map(|i| event("70", NOW + time::Duration::milliseconds(i)))
+        .collect();
+    store
+        .put_with(&canary_credential("70"), &events)
+        .await
+        .unwrap();
+    let claimed = claim_all(&store, 100).await;
+    assert_eq!(claimed.len(), 20);
+    let later = NOW + time::Duration::HOUR;
+    let retry = || Settlement::RetryAt {
+        at: later,
+        error: "HTTP 503".into(),
+    };
+    let outcomes: Vec<_> = claimed.iter().map(|id| (id.clone(), retry())).collect();
+    store.settle_all(&outcomes).await.unwrap();
+    let due = dir.path().join("outbox").join("due");
+    let at_later = |e: &EventRecord| {
+        let ms = later.unix_timestamp_nanos() / 1_000_000;
+        format!("{ms:016x}.{}", e.id)
+    };
+    let mut expected: Vec<String> = events.iter().map(at_later).collect();
+    expected.sort();
+    assert_eq!(
+        file_names(&due),
+        expected,
+        "each marker moved to the next attempt"
+    );
+    let halfway = NOW + time::Duration::minutes(30);
+    let reads = store.event_reads();
+    assert!(
+        store
+            .claim_due(halfway, time::Duration::MINUTE, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.event_reads(), reads, "no event file read");
+    // A marker left at the old time (a crash between the event's rewrite and the marker's move) is read once and
+    // moved.
+    std::fs::rename(due.join(at_later(&events[0])), due.join(marker(&events[0]))).unwrap();
+    for _ in 0..2 {
+        assert!(
+            store
+                .claim_due(halfway, time::Duration::MINUTE, 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.event_reads(), reads + 1);
+    }
+    assert_eq!(file_names(&due), expected);
+    // An earlier version's marker (the id alone) is read and moved the same way.
+    std::fs::rename(due.join(at_later(&events[1])), due.join(&events[1].id)).unwrap();
+    store
+        .claim_due(halfway, time::Duration::MINUTE, 100)
+        .await
+        .unwrap();
+    assert_eq!(file_names(&due), expected);
+    assert_eq!(
+        store
+            .claim_due(later, time::Duration::MINUTE, 100)
+            .await
+            .unwrap()
+            .len(),
+        20
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
