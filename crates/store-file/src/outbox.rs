@@ -13,10 +13,12 @@
 //!                           whose files were written without fsync
 //!   events/<event id>.json  one per event: the record, its state, attempts, next attempt, lease, last error, and
 //!                           the batch in `filed/` that holds a durable copy of it (if one does)
-//!   due/<due>.<event id>    one per pending event: a name only (a hard link to the event's file, so no inode is
+//!   due/t<bucket>/<due>.<event id>
+//!                           one per pending event: a name only (a hard link to the event's file, so no inode is
 //!                           allocated or freed for it; its content is never read); `<due>` is its next attempt
-//!                           in unix milliseconds, 16 hex digits, so a listing sorts by due time
-//!                           (`due/<event id>`: made by an earlier version, due at once)
+//!                           in unix milliseconds, 16 hex digits (names sort by due time), `<bucket>` that time's
+//!                           ~65 s bucket, 12 hex digits (see [`DueName`]; `due/<event id>` and `due/<due>.<event id>`:
+//!                           made by earlier versions)
 //!   .tmp.*                  a file being written under the outbox lock
 //! ```
 //!
@@ -60,8 +62,9 @@
 //! delivery is at least once) or, for an event delivered just before it, leave its file unreadable (it is logged and
 //! skipped; it was delivered).
 //!
-//! **Leases.** `claim_due` runs under the outbox lock: it lists the due markers (soonest due first, then by id)
-//! up to the first that is not due yet (events waiting for a later attempt are not read), reads each
+//! **Leases.** `claim_due` runs under the outbox lock: it lists the due markers of the buckets that have begun
+//! (soonest due first, then by id) up to the first that is not due yet (events waiting for a later attempt are not
+//! read, and those due after the current bucket not even listed), reads each
 //! event's file (not one that its own filing pass has just written: that one it has in memory; a marker of an event
 //! that is no longer pending is removed, one that is early — a crash between a settlement's rewrite and its
 //! marker's move — is moved to the event's time), skips those leased until after `now`, and writes the lease into
@@ -88,10 +91,10 @@ use time::OffsetDateTime;
 use crate::FileStore;
 use crate::failpoint;
 use crate::fsio::{
-    TMP_PREFIX, create_synced, create_unsynced, io_error, is_hex_digest, link_or_create_empty,
-    lock_exclusive, overwrite_in_place, random_hex, read_small, remove_if_present,
-    remove_temp_files, replace_file, sorted_names, stems_after, sync_dir, try_lock_exclusive,
-    write_atomic_in,
+    TMP_PREFIX, create_private_dir_once, create_synced, create_unsynced, io_error, is_hex_digest,
+    link_or_create_empty, lock_exclusive, overwrite_in_place, random_hex, read_small,
+    remove_if_present, remove_temp_files, replace_file, sorted_names, stems_after, sync_dir,
+    try_lock_exclusive, write_atomic_in,
 };
 use crate::record::RecordHead;
 use crate::store::Inner;
@@ -183,51 +186,87 @@ impl EventName {
     }
 }
 
-/// A due marker's name: `<due>.<event id>`, where `<due>` is the time the event is due at (its next attempt) as 16
-/// hex digits of unix milliseconds, so that the names sort by due time; or, written by an earlier version, the event
-/// id alone (`legacy`: due at once, the event's file decides).
+/// A due marker: `due/t<bucket>/<due>.<event id>`, where `<due>` is the time the event is due at (its next attempt)
+/// as 16 hex digits of unix milliseconds, so that names sort by due time, and `<bucket>` is that time's
+/// [`BUCKET_BITS`]-bit bucket (12 hex digits), so that a claim lists only the buckets that have begun: events
+/// waiting for a later attempt are not even listed. Markers at the top of `due/` are read too: `<due>.<event id>`
+/// (made by a build of 2026-12-06) and `<event id>` alone (`Legacy`, by an earlier version: due at once, the event's
+/// file decides).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct DueName {
     due: u64,
     id: EventName,
-    legacy: bool,
+    place: Place,
 }
+
+/// Where a due marker lives in `due/`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Place {
+    /// In the bucket directory `t<bucket>`.
+    Bucket(u64),
+    /// At the top, named `<due>.<event id>`.
+    Flat,
+    /// At the top, named by the event id alone.
+    Legacy,
+}
+
+/// The bits of a due time (milliseconds) below its bucket: a bucket spans ~65 s.
+const BUCKET_BITS: u32 = 16;
 
 impl DueName {
     fn new(id: &str, due: OffsetDateTime) -> Option<DueName> {
+        let due = due_key(due);
         Some(DueName {
-            due: due_key(due),
+            due,
             id: EventName::parse(id)?,
-            legacy: false,
+            place: Place::Bucket(due >> BUCKET_BITS),
         })
     }
 
-    fn parse(name: &str) -> Option<DueName> {
-        if let Some(id) = EventName::parse(name) {
+    /// A name at the top of `due/` (`Flat` or `Legacy`), or in bucket `bucket`.
+    fn parse(name: &str, bucket: Option<u64>) -> Option<DueName> {
+        if bucket.is_none()
+            && let Some(id) = EventName::parse(name)
+        {
             return Some(DueName {
                 due: 0,
                 id,
-                legacy: true,
+                place: Place::Legacy,
             });
         }
         let (due, id) = name.split_once('.')?;
-        if due.len() != 16 || !due.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return None;
-        }
         Some(DueName {
-            due: u64::from_str_radix(due, 16).ok()?,
+            due: parse_hex(due, 16)?,
             id: EventName::parse(id)?,
-            legacy: false,
+            place: bucket.map_or(Place::Flat, Place::Bucket),
         })
     }
 
-    fn file_name(&self) -> String {
-        if self.legacy {
-            self.id.as_str().to_owned()
-        } else {
-            format!("{:016x}.{}", self.due, self.id.as_str())
+    /// Its path below `due/`.
+    fn path(&self) -> String {
+        let id = self.id.as_str();
+        match self.place {
+            Place::Bucket(bucket) => format!("t{bucket:012x}/{:016x}.{id}", self.due),
+            Place::Flat => format!("{:016x}.{id}", self.due),
+            Place::Legacy => id.to_owned(),
         }
     }
+
+    /// Its bucket directory below `due/`, if it is in one.
+    fn bucket_dir(&self) -> Option<String> {
+        match self.place {
+            Place::Bucket(bucket) => Some(format!("t{bucket:012x}")),
+            Place::Flat | Place::Legacy => None,
+        }
+    }
+}
+
+/// `digits` lowercase hex digits, exactly.
+fn parse_hex(text: &str, digits: usize) -> Option<u64> {
+    if text.len() != digits || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    u64::from_str_radix(text, 16).ok()
 }
 
 /// A due marker's time key: unix milliseconds, rounded down (so a marker is never later than its event); times
@@ -236,18 +275,50 @@ fn due_key(at: OffsetDateTime) -> u64 {
     u64::try_from(at.unix_timestamp_nanos().div_euclid(1_000_000)).unwrap_or(0)
 }
 
-/// The due markers in `dir`, sorted by due time (then id); `expected` is how many there were last time (the
-/// buffer's first capacity: a listing of thousands of markers should not grow its buffer a dozen times).
-fn sorted_due_names(dir: &Path, expected: usize) -> Result<Vec<DueName>, StoreError> {
+/// The due markers in `dir` that may be due at `now_key` — those at its top, and those in every bucket that has
+/// begun — sorted by due time (then id). A bucket found empty is removed (a later marker makes it again; every
+/// caller holds the outbox lock). `expected` is how many there were last time (the buffer's first capacity: a
+/// listing of thousands of markers should not grow its buffer a dozen times).
+fn sorted_due_names(dir: &Path, now_key: u64, expected: usize) -> Result<Vec<DueName>, StoreError> {
+    let listing = |e: &std::io::Error| io_error("listing the due markers", e);
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_error("listing a store directory", &e)),
+        Err(e) => return Err(listing(&e)),
     };
     let mut names = Vec::with_capacity(expected.saturating_add(expected / 4).min(1 << 20));
     for entry in entries {
-        let entry = entry.map_err(|e| io_error("listing a store directory", &e))?;
-        names.extend(entry.file_name().to_str().and_then(DueName::parse));
+        let entry = entry.map_err(|e| listing(&e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let bucket = name.strip_prefix('t').and_then(|b| parse_hex(b, 12));
+        let Some(bucket) = bucket else {
+            names.extend(DueName::parse(&name, None));
+            continue;
+        };
+        if bucket > now_key >> BUCKET_BITS {
+            continue;
+        }
+        let before = names.len();
+        let inner = match fs::read_dir(entry.path()) {
+            Ok(inner) => inner,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(listing(&e)),
+        };
+        for marker in inner {
+            let marker = marker.map_err(|e| listing(&e))?;
+            names.extend(
+                marker
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| DueName::parse(n, Some(bucket))),
+            );
+        }
+        if names.len() == before {
+            // Not empty after all (something else in it), or gone: either way nothing to do.
+            let _ = fs::remove_dir(entry.path());
+        }
     }
     names.sort_unstable();
     Ok(names)
@@ -303,7 +374,7 @@ impl OutboxDirs {
     }
 
     fn due_path(&self, name: &DueName) -> PathBuf {
-        self.due.join(name.file_name())
+        self.due.join(name.path())
     }
 }
 
@@ -963,12 +1034,21 @@ impl Inner {
 
     /// Makes the due marker of event `id`, due at `due` (kept if there is one): a hard link to its file, or an empty
     /// file where linking fails.
-    fn link_marker(&self, id: &str, due: OffsetDateTime) -> Result<(), StoreError> {
+    /// Returns the marker's bucket directory (made if it was missing).
+    fn link_marker(&self, id: &str, due: OffsetDateTime) -> Result<Option<PathBuf>, StoreError> {
         let Some(name) = DueName::new(id, due) else {
-            return Ok(());
+            return Ok(None);
         };
-        link_or_create_empty(&self.outbox.event_path(id), &self.outbox.due_path(&name))
-            .map_err(|e| io_error("writing a due marker", &e))
+        let (event, marker) = (self.outbox.event_path(id), self.outbox.due_path(&name));
+        let bucket = name.bucket_dir().map(|dir| self.outbox.due.join(dir));
+        let linked = match link_or_create_empty(&event, &marker) {
+            Err(e) if e.kind() == ErrorKind::NotFound => bucket.as_ref().map_or(Err(e), |dir| {
+                create_private_dir_once(dir).and_then(|_| link_or_create_empty(&event, &marker))
+            }),
+            other => other,
+        };
+        linked.map_err(|e| io_error("writing a due marker", &e))?;
+        Ok(bucket)
     }
 
     fn remove_marker(&self, name: &DueName) -> Result<(), StoreError> {
@@ -976,16 +1056,13 @@ impl Inner {
             .map_err(|e| io_error("removing a due marker", &e))
     }
 
-    /// Removes the due marker of event `id` that was due at `due`, and one an earlier version may have made.
+    /// Removes the due marker of event `id` that was due at `due` (one at the top of `due/`, made by an earlier
+    /// build, is removed by the claim that finds it stale).
     fn remove_markers(&self, id: &str, due: OffsetDateTime) -> Result<(), StoreError> {
-        let Some(name) = DueName::new(id, due) else {
-            return Ok(());
-        };
-        self.remove_marker(&name)?;
-        self.remove_marker(&DueName {
-            legacy: true,
-            ..name
-        })
+        match DueName::new(id, due) {
+            Some(name) => self.remove_marker(&name),
+            None => Ok(()),
+        }
     }
 
     /// Moves the due marker named `from` to the time `to` (the new name is made first, so a pending event always has
@@ -1061,14 +1138,15 @@ impl Inner {
                 return Ok(claimed);
             }
             let mut synced = false;
+            let now_key = due_key(now);
             let due = sorted_due_names(
                 &self.outbox.due,
+                now_key,
                 self.remembered.due_listed.load(Ordering::Relaxed),
             )?;
             self.remembered
                 .due_listed
                 .store(due.len(), Ordering::Relaxed);
-            let now_key = due_key(now);
             for name in due {
                 // Markers sort by due time: from here on none is due (an event waiting for a later attempt is not
                 // read at every claim).
@@ -1234,7 +1312,9 @@ impl Inner {
             };
             // The marker first (durably: it is what a claimer finds), so a pending event always has one; a crash
             // before the event's rewrite leaves a stale marker, which the next claim removes.
-            self.link_marker(id, now)?;
+            if let Some(bucket) = self.link_marker(id, now)? {
+                sync_dir(&bucket).map_err(|e| io_error("syncing the outbox", &e))?;
+            }
             sync_dir(&self.outbox.due).map_err(|e| io_error("syncing the outbox", &e))?;
             let was_due = file.is_pending().then_some(file.next_attempt_at);
             file.state = State::Pending;
@@ -1420,19 +1500,28 @@ mod tests {
     }
 
     #[test]
-    fn due_markers_are_named_by_due_time_and_listed_in_its_order() {
+    fn due_markers_are_named_by_due_time_and_listed_in_its_order_from_the_buckets_that_began() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (
             format!("evt_{}", "a".repeat(32)),
             format!("evt_{}", "B".repeat(32)),
         );
         let at = |ms: i64| OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms);
+        let span = 1i64 << BUCKET_BITS;
         let later = DueName::new(&a, at(2_000)).unwrap();
         let sooner = DueName::new(&b, at(1_999)).unwrap();
-        assert_eq!(later.file_name(), format!("{:016x}.{a}", 2_000));
-        // An earlier version's marker (the id alone) is due at once; a time before 1970 is 0.
-        let legacy = DueName::parse(&b).unwrap();
-        assert!(legacy.legacy && legacy.due == 0);
+        let next_bucket = DueName::new(&b, at(span + 5)).unwrap();
+        assert_eq!(later.path(), format!("t{:012x}/{:016x}.{a}", 0, 2_000));
+        assert_eq!(
+            next_bucket.path(),
+            format!("t{:012x}/{:016x}.{b}", 1, span + 5)
+        );
+        // Markers of earlier builds: the event id alone (due at once), and `<due>.<id>` at the top.
+        let legacy = DueName::parse(&b, None).unwrap();
+        assert!(legacy.place == Place::Legacy && legacy.due == 0);
+        let flat = DueName::parse(&format!("{:016x}.{a}", 3_000), None).unwrap();
+        assert!(flat.place == Place::Flat && flat.due == 3_000);
+        // Times before 1970 are 0; a time is rounded down to its millisecond.
         assert_eq!(DueName::new(&a, at(-5)).unwrap().due, 0);
         assert_eq!(
             DueName::new(&a, at(1) - time::Duration::nanoseconds(1))
@@ -1440,33 +1529,54 @@ mod tests {
                 .due,
             0
         );
-        for name in [later.file_name(), sooner.file_name(), legacy.file_name()]
+        fs::create_dir_all(dir.path().join("t000000000000")).unwrap();
+        fs::create_dir_all(dir.path().join("t000000000001")).unwrap();
+        fs::create_dir_all(dir.path().join("t000000000002")).unwrap();
+        for name in [&later, &sooner, &next_bucket, &legacy, &flat]
             .iter()
-            .map(String::as_str)
-            .chain([
-                ".tmp.x",
-                "evt_short",
-                "0000000000000001.evt_x",
-                "00000000000007D0.other",
-                "x.y",
-            ])
+            .map(|n| n.path())
+            .chain(
+                [
+                    ".tmp.x",
+                    "evt_short",
+                    "0000000000000001.evt_x",
+                    "x.y",
+                    "t000000000000/junk",
+                ]
+                .map(str::to_owned),
+            )
         {
             fs::write(dir.path().join(name), b"").unwrap();
         }
-        let listed: Vec<String> = sorted_due_names(dir.path(), 0)
-            .unwrap()
-            .iter()
-            .map(DueName::file_name)
-            .collect();
+        let listed = |now: i64| -> Vec<String> {
+            sorted_due_names(dir.path(), due_key(at(now)), 0)
+                .unwrap()
+                .iter()
+                .map(DueName::path)
+                .collect()
+        };
+        // Before the second bucket begins, its markers are not listed.
         assert_eq!(
-            listed,
-            [legacy.file_name(), sooner.file_name(), later.file_name()]
+            listed(span - 1),
+            [legacy.path(), sooner.path(), later.path(), flat.path()]
         );
-        for name in &listed {
-            assert_eq!(DueName::parse(name).unwrap().file_name(), *name);
-        }
+        assert_eq!(
+            listed(span),
+            [
+                legacy.path(),
+                sooner.path(),
+                later.path(),
+                flat.path(),
+                next_bucket.path()
+            ]
+        );
+        assert!(dir.path().join("t000000000002").exists(), "not begun");
+        fs::remove_file(dir.path().join(next_bucket.path())).unwrap();
+        listed(span);
+        assert!(!dir.path().join("t000000000001").exists(), "empty: removed");
+        assert!(dir.path().join("t000000000000").exists(), "holds markers");
         assert!(
-            sorted_due_names(&dir.path().join("gone"), 10)
+            sorted_due_names(&dir.path().join("gone"), 0, 10)
                 .unwrap()
                 .is_empty()
         );

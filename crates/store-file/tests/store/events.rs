@@ -46,11 +46,34 @@ async fn the_file_store_meets_the_event_contract() {
     .await;
 }
 
-/// The name of a new event's due marker: its creation time (when it is first due) in unix milliseconds, 16 hex
-/// digits, and its id.
+/// The path below `due/` of the marker of an event due at `at`: its time bucket, then the time in unix milliseconds
+/// (16 hex digits) and the id.
+pub(crate) fn marker_at(event: &EventRecord, at: time::OffsetDateTime) -> String {
+    let ms = at.unix_timestamp_nanos() / 1_000_000;
+    format!("t{:012x}/{ms:016x}.{}", ms >> 16, event.id)
+}
+
+/// The marker of a new event (first due when it was made).
 pub(crate) fn marker(event: &EventRecord) -> String {
-    let ms = event.created_at.unix_timestamp_nanos() / 1_000_000;
-    format!("{ms:016x}.{}", event.id)
+    marker_at(event, event.created_at)
+}
+
+/// Every due marker below `due`, as paths below it, sorted.
+pub(crate) fn markers(due: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for name in file_names(due) {
+        if due.join(&name).is_dir() {
+            found.extend(
+                file_names(&due.join(&name))
+                    .into_iter()
+                    .map(|inner| format!("{name}/{inner}")),
+            );
+        } else {
+            found.push(name);
+        }
+    }
+    found.sort();
+    found
 }
 
 /// The ids of every event in the store, oldest first.
@@ -111,7 +134,7 @@ async fn events_are_files_named_by_their_id_and_hold_no_token() {
         [format!("{}.json", e1.id), format!("{}.json", e2.id)]
     );
     assert_eq!(
-        file_names(&outbox.join("due")),
+        markers(&outbox.join("due")),
         [marker(&e1), marker(&e2)],
         "named by due time"
     );
@@ -161,7 +184,7 @@ async fn events_are_files_named_by_their_id_and_hold_no_token() {
         serde_json::from_slice(&std::fs::read(&event_file).unwrap()).unwrap();
     assert_eq!(settled["state"], "delivered");
     assert!(settled.get("leased_until").is_none(), "{settled}");
-    assert_eq!(file_names(&outbox.join("due")), [marker(&e2)]);
+    assert_eq!(markers(&outbox.join("due")), [marker(&e2)]);
     assert!(
         file_names(&outbox).iter().all(|n| !n.starts_with(".tmp.")),
         "no temp file left"
@@ -582,14 +605,11 @@ async fn a_claim_reads_no_event_waiting_for_a_later_attempt_and_moves_an_early_m
     let outcomes: Vec<_> = claimed.iter().map(|id| (id.clone(), retry())).collect();
     store.settle_all(&outcomes).await.unwrap();
     let due = dir.path().join("outbox").join("due");
-    let at_later = |e: &EventRecord| {
-        let ms = later.unix_timestamp_nanos() / 1_000_000;
-        format!("{ms:016x}.{}", e.id)
-    };
+    let at_later = |e: &EventRecord| marker_at(e, later);
     let mut expected: Vec<String> = events.iter().map(at_later).collect();
     expected.sort();
     assert_eq!(
-        file_names(&due),
+        markers(&due),
         expected,
         "each marker moved to the next attempt"
     );
@@ -609,16 +629,17 @@ async fn a_claim_reads_no_event_waiting_for_a_later_attempt_and_moves_an_early_m
     assert_eq!(store.event_reads(), reads, "no event file read");
     // A marker left at the old time (a crash between the event's rewrite and the marker's move) is read once and
     // moved.
+    std::fs::create_dir_all(due.join(marker(&events[0])).parent().unwrap()).unwrap();
     std::fs::rename(due.join(at_later(&events[0])), due.join(marker(&events[0]))).unwrap();
     for _ in 0..2 {
         assert_eq!(claimed_halfway().await, 0);
         assert_eq!(store.event_reads(), reads + 1);
     }
-    assert_eq!(file_names(&due), expected);
+    assert_eq!(markers(&due), expected);
     // An earlier version's marker (the id alone) is read and moved the same way.
     std::fs::rename(due.join(at_later(&events[1])), due.join(&events[1].id)).unwrap();
     assert_eq!(claimed_halfway().await, 0);
-    assert_eq!(file_names(&due), expected);
+    assert_eq!(markers(&due), expected);
     assert_eq!(
         store
             .claim_due(later, time::Duration::MINUTE, 100)
