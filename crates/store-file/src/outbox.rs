@@ -78,6 +78,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use offline_access_domain::StoreError;
@@ -116,11 +117,15 @@ const EVENT_SUFFIX: &str = ".json";
 ///   batch of up to 64 events each time it asks whether the batch still holds one. A batch's events never change
 ///   but for purges, which only remove some: a remembered list may name more events than the batch holds now
 ///   (costing a read of an event file that is gone), never fewer. Batch names are random and never reused;
-/// - how many due markers the last claim listed (the next listing's first capacity).
+/// - how many due markers the last claim listed (the next listing's first capacity);
+/// - the counts of events by state as last scanned (every event file read), moved along with this process's own
+///   changes since, so that the metrics' sampling every few seconds does not read every event kept for a week;
+///   another process's changes show at the next scan, at most [`Remembered::RESCAN_COUNTS`] later.
 #[derive(Default)]
 pub(crate) struct Remembered {
     batch_ids: Mutex<HashMap<String, Arc<[EventName]>>>,
     due_listed: AtomicUsize,
+    counts: Mutex<Option<(EventCounts, Instant)>>,
 }
 
 impl Remembered {
@@ -154,11 +159,56 @@ impl Remembered {
         ids
     }
 
+    /// How long counts are moved along before every event is read again.
+    const RESCAN_COUNTS: Duration = Duration::from_secs(300);
+
+    /// The counts, if they were scanned less than [`Remembered::RESCAN_COUNTS`] ago.
+    fn counts(&self) -> Option<EventCounts> {
+        self.counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .filter(|(_, at)| at.elapsed() < Self::RESCAN_COUNTS)
+            .map(|(counts, _)| counts)
+    }
+
+    fn scanned(&self, counts: EventCounts) {
+        *self.counts.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((counts, Instant::now()));
+    }
+
+    /// Moves one event's count from state `from` to `to` (`None`: not there).
+    fn count(&self, from: Option<State>, to: Option<State>) {
+        if from == to {
+            return;
+        }
+        let mut guard = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some((counts, _)) = guard.as_mut() else {
+            return;
+        };
+        if let Some(state) = from {
+            let n = state_count(counts, state);
+            *n = n.saturating_sub(1);
+        }
+        if let Some(state) = to {
+            let n = state_count(counts, state);
+            *n = n.saturating_add(1);
+        }
+    }
+
     fn forget_batch(&self, write_id: &str) {
         self.batch_ids
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(write_id);
+    }
+}
+
+/// The count of `state` in `counts`.
+fn state_count(counts: &mut EventCounts, state: State) -> &mut u64 {
+    match state {
+        State::Pending => &mut counts.pending,
+        State::Delivered => &mut counts.delivered,
+        State::Failed => &mut counts.failed,
     }
 }
 
@@ -907,6 +957,7 @@ impl Inner {
         let file = match create_unsynced(&path, &encode_event(&fresh)?) {
             Ok(()) => {
                 failpoint::hit("outbox:event_created");
+                self.remembered.count(None, Some(State::Pending));
                 fresh
             }
             Err(e) if e.kind() == ErrorKind::AlreadyExists => match self.read_event(&id) {
@@ -915,12 +966,14 @@ impl Inner {
                 // the batch.
                 Err(StoreError::Corrupt { .. }) => {
                     self.write_event(&fresh)?;
+                    self.remembered.count(None, Some(State::Pending));
                     fresh
                 }
                 // Removed in between (only by hand: purges hold the outbox lock, as filing does): made again.
                 Ok(None) => {
                     create_unsynced(&path, &encode_event(&fresh)?)
                         .map_err(|e| io_error("writing an outbox event", &e))?;
+                    self.remembered.count(None, Some(State::Pending));
                     fresh
                 }
                 Err(e) => return Err(e),
@@ -1234,7 +1287,7 @@ impl Inner {
         settlement: &Settlement,
     ) -> Result<bool, StoreError> {
         let id = file.event.id.clone();
-        let was_due = file.next_attempt_at;
+        let (was_due, was) = (file.next_attempt_at, file.state);
         file.attempts = file.attempts.saturating_add(1);
         file.leased_until = None;
         match settlement {
@@ -1255,6 +1308,7 @@ impl Inner {
             }
         }
         let synced = self.write_event(file)?;
+        self.remembered.count(Some(was), Some(file.state));
         if !file.is_pending() {
             self.remove_markers(&id, was_due)?;
         } else if let Some(marker) = DueName::new(&id, was_due) {
@@ -1317,6 +1371,7 @@ impl Inner {
             }
             sync_dir(&self.outbox.due).map_err(|e| io_error("syncing the outbox", &e))?;
             let was_due = file.is_pending().then_some(file.next_attempt_at);
+            let was = file.state;
             file.state = State::Pending;
             file.attempts = 0;
             file.next_attempt_at = now;
@@ -1326,6 +1381,7 @@ impl Inner {
             file.batch = None;
             self.write_event(&file)?;
             self.sync_events()?;
+            self.remembered.count(Some(was), Some(State::Pending));
             // A pending event's marker for its previous time is now an extra one.
             if let Some(was_due) = was_due.filter(|at| due_key(*at) != due_key(now)) {
                 self.remove_markers(id, was_due)?;
@@ -1336,6 +1392,9 @@ impl Inner {
 
     fn counts(&self) -> Result<EventCounts, StoreError> {
         self.with_outbox(|| {
+            if let Some(counts) = self.remembered.counts() {
+                return Ok(counts);
+            }
             let mut counts = EventCounts::default();
             self.scan_events(None, |file| {
                 match file.state {
@@ -1345,6 +1404,7 @@ impl Inner {
                 }
                 Ok(true)
             })?;
+            self.remembered.scanned(counts);
             Ok(counts)
         })
     }
@@ -1378,6 +1438,7 @@ impl Inner {
             for (id, due) in &purged_due {
                 remove_if_present(&self.outbox.event_path(id))
                     .map_err(|e| io_error("removing a delivered event", &e))?;
+                self.remembered.count(Some(State::Delivered), None);
                 // Left only by a settlement stopped midway.
                 self.remove_markers(id, *due)?;
             }

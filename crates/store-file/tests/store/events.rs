@@ -650,6 +650,66 @@ async fn a_claim_reads_no_event_waiting_for_a_later_attempt_and_moves_an_early_m
     );
 }
 
+#[tokio::test]
+async fn counts_are_scanned_once_then_moved_along_with_the_store_s_own_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let events = [event("71", NOW), event("71", NOW + time::Duration::SECOND)];
+    store
+        .put_with(&canary_credential("71"), &events)
+        .await
+        .unwrap();
+    let count = |pending, delivered, failed| EventCounts {
+        pending,
+        delivered,
+        failed,
+    };
+    assert_eq!(store.counts().await.unwrap(), count(2, 0, 0));
+    let reads = store.event_reads();
+    assert_eq!(store.counts().await.unwrap(), count(2, 0, 0));
+    assert_eq!(store.event_reads(), reads, "not scanned again");
+    assert_eq!(claim_all(&store, 10).await.len(), 2);
+    store
+        .settle_all(&[
+            (events[0].id.clone(), Settlement::Delivered { at: NOW }),
+            (
+                events[1].id.clone(),
+                Settlement::Failed {
+                    error: "HTTP 410".into(),
+                },
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.counts().await.unwrap(), count(0, 1, 1));
+    assert!(store.replay(&events[1].id, NOW).await.unwrap());
+    assert_eq!(store.counts().await.unwrap(), count(1, 1, 0));
+    assert_eq!(
+        store
+            .purge_delivered(NOW + time::Duration::DAY)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.counts().await.unwrap(), count(1, 0, 0));
+    // A new event, filed by the count's own filing pass without a read.
+    store
+        .put_with(
+            &canary_credential("72"),
+            &[event("72", NOW + time::Duration::SECOND)],
+        )
+        .await
+        .unwrap();
+    let reads = store.event_reads();
+    assert_eq!(store.counts().await.unwrap(), count(2, 0, 0));
+    assert_eq!(store.event_reads(), reads);
+    // Another store on the directory scans at its first count.
+    assert_eq!(
+        open(dir.path(), KEY_A).counts().await.unwrap(),
+        count(2, 0, 0)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_stores_on_one_directory_claim_disjoint_events() {
     let dir = tempfile::tempdir().unwrap();
