@@ -366,7 +366,7 @@ fn sorted_due_names(dir: &Path, now_key: u64, expected: usize) -> Result<Vec<Due
             );
         }
         if names.len() == before {
-            // Not empty after all (something else in it), or gone: either way nothing to do.
+            // No marker in it: removed (this fails, harmlessly, if something else is in it).
             let _ = fs::remove_dir(entry.path());
         }
     }
