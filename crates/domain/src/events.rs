@@ -385,7 +385,7 @@ pub trait EventStore: Send + Sync {
     /// The store's.
     async fn append(&self, events: &[EventRecord]) -> Result<(), StoreError>;
 
-    /// Claims up to `limit` due events, oldest first (see the contract).
+    /// Claims up to `limit` due events, soonest due first, then oldest (see the contract).
     ///
     /// # Errors
     /// The store's.
