@@ -385,7 +385,8 @@ pub trait EventStore: Send + Sync {
     /// The store's.
     async fn append(&self, events: &[EventRecord]) -> Result<(), StoreError>;
 
-    /// Claims up to `limit` due events, soonest due first, then oldest (see the contract).
+    /// Claims up to `limit` due events (see the contract); the file and Postgres stores take the soonest due first,
+    /// then the oldest.
     ///
     /// # Errors
     /// The store's.
