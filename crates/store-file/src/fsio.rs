@@ -42,7 +42,12 @@ pub(crate) fn hex_sha256(value: &str) -> String {
 
 /// Whether `s` is a lower-case hex SHA-256 (a user hash, an index key, a `jti` digest): safe as a file name.
 pub(crate) fn is_hex_digest(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    is_lower_hex(s, 64)
+}
+
+/// Whether `s` is exactly `len` lower-case hex digits.
+pub(crate) fn is_lower_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// `bytes` random bytes from the system's CSPRNG, in hex.
@@ -393,22 +398,36 @@ pub(crate) fn sorted_names(
     dir: &Path,
     mut keep: impl FnMut(&str) -> bool,
 ) -> Result<Vec<String>, StoreError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_error("listing a store directory", &e)),
-    };
     let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| io_error("listing a store directory", &e))?;
-        if let Ok(name) = entry.file_name().into_string()
-            && keep(&name)
-        {
-            names.push(name);
+    each_name(dir, "listing a store directory", |name, _| {
+        if keep(name) {
+            names.push(name.to_owned());
         }
-    }
+        Ok(())
+    })?;
     names.sort_unstable();
     Ok(names)
+}
+
+/// Calls `each` with every UTF-8 name in `dir` and its entry, in the directory's order; an absent directory has
+/// none. `doing` names the listing in errors.
+pub(crate) fn each_name(
+    dir: &Path,
+    doing: &str,
+    mut each: impl FnMut(&str, &fs::DirEntry) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error(doing, &e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error(doing, &e))?;
+        if let Some(name) = entry.file_name().to_str() {
+            each(name, &entry)?;
+        }
+    }
+    Ok(())
 }
 
 /// The stems of the names `<stem><suffix>` in `dir` whose stem is `valid` and comes after `cursor`, sorted.

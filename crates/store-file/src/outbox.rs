@@ -92,10 +92,10 @@ use time::OffsetDateTime;
 use crate::FileStore;
 use crate::failpoint;
 use crate::fsio::{
-    TMP_PREFIX, create_private_dir_once, create_synced, create_unsynced, io_error, is_hex_digest,
-    link_or_create_empty, lock_exclusive, overwrite_in_place, random_hex, read_small,
-    remove_if_present, remove_temp_files, replace_file, sorted_names, stems_after, sync_dir,
-    try_lock_exclusive, write_atomic_in,
+    TMP_PREFIX, create_private_dir_once, create_synced, create_unsynced, each_name, io_error,
+    is_hex_digest, is_lower_hex, link_or_create_empty, lock_exclusive, overwrite_in_place,
+    random_hex, read_small, remove_if_present, remove_temp_files, replace_file, sorted_names,
+    stems_after, sync_dir, try_lock_exclusive, write_atomic_in,
 };
 use crate::record::RecordHead;
 use crate::store::Inner;
@@ -313,7 +313,7 @@ impl DueName {
 
 /// `digits` lowercase hex digits, exactly.
 fn parse_hex(text: &str, digits: usize) -> Option<u64> {
-    if text.len() != digits || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if !is_lower_hex(text, digits) {
         return None;
     }
     u64::from_str_radix(text, 16).ok()
@@ -330,46 +330,28 @@ fn due_key(at: OffsetDateTime) -> u64 {
 /// caller holds the outbox lock). `expected` is how many there were last time (the buffer's first capacity: a
 /// listing of thousands of markers should not grow its buffer a dozen times).
 fn sorted_due_names(dir: &Path, now_key: u64, expected: usize) -> Result<Vec<DueName>, StoreError> {
-    let listing = |e: &std::io::Error| io_error("listing the due markers", e);
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(listing(&e)),
-    };
+    const LISTING: &str = "listing the due markers";
     let mut names = Vec::with_capacity(expected.saturating_add(expected / 4).min(1 << 20));
-    for entry in entries {
-        let entry = entry.map_err(|e| listing(&e))?;
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        let bucket = name.strip_prefix('t').and_then(|b| parse_hex(b, 12));
-        let Some(bucket) = bucket else {
-            names.extend(DueName::parse(&name, None));
-            continue;
+    each_name(dir, LISTING, |name, entry| {
+        let Some(bucket) = name.strip_prefix('t').and_then(|b| parse_hex(b, 12)) else {
+            names.extend(DueName::parse(name, None));
+            return Ok(());
         };
         if bucket > now_key >> BUCKET_BITS {
-            continue;
+            return Ok(());
         }
         let before = names.len();
-        let inner = match fs::read_dir(entry.path()) {
-            Ok(inner) => inner,
-            Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(e) => return Err(listing(&e)),
-        };
-        for marker in inner {
-            let marker = marker.map_err(|e| listing(&e))?;
-            names.extend(
-                marker
-                    .file_name()
-                    .to_str()
-                    .and_then(|n| DueName::parse(n, Some(bucket))),
-            );
-        }
+        let path = entry.path();
+        each_name(&path, LISTING, |marker, _| {
+            names.extend(DueName::parse(marker, Some(bucket)));
+            Ok(())
+        })?;
         if names.len() == before {
             // No marker in it: removed (this fails, harmlessly, if something else is in it).
-            let _ = fs::remove_dir(entry.path());
+            let _ = fs::remove_dir(&path);
         }
-    }
+        Ok(())
+    })?;
     names.sort_unstable();
     Ok(names)
 }
