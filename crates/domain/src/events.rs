@@ -385,8 +385,8 @@ pub trait EventStore: Send + Sync {
     /// The store's.
     async fn append(&self, events: &[EventRecord]) -> Result<(), StoreError>;
 
-    /// Claims up to `limit` due events (see the contract); the file and Postgres stores take the soonest due first,
-    /// then the oldest.
+    /// Claims up to `limit` due events, leasing each to this claimer until `now + lease`: the soonest due first,
+    /// then by id (the contract's `claims_take_the_soonest_due_first_then_by_id`).
     ///
     /// # Errors
     /// The store's.

@@ -252,15 +252,21 @@ impl EventStore for MemoryStore {
         limit: usize,
     ) -> Result<Vec<OutboxEvent>, StoreError> {
         let mut records = self.records();
-        let mut claimed = Vec::new();
-        for entry in records.outbox.values_mut() {
-            if claimed.len() >= limit {
-                break;
-            }
-            if entry.event.state == DeliveryState::Pending
-                && entry.event.next_attempt_at <= now
-                && entry.leased_until.is_none_or(|until| until <= now)
-            {
+        // The order of both real stores: the soonest due first, then by id.
+        let mut due: Vec<(OffsetDateTime, String)> = records
+            .outbox
+            .iter()
+            .filter(|(_, entry)| {
+                entry.event.state == DeliveryState::Pending
+                    && entry.event.next_attempt_at <= now
+                    && entry.leased_until.is_none_or(|until| until <= now)
+            })
+            .map(|(id, entry)| (entry.event.next_attempt_at, id.clone()))
+            .collect();
+        due.sort_unstable();
+        let mut claimed = Vec::with_capacity(due.len().min(limit));
+        for (_, id) in due.into_iter().take(limit) {
+            if let Some(entry) = records.outbox.get_mut(&id) {
                 entry.leased_until = Some(now + lease);
                 claimed.push(entry.event.clone());
             }

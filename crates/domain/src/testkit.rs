@@ -26,7 +26,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::events::{
-    DeliveryState, Event, EventCounts, EventData, EventFilter, EventRecord, EventStore, Settlement,
+    DeliveryState, Event, EventCounts, EventData, EventFilter, EventRecord, EventStore,
+    OutboxEvent, Settlement,
 };
 use crate::risc::index_keys;
 use crate::{
@@ -622,6 +623,7 @@ where
     events_written_with_a_change_are_pending_and_due(fresh().await).await;
     a_conflicting_write_records_no_event(fresh().await).await;
     a_claimed_event_is_leased_to_one_claimer(fresh().await).await;
+    claims_take_the_soonest_due_first_then_by_id(fresh().await).await;
     settling_moves_an_event_through_its_states(fresh().await).await;
     settling_several_at_once_is_settling_each(fresh().await).await;
     events_list_oldest_first_by_page_and_filter(fresh().await).await;
@@ -749,6 +751,42 @@ pub async fn a_claimed_event_is_leased_to_one_claimer((_store, events): BothPort
         .await
         .unwrap();
     assert!(claimed.iter().all(|c| c.record.id != later.id));
+}
+
+/// `claim_due` takes the events that fell due soonest first, and among those due at the same time the lowest ids:
+/// an event waiting longest is never left behind by a `limit`.
+pub async fn claims_take_the_soonest_due_first_then_by_id((_store, events): BothPorts) {
+    let [a, b, c] = ["2251", "2252", "2253"].map(|sub| event(sub, NOW));
+    events
+        .append(&[a.clone(), b.clone(), c.clone()])
+        .await
+        .unwrap();
+    let lease = time::Duration::MINUTE;
+    let mut by_id = vec![a.id.clone(), b.id.clone(), c.id.clone()];
+    by_id.sort();
+    let ids = |claimed: Vec<OutboxEvent>| -> Vec<String> {
+        claimed.into_iter().map(|e| e.record.id).collect()
+    };
+    assert_eq!(ids(events.claim_due(NOW, lease, 10).await.unwrap()), by_id);
+    // `a` falls due last; `b` and `c` together, before it.
+    for (id, after) in [(&a.id, 20), (&b.id, 10), (&c.id, 10)] {
+        let settlement = Settlement::RetryAt {
+            at: NOW + time::Duration::seconds(after),
+            error: "HTTP 503".into(),
+        };
+        events.settle(id, &settlement).await.unwrap();
+    }
+    let mut b_and_c = vec![b.id.clone(), c.id.clone()];
+    b_and_c.sort();
+    let later = NOW + time::Duration::seconds(30);
+    assert_eq!(
+        ids(events.claim_due(later, lease, 2).await.unwrap()),
+        b_and_c
+    );
+    assert_eq!(
+        ids(events.claim_due(later, lease, 10).await.unwrap()),
+        vec![a.id.clone()]
+    );
 }
 
 /// `settle_all`: each outcome recorded as by `settle`; an unknown id is skipped, not an error.
