@@ -27,14 +27,16 @@ pub(crate) fn spawn_delivery(
         return Ok(false);
     };
     let target = webhook.describe();
+    let send_timeout = webhook.timeout;
     let sender =
         WebhookSender::new(webhook).map_err(|e| Failure::config(format!("webhooks: {e}")))?;
-    let delivery = Delivery::new(
+    let mut delivery = Delivery::new(
         Arc::clone(&events),
         Arc::new(sender),
         Arc::new(SystemClock),
         config.retry_schedule(),
     );
+    delivery.send_timeout = send_timeout;
     tracing::info!(webhook = %target, schedule = ?config.retry_schedule(), "delivering events to the webhook");
     tokio::spawn(async move { delivery.run(shutdown, observe).await });
     tokio::spawn(sample_counts(events));

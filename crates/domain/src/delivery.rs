@@ -95,8 +95,11 @@ pub struct Delivery {
     pub batch: usize,
     /// Concurrent sends per round (default 8).
     pub concurrency: usize,
-    /// How long a claim keeps other instances off an event (default 60 s; longer than a send's timeout).
+    /// How long a claim keeps other instances off an event at least (default 60 s); a round claims for longer
+    /// when its sends could outlast this (see [`Delivery::round_lease`]).
     pub lease: Duration,
+    /// The longest one send may take (the webhook sender's timeout; default 10 s).
+    pub send_timeout: Duration,
     /// How often the outbox is polled when it was empty (default 500 ms).
     pub poll_interval: Duration,
     /// How long delivered events are kept for `events list` (default 7 days).
@@ -110,6 +113,7 @@ impl std::fmt::Debug for Delivery {
             .field("batch", &self.batch)
             .field("concurrency", &self.concurrency)
             .field("lease", &self.lease)
+            .field("send_timeout", &self.send_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -131,6 +135,7 @@ impl Delivery {
             batch: 64,
             concurrency: 8,
             lease: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(10),
             poll_interval: Duration::from_millis(500),
             keep_delivered: Duration::from_secs(7 * 24 * 3600),
         }
@@ -145,7 +150,7 @@ impl Delivery {
     /// again (at least once, same id).
     pub async fn run_once(&self) -> Result<Round, StoreError> {
         let now = self.clock.now();
-        let lease = time::Duration::try_from(self.lease).unwrap_or(time::Duration::MINUTE);
+        let lease = time::Duration::try_from(self.round_lease()).unwrap_or(time::Duration::MINUTE);
         let claimed = self.events.claim_due(now, lease, self.batch).await?;
         let mut round = Round {
             claimed: claimed.len(),
@@ -170,6 +175,18 @@ impl Delivery {
             }
         }
         Ok(round)
+    }
+
+    /// The lease a round claims its events with: [`Delivery::lease`], or longer when the round's sends could
+    /// outlast it. A round of `batch` events sent `concurrency` at a time is `batch / concurrency` waves (rounded
+    /// up) of at most `send_timeout` each; one more covers the claim and the settling. An event whose lease ran out
+    /// while it waited for its turn would be claimed and sent by a second instance too (defaults: 64 events, 8 at a
+    /// time, 10 s: 90 s).
+    #[must_use]
+    pub fn round_lease(&self) -> Duration {
+        let waves = self.batch.max(1).div_ceil(self.concurrency.max(1));
+        let waves = u32::try_from(waves.saturating_add(1)).unwrap_or(u32::MAX);
+        self.lease.max(self.send_timeout.saturating_mul(waves))
     }
 
     /// Sends one event: its id, what to record, and (delivered) its latency from creation.
@@ -358,6 +375,49 @@ mod tests {
                 .flatten()
                 .all(|(_, s)| *s == Settlement::Delivered { at: START })
         );
+    }
+
+    #[test]
+    fn a_round_claims_for_longer_than_its_sends_can_take() {
+        let mut delivery = Delivery::new(
+            Arc::new(MemoryStore::new()),
+            Arc::new(Receiver::default()),
+            Arc::new(ManualClock::new(START)),
+            RetrySchedule::default(),
+        );
+        // 64 events, 8 at a time: 8 waves of up to 10 s, and one more.
+        assert_eq!(delivery.round_lease(), Duration::from_secs(90));
+        delivery.send_timeout = Duration::from_secs(30);
+        assert_eq!(delivery.round_lease(), Duration::from_secs(270));
+        // One wave of short sends: the configured lease.
+        delivery.concurrency = 64;
+        delivery.send_timeout = Duration::from_secs(5);
+        assert_eq!(delivery.round_lease(), Duration::from_secs(60));
+        delivery.concurrency = 0;
+        delivery.batch = 0;
+        delivery.send_timeout = Duration::MAX;
+        assert_eq!(
+            delivery.round_lease(),
+            Duration::MAX,
+            "saturates, never panics"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_round_claims_with_its_round_lease() {
+        let mut store = crate::events::MockEventStore::new();
+        store
+            .expect_claim_due()
+            .withf(|_, lease, limit| *lease == time::Duration::seconds(90) && *limit == 64)
+            .times(1)
+            .returning(|_, _, _| Ok(Vec::new()));
+        let delivery = Delivery::new(
+            Arc::new(store),
+            Arc::new(Receiver::default()),
+            Arc::new(ManualClock::new(START)),
+            RetrySchedule::default(),
+        );
+        assert_eq!(delivery.run_once().await.unwrap().claimed, 0);
     }
 
     #[tokio::test]
