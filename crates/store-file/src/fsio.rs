@@ -235,10 +235,22 @@ pub(crate) fn replace_file(
     target: &Path,
     bytes: &[u8],
 ) -> io::Result<()> {
+    replace_file_after(tmp_dir, tag, target, bytes, || Ok(()))
+}
+
+/// [`replace_file`], running `before_rename` once the temp file is synced and before it is renamed (a failure there
+/// removes the temp file and leaves `target` untouched).
+fn replace_file_after(
+    tmp_dir: &Path,
+    tag: &str,
+    target: &Path,
+    bytes: &[u8],
+    before_rename: impl FnOnce() -> io::Result<()>,
+) -> io::Result<()> {
     let tmp = tmp_dir.join(format!("{TMP_PREFIX}{tag}.{}", random_hex_io(8)?));
     create_synced(&tmp, bytes)?;
     crate::failpoint::hit("atomic:temp_synced");
-    if let Err(e) = fs::rename(&tmp, target) {
+    if let Err(e) = before_rename().and_then(|()| fs::rename(&tmp, target)) {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
@@ -254,26 +266,31 @@ pub(crate) fn write_atomic_in(
     target: &Path,
     bytes: &[u8],
 ) -> io::Result<()> {
-    write_atomic_then(dir, tag, target, bytes, || sync_dir(dir))
+    write_atomic_then(dir, tag, target, bytes, || Ok(()), || sync_dir(dir))
 }
 
-/// As [`write_atomic_in`], with the directory's sync shared with concurrent writers ([`DirSync`]).
+/// As [`write_atomic_in`], with the directory's sync shared with concurrent writers ([`DirSync`]), and
+/// `before_rename` run once the temp file is synced (see [`replace_file_after`]): a write that must make other
+/// names durable before its own lands syncs them there, after the temp file's sync — which on a journaled file
+/// system has already committed them, so their syncs find nothing left to write.
 pub(crate) fn write_atomic_grouped(
     dir: &Path,
     sync: &DirSync,
     tag: &str,
     target: &Path,
     bytes: &[u8],
+    before_rename: impl FnOnce() -> io::Result<()>,
 ) -> io::Result<()> {
-    write_atomic_then(dir, tag, target, bytes, || sync.sync())
+    write_atomic_then(dir, tag, target, bytes, before_rename, || sync.sync())
 }
 
 /// As [`write_atomic_grouped`], and the temp file also gets the name `link` (a hard link; a synced copy where
 /// linking fails), made durable by `link_sync` **before** the rename: whenever `target` holds the new bytes, so does
 /// `link`. The link is made before the temp file's `fdatasync`, so on a journaled file system that sync commits it
 /// too and `link_sync` finds nothing left to write (a power cut before the sync may leave `link` torn, but then the
-/// rename never happened). A failure before the rename removes the temp file and `link`; after it, `link` is left
-/// for the caller to settle (the write may have landed).
+/// rename never happened). `before_rename` runs after that, as in [`write_atomic_grouped`]. A failure before the
+/// rename removes the temp file and `link`; after it, `link` is left for the caller to settle (the write may have
+/// landed).
 pub(crate) fn write_atomic_linked(
     dir: &Path,
     sync: &DirSync,
@@ -281,6 +298,7 @@ pub(crate) fn write_atomic_linked(
     bytes: &[u8],
     link: &Path,
     link_sync: &DirSync,
+    before_rename: impl FnOnce() -> io::Result<()>,
 ) -> io::Result<()> {
     let tmp = dir.join(format!("{TMP_PREFIX}{}", random_hex_io(8)?));
     let mut file = private_file_options()
@@ -303,6 +321,7 @@ pub(crate) fn write_atomic_linked(
         crate::failpoint::hit("atomic:temp_synced");
         link_sync.sync()?;
         crate::failpoint::hit("tentative:durable");
+        before_rename()?;
         fs::rename(&tmp, target)
     })();
     drop(file);
@@ -319,15 +338,16 @@ pub(crate) fn write_atomic_linked(
     Ok(())
 }
 
-/// [`replace_file`] in `dir`, then `sync_dir` (which makes the rename durable).
+/// [`replace_file_after`] in `dir`, then `sync_dir` (which makes the rename durable).
 fn write_atomic_then(
     dir: &Path,
     tag: &str,
     target: &Path,
     bytes: &[u8],
+    before_rename: impl FnOnce() -> io::Result<()>,
     sync_dir: impl FnOnce() -> io::Result<()>,
 ) -> io::Result<()> {
-    replace_file(dir, tag, target, bytes)?;
+    replace_file_after(dir, tag, target, bytes, before_rename)?;
     sync_dir()?;
     crate::failpoint::hit("atomic:durable");
     Ok(())
@@ -502,6 +522,54 @@ mod tests {
                 .kind(),
             ErrorKind::NotFound
         );
+    }
+
+    /// The names in `dir`, sorted.
+    fn names_in(dir: &Path) -> Vec<String> {
+        sorted_names(dir, |_| true).unwrap()
+    }
+
+    #[test]
+    fn before_rename_runs_after_the_temp_file_is_whole_and_before_the_target_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let sync = DirSync::open(dir.path()).unwrap();
+        let target = dir.path().join("user.json");
+        fs::write(&target, b"old").unwrap();
+        let linked = dir.path().join("linked");
+        for with_link in [false, true] {
+            let seen = std::cell::RefCell::new(Vec::new());
+            let look = || {
+                // The target is still the old file; the temp file holds the new bytes.
+                let temps: Vec<Vec<u8>> = names_in(dir.path())
+                    .iter()
+                    .filter(|n| n.starts_with(TMP_PREFIX))
+                    .map(|n| fs::read(dir.path().join(n)).unwrap())
+                    .collect();
+                seen.borrow_mut().push((fs::read(&target).unwrap(), temps));
+                Ok(())
+            };
+            if with_link {
+                write_atomic_linked(dir.path(), &sync, &target, b"new", &linked, &sync, look)
+                    .unwrap();
+                fs::remove_file(&linked).unwrap();
+            } else {
+                write_atomic_grouped(dir.path(), &sync, "t", &target, b"new", look).unwrap();
+            }
+            assert_eq!(
+                seen.into_inner(),
+                vec![(b"old".to_vec(), vec![b"new".to_vec()])]
+            );
+            assert_eq!(fs::read(&target).unwrap(), b"new");
+            fs::write(&target, b"old").unwrap();
+        }
+        // A failure there leaves the target as it was and no temp file (nor link).
+        let fail = || Err(io::Error::other("the index could not be synced"));
+        assert!(write_atomic_grouped(dir.path(), &sync, "t", &target, b"new", fail).is_err());
+        assert!(
+            write_atomic_linked(dir.path(), &sync, &target, b"new", &linked, &sync, fail).is_err()
+        );
+        assert_eq!(fs::read(&target).unwrap(), b"old");
+        assert_eq!(names_in(dir.path()), ["user.json"]);
     }
 
     #[cfg(unix)]

@@ -50,7 +50,7 @@ const SHARDS: [&str; 16] = [
 ];
 
 /// The shard of `key` (a validated hex digest): its first hex digit's position in [`SHARDS`].
-fn shard_index(key: &str) -> usize {
+pub(crate) fn shard_index(key: &str) -> usize {
     key.bytes()
         .next()
         .and_then(|b| (b as char).to_digit(16))

@@ -23,6 +23,7 @@ use crate::fsio::{
     stems_after, sync_dir, try_lock_exclusive, write_atomic_grouped, write_atomic_in,
     write_atomic_linked,
 };
+use crate::index::shard_index;
 use crate::keyed::{KeyedGuard, KeyedMutex};
 use crate::outbox::{BatchOp, OutboxDirs, Remembered, StoredEvent, check_event_ids};
 use crate::record::{Record, RecordHead};
@@ -559,7 +560,12 @@ impl Inner {
             .filter(|k| !old_keys.as_ref().is_some_and(|old| old.contains(*k)))
             .cloned()
             .collect();
-        self.add_index_entries(&hash, &added, true)?;
+        // Made now and synced just before the record's rename (`write_record`): on a journaled file system the
+        // record's own sync commits them, so their directories' syncs find nothing left to write.
+        self.add_index_entries(&hash, &added, false)?;
+        let mut shards: Vec<usize> = added.iter().map(|key| shard_index(key)).collect();
+        shards.sort_unstable();
+        shards.dedup();
         // With events, the record carries them and its write id, and `outbox/tentative/<hash>` is a second name
         // of its file (see the outbox's documentation).
         let write_id = if events.is_empty() {
@@ -572,7 +578,14 @@ impl Inner {
             if next.is_forgotten() {
                 self.mark_pending(&hash)?;
             }
-            self.write_record(&hash, &next, Some(keys.clone()), write_id.clone(), events)
+            self.write_record(
+                &hash,
+                &next,
+                Some(keys.clone()),
+                write_id.clone(),
+                events,
+                &shards,
+            )
         })();
         if let Err(e) = written {
             self.settle_tentative_after_failure(&hash, write_id.as_deref());
@@ -609,6 +622,7 @@ impl Inner {
         token_index: Option<Vec<String>>,
         write_id: Option<String>,
         events: &[EventRecord],
+        index_shards: &[usize],
     ) -> Result<(), StoreError> {
         let mut record = Record::seal(credential, &self.keys)
             .map_err(|e| StoreError::Other(format!("sealing the credential: {e}")))?;
@@ -620,8 +634,15 @@ impl Inner {
         }
         let bytes = serde_json::to_vec_pretty(&record)
             .map_err(|e| StoreError::Other(format!("encoding the credential: {e}")))?;
+        // The new index entries are durable before the record that holds their token is.
+        let sync_index = || {
+            index_shards
+                .iter()
+                .filter_map(|&shard| self.index_shards.get(shard))
+                .try_for_each(DirSync::sync)
+        };
         if !with_events {
-            return self.write_atomic(hash, &bytes);
+            return self.write_atomic(hash, &bytes, sync_index);
         }
         write_atomic_linked(
             &self.credentials,
@@ -630,19 +651,26 @@ impl Inner {
             &bytes,
             &self.outbox.tentative_dir().join(hash),
             &self.tentative_sync,
+            sync_index,
         )
         .map_err(|e| io_error("writing a credential file with its events", &e))
     }
 
-    /// Temp file (`O_EXCL`, 0600) in the same directory, write, fsync, rename over the user's file, fsync the
-    /// directory. On any failure before the rename the temp file is removed and the old file is untouched.
-    fn write_atomic(&self, hash: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    /// Temp file (`O_EXCL`, 0600) in the same directory, write, fsync, `before_rename`, rename over the user's file,
+    /// fsync the directory. On any failure before the rename the temp file is removed and the old file is untouched.
+    fn write_atomic(
+        &self,
+        hash: &str,
+        bytes: &[u8],
+        before_rename: impl FnOnce() -> std::io::Result<()>,
+    ) -> Result<(), StoreError> {
         write_atomic_grouped(
             &self.credentials,
             &self.credentials_sync,
             hash,
             &self.credential_path(hash),
             bytes,
+            before_rename,
         )
         .map_err(|e| io_error("writing a credential file", &e))
     }
@@ -844,7 +872,14 @@ impl Inner {
         }
         let credential = self.open_record(&record)?;
         // Its events (if any) were settled by `lock_for_write`: the write id is of no more use.
-        self.write_record(hash, &credential, record.token_index.clone(), None, &[])?;
+        self.write_record(
+            hash,
+            &credential,
+            record.token_index.clone(),
+            None,
+            &[],
+            &[],
+        )?;
         Ok(true)
     }
 
@@ -1092,7 +1127,10 @@ mod tests {
         let target = store.inner.credential_path(&hash);
         fs::create_dir(&target).unwrap();
         fs::write(target.join("keep"), b"old").unwrap();
-        let err = store.inner.write_atomic(&hash, b"{}").unwrap_err();
+        let err = store
+            .inner
+            .write_atomic(&hash, b"{}", || Ok(()))
+            .unwrap_err();
         assert!(matches!(err, StoreError::Other(_)), "{err}");
         assert_eq!(fs::read(target.join("keep")).unwrap(), b"old");
         let mut names: Vec<_> = fs::read_dir(&store.inner.credentials)
