@@ -50,7 +50,7 @@ const SHARDS: [&str; 16] = [
 ];
 
 /// The shard of `key` (a validated hex digest): its first hex digit's position in [`SHARDS`].
-pub(crate) fn shard_index(key: &str) -> usize {
+fn shard_index(key: &str) -> usize {
     key.bytes()
         .next()
         .and_then(|b| (b as char).to_digit(16))
@@ -79,14 +79,8 @@ pub(crate) fn open_index_shards(tokens: &Path) -> Result<Vec<DirSync>, StoreErro
 }
 
 impl Inner {
-    /// Creates the user's entries for `keys`; with `durable`, syncs the shards they are in (shared with
-    /// concurrent writes).
-    pub(crate) fn add_index_entries(
-        &self,
-        hash: &str,
-        keys: &[String],
-        durable: bool,
-    ) -> Result<(), StoreError> {
+    /// Creates the user's entries for `keys` (not synced: see [`Inner::sync_index_shards`]).
+    pub(crate) fn add_index_entries(&self, hash: &str, keys: &[String]) -> Result<(), StoreError> {
         let fail = |e: &std::io::Error| io_error("writing the refresh-token index", e);
         let like = self.write_lock_path(hash);
         for key in keys {
@@ -97,13 +91,19 @@ impl Inner {
             }
             let entry = shard_of(&self.tokens, key).join(format!("{key}.{hash}"));
             link_or_create_empty(&like, &entry).map_err(|e| fail(&e))?;
-            if durable {
-                self.index_shards[shard_index(key)]
-                    .sync()
-                    .map_err(|e| fail(&e))?;
-            }
         }
         Ok(())
+    }
+
+    /// Syncs the shards that the entries for `keys` are in, each once (shared with concurrent writes).
+    pub(crate) fn sync_index_shards(&self, keys: &[String]) -> std::io::Result<()> {
+        let mut shards: Vec<usize> = keys.iter().map(|key| shard_index(key)).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        shards
+            .into_iter()
+            .filter_map(|shard| self.index_shards.get(shard))
+            .try_for_each(DirSync::sync)
     }
 
     /// Removes the user's entries for `keys`. Failures are logged: a stale entry is harmless.
@@ -173,7 +173,7 @@ impl Inner {
             };
             if let Some(keys) = found.token_index {
                 // A stale entry (the token changing meanwhile) is harmless.
-                self.add_index_entries(&hash, &keys, false)?;
+                self.add_index_entries(&hash, &keys)?;
                 indexed += 1;
                 continue;
             }
@@ -196,7 +196,7 @@ impl Inner {
             });
             match keys {
                 Ok(keys) => {
-                    self.add_index_entries(&hash, &keys, false)?;
+                    self.add_index_entries(&hash, &keys)?;
                     indexed += 1;
                 }
                 Err(e) => {

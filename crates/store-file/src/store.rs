@@ -23,7 +23,6 @@ use crate::fsio::{
     stems_after, sync_dir, try_lock_exclusive, write_atomic_grouped, write_atomic_in,
     write_atomic_linked,
 };
-use crate::index::shard_index;
 use crate::keyed::{KeyedGuard, KeyedMutex};
 use crate::outbox::{BatchOp, OutboxDirs, Remembered, StoredEvent, check_event_ids};
 use crate::record::{Record, RecordHead};
@@ -562,10 +561,7 @@ impl Inner {
             .collect();
         // Made now and synced just before the record's rename (`write_record`): on a journaled file system the
         // record's own sync commits them, so their directories' syncs find nothing left to write.
-        self.add_index_entries(&hash, &added, false)?;
-        let mut shards: Vec<usize> = added.iter().map(|key| shard_index(key)).collect();
-        shards.sort_unstable();
-        shards.dedup();
+        self.add_index_entries(&hash, &added)?;
         // With events, the record carries them and its write id, and `outbox/tentative/<hash>` is a second name
         // of its file (see the outbox's documentation).
         let write_id = if events.is_empty() {
@@ -584,7 +580,7 @@ impl Inner {
                 Some(keys.clone()),
                 write_id.clone(),
                 events,
-                &shards,
+                &added,
             )
         })();
         if let Err(e) = written {
@@ -614,7 +610,8 @@ impl Inner {
 
     /// Seals and writes a credential as it is (the caller holds the write lock), with its index keys and, when the
     /// write has events, its id and the events (the file then also becomes `outbox/tentative/<hash>`, durably,
-    /// before it replaces the record).
+    /// before it replaces the record). The shards of `new_index_keys` (entries just made) are synced before the
+    /// rename, after the temp file's own sync.
     fn write_record(
         &self,
         hash: &str,
@@ -622,7 +619,7 @@ impl Inner {
         token_index: Option<Vec<String>>,
         write_id: Option<String>,
         events: &[EventRecord],
-        index_shards: &[usize],
+        new_index_keys: &[String],
     ) -> Result<(), StoreError> {
         let mut record = Record::seal(credential, &self.keys)
             .map_err(|e| StoreError::Other(format!("sealing the credential: {e}")))?;
@@ -635,12 +632,7 @@ impl Inner {
         let bytes = serde_json::to_vec_pretty(&record)
             .map_err(|e| StoreError::Other(format!("encoding the credential: {e}")))?;
         // The new index entries are durable before the record that holds their token is.
-        let sync_index = || {
-            index_shards
-                .iter()
-                .filter_map(|&shard| self.index_shards.get(shard))
-                .try_for_each(DirSync::sync)
-        };
+        let sync_index = || self.sync_index_shards(new_index_keys);
         if !with_events {
             return self.write_atomic(hash, &bytes, sync_index);
         }
