@@ -934,34 +934,36 @@ impl Inner {
         let id = event.id.clone();
         let path = self.outbox.event_path(&id);
         let fresh = EventFile::new(event, write_id);
+        let bytes = encode_event(&fresh)?;
         // Created in place (no temp file, no rename), exclusively: a crash midway leaves a torn file while the batch
         // is still there to repair it (below) when it is filed again.
-        let file = match create_unsynced(&path, &encode_event(&fresh)?) {
+        let existing = match create_unsynced(&path, &bytes) {
             Ok(()) => {
                 failpoint::hit("outbox:event_created");
-                self.remembered.count(None, Some(State::Pending));
-                fresh
+                None
             }
             Err(e) if e.kind() == ErrorKind::AlreadyExists => match self.read_event(&id) {
-                Ok(Some(existing)) => existing,
+                Ok(Some(existing)) => Some(existing),
                 // A torn file (a crash while creating it, a power cut after an unsynced write) is repaired from
                 // the batch.
                 Err(StoreError::Corrupt { .. }) => {
                     self.write_event(&fresh)?;
-                    self.remembered.count(None, Some(State::Pending));
-                    fresh
+                    None
                 }
                 // Removed in between (only by hand: purges hold the outbox lock, as filing does): made again.
                 Ok(None) => {
-                    create_unsynced(&path, &encode_event(&fresh)?)
+                    create_unsynced(&path, &bytes)
                         .map_err(|e| io_error("writing an outbox event", &e))?;
-                    self.remembered.count(None, Some(State::Pending));
-                    fresh
+                    None
                 }
                 Err(e) => return Err(e),
             },
             Err(e) => return Err(io_error("writing an outbox event", &e)),
         };
+        let file = existing.unwrap_or_else(|| {
+            self.remembered.count(None, Some(State::Pending));
+            fresh
+        });
         if file.is_pending() {
             self.link_marker(&id, file.next_attempt_at)?;
         }
@@ -1093,7 +1095,7 @@ impl Inner {
 
     /// Removes the due marker of event `id` that was due at `due` (one at the top of `due/`, made by an earlier
     /// build, is removed by the claim that finds it stale).
-    fn remove_markers(&self, id: &str, due: OffsetDateTime) -> Result<(), StoreError> {
+    fn remove_marker_of(&self, id: &str, due: OffsetDateTime) -> Result<(), StoreError> {
         match DueName::new(id, due) {
             Some(name) => self.remove_marker(&name),
             None => Ok(()),
@@ -1292,7 +1294,7 @@ impl Inner {
         let synced = self.write_event(file)?;
         self.remembered.count(Some(was), Some(file.state));
         if !file.is_pending() {
-            self.remove_markers(&id, was_due)?;
+            self.remove_marker_of(&id, was_due)?;
         } else if let Some(marker) = DueName::new(&id, was_due) {
             self.move_marker(&marker, file.next_attempt_at)?;
         }
@@ -1366,7 +1368,7 @@ impl Inner {
             self.remembered.count(Some(was), Some(State::Pending));
             // A pending event's marker for its previous time is now an extra one.
             if let Some(was_due) = was_due.filter(|at| due_key(*at) != due_key(now)) {
-                self.remove_markers(id, was_due)?;
+                self.remove_marker_of(id, was_due)?;
             }
             Ok(true)
         })
@@ -1422,7 +1424,7 @@ impl Inner {
                     .map_err(|e| io_error("removing a delivered event", &e))?;
                 self.remembered.count(Some(State::Delivered), None);
                 // Left only by a settlement stopped midway.
-                self.remove_markers(id, *due)?;
+                self.remove_marker_of(id, *due)?;
             }
             Ok(purged.len() as u64)
         })
