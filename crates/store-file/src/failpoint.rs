@@ -12,8 +12,12 @@
 //! - `delete:removed`, `delete:durable`: `delete` removed the credential file; synced its directory;
 //! - `write:confirmed`: the tentative events were renamed into `outbox/incoming/`;
 //! - `write:done`: the write's clean-up is done, it is about to return;
-//! - `outbox:event_filed`, `outbox:batch_filed`: filing an incoming batch wrote one event (file and due marker);
-//!   wrote all of them and synced their directories, before removing the batch.
+//! - `outbox:records_batched`: filing wrote the events of incoming records into a new batch, synced and named,
+//!   before removing the records' names; `outbox:batch_filed`: a batch is filed, named and held;
+//! - `outbox:event_created`, `outbox:event_filed`: `open` filed a batch's event as a file (created; with its due
+//!   marker);
+//! - `outbox:event_settled`: settling created a held event's file with its outcome; `outbox:event_written`: it
+//!   rewrote an event file; `outbox:settled`: every outcome of the step is written.
 
 #[cfg(feature = "failpoints")]
 use std::sync::OnceLock;

@@ -10,9 +10,12 @@
 //!   incoming/<write id>     the same, once the write landed, not filed yet (a rename of the tentative entry;
 //!                           `append` writes a batch here too)
 //!   filed/<id>              filed batches, kept while one of their events is pending: the durable copy of events
-//!                           whose files were written without fsync
-//!   events/<event id>.json  one per event: the record, its state, attempts, next attempt, lease, last error, and
-//!                           the batch in `filed/` that holds a durable copy of it (if one does)
+//!                           that have no file yet or whose files were written without fsync
+//!   leases/<until>.<id>     one per filed batch whose events are not all settled: a second name of it, saying
+//!                           until when a process holds it (see [`held`])
+//!   events/<event id>.json  one per settled event (made when its first attempt is settled, or by `open` and
+//!                           `replay`): the record, its state, attempts, next attempt, lease, last error, and the
+//!                           batch in `filed/` that holds a durable copy of it (if one does)
 //!   due/t<bucket>/<due>.<event id>
 //!                           one per pending event: a name only (a hard link to the event's file, so no inode is
 //!                           allocated or freed for it; its content is never read); `<due>` is its next attempt
@@ -42,35 +45,40 @@
 //! and none.
 //!
 //! **Filing** (under the outbox lock, at the start of every outbox operation but settling): the events of incoming
-//! records are first written into new batches in `filed/` (one per 64 records, synced), so that no record — it holds
-//! sealed tokens — is kept as a copy of its events, and the records' names are removed once their events are filed as
-//! below. Each incoming batch becomes one `events/<id>.json` per event (created in place and exclusively; where one
-//! exists, a readable one is kept and a torn one rewritten from the batch) and its `due/<id>` marker, and the batch
-//! is renamed into `filed/`.
-//! Nothing is synced: the batch, synced when it was written, stays the durable copy of its events while one of them is
-//! pending, and `open` files every batch in `filed/` again (a missing or torn event file is rewritten from it as
-//! pending, a missing marker of a pending event made again), so a power cut loses no pending event; a crash while
-//! filing leaves the batch in `incoming/`, filed again by the next operation, idempotently: nothing is lost or doubled.
+//! records are written into new batches (one per 64 records, synced; written as their name in `leases/`, then
+//! linked into `filed/`), so that no record — it holds sealed tokens — is kept as a copy of its events, and the
+//! records' names are removed. An incoming batch is named in `leases/` and renamed into `filed/`. The process that
+//! filed a batch holds its events in memory; no event file and no due marker is written. A crash while filing
+//! leaves the records or the batch in `incoming/`, filed again by the next operation; a batch written twice has its
+//! events held once.
 //!
-//! **Settling** ([`EventStore::settle_all`]: the attempts that finished together, in one step under the lock): each
-//! event file is rewritten with its new state and the marker of an event no longer pending removed. An event that its
-//! batch still holds is rewritten in place (one positioned write, padded to the old length; no fsync, no temp file);
-//! then every batch none of whose events is pending any more is removed (asked of its events' files, newest first,
-//! by the ids this process remembers of the batch: see [`Remembered`]). A failed event (kept for `events replay`), a
-//! replayed one, and one without a batch (written by an older version) are written with an fsync and a sync of
-//! `events/`, as they are their only copy. So a power cut can only undo recent settlements (the events are sent again:
-//! delivery is at least once) or, for an event delivered just before it, leave its file unreadable (it is logged and
-//! skipped; it was delivered).
+//! **Claiming and settling** the events of filed batches happen in memory and in the names in `leases/`; an event
+//! gets its file when its first attempt is settled (see [`held`]). An event to be retried, a failed one and a
+//! replayed one are files from then on, claimed through their due markers as below.
 //!
-//! **Leases.** `claim_due` runs under the outbox lock: it lists the due markers of the buckets that have begun
-//! (soonest due first, then by id) up to the first that is not due yet (events waiting for a later attempt are not
-//! read, and those due after the current bucket not even listed), reads each
-//! event's file (not one that its own filing pass has just written: that one it has in memory; a marker of an event
-//! that is no longer pending is removed, one that is early — a crash between a settlement's rewrite and its
-//! marker's move — is moved to the event's time), skips those leased until after `now`, and writes the lease into
-//! the event file (in place while its batch holds it). Every other claimer,
-//! in this process or another, waits for the lock and then sees the lease. Losing a lease in a power cut only
-//! means the event is sent again (delivery is at least once).
+//! **`open`** files every batch in `filed/` that the opening process does not hold as event files (a missing or torn
+//! one rewritten from the batch as pending, leased as its batch's name says; a missing marker of a pending event made
+//! again) and removes its name, so what a crash or a power cut left is claimable through the files, and no pending
+//! event is lost.
+//!
+//! **Settling an event file** ([`EventStore::settle_all`]: the attempts that finished together, in one step under
+//! the lock): each event file is rewritten with its new state and the marker of an event no longer pending removed.
+//! An event that its batch still holds is rewritten in place (one positioned write, padded to the old length; no
+//! fsync, no temp file); then every batch none of whose events is pending any more (and that no process holds) is
+//! removed (asked of its events' files, newest first, by the ids this process remembers of the batch: see
+//! [`Remembered`]). A failed event (kept for `events replay`), a replayed one, and one without a batch (written by
+//! an older version) are written with an fsync and a sync of `events/`, as they are their only copy. So a power cut
+//! can only undo recent settlements (the events are sent again: delivery is at least once) or, for an event
+//! delivered just before it, leave its file unreadable or missing (it was delivered).
+//!
+//! **Leases of event files.** `claim_due` runs under the outbox lock: it lists the due markers of the buckets that
+//! have begun (soonest due first, then by id) up to the first that is not due yet (events waiting for a later attempt
+//! are not read, and those due after the current bucket not even listed), merged with the held events by due time,
+//! reads each marker's event file (a marker of an event that is no longer pending is removed, one that is early — a
+//! crash between a settlement's rewrite and its marker's move — is moved to the event's time), skips those leased
+//! until after `now`, and writes the lease into the event file (in place while its batch holds it). Every other
+//! claimer, in this process or another, waits for the lock and then sees the lease. Losing a lease in a power cut
+//! only means the event is sent again (delivery is at least once).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
@@ -92,13 +100,16 @@ use time::OffsetDateTime;
 use crate::FileStore;
 use crate::failpoint;
 use crate::fsio::{
-    TMP_PREFIX, create_private_dir_once, create_synced, create_unsynced, each_name, io_error,
-    is_hex_digest, is_lower_hex, link_or_create_empty, lock_exclusive, overwrite_in_place,
-    random_hex, read_small, remove_if_present, remove_temp_files, replace_file, sorted_names,
-    stems_after, sync_dir, try_lock_exclusive, write_atomic_in,
+    create_private_dir_once, create_synced, create_unsynced, each_name, io_error, is_hex_digest,
+    is_lower_hex, link_or_create_empty, lock_exclusive, overwrite_in_place, random_hex, read_small,
+    remove_if_present, remove_temp_files, replace_file, sorted_names, stems_after, sync_dir,
+    try_lock_exclusive, write_atomic_in,
 };
 use crate::record::RecordHead;
 use crate::store::Inner;
+
+mod held;
+pub(crate) use held::Held;
 
 /// The format of batch and event files written by this version.
 const FORMAT: u32 = 1;
@@ -217,7 +228,7 @@ const EVENT_ID_LEN: usize = 36;
 
 /// An event id read from a file name, held without a heap allocation of its own (the due markers are listed at
 /// every claim).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct EventName([u8; EVENT_ID_LEN]);
 
 impl EventName {
@@ -356,8 +367,20 @@ fn sorted_due_names(dir: &Path, now_key: u64, expected: usize) -> Result<Vec<Due
     Ok(names)
 }
 
-/// The pending events that a filing pass filed, by id, as their files are now (under the outbox lock).
-type JustFiled = HashMap<String, EventFile>;
+/// What a claim may take: a held event or a due marker.
+enum Due {
+    Held(held::HeldDue),
+    Marker(DueName),
+}
+
+impl Due {
+    fn key(&self) -> (u64, EventName) {
+        match self {
+            Due::Held(held) => (held.due, held.id),
+            Due::Marker(name) => (name.due, name.id),
+        }
+    }
+}
 
 /// The outbox's directories and lock file.
 pub(crate) struct OutboxDirs {
@@ -367,6 +390,7 @@ pub(crate) struct OutboxDirs {
     filed: PathBuf,
     events: PathBuf,
     due: PathBuf,
+    leases: PathBuf,
     lock: PathBuf,
 }
 
@@ -380,6 +404,7 @@ impl OutboxDirs {
             filed: root.join("filed"),
             events: root.join("events"),
             due: root.join("due"),
+            leases: root.join("leases"),
             lock: root.join("lock"),
         }
     }
@@ -390,7 +415,7 @@ impl OutboxDirs {
     }
 
     /// Its directories, parents first.
-    pub(crate) fn dirs(&self) -> [&PathBuf; 6] {
+    pub(crate) fn dirs(&self) -> [&PathBuf; 7] {
         [
             &self.root,
             &self.tentative,
@@ -398,6 +423,7 @@ impl OutboxDirs {
             &self.filed,
             &self.events,
             &self.due,
+            &self.leases,
         ]
     }
 
@@ -553,6 +579,29 @@ impl EventFile {
             next_attempt_at: self.next_attempt_at,
             last_error: self.last_error.clone(),
             delivered_at: self.delivered_at,
+        }
+    }
+}
+
+/// Records one attempt at `file`'s event.
+fn apply(file: &mut EventFile, settlement: &Settlement) {
+    file.attempts = file.attempts.saturating_add(1);
+    file.leased_until = None;
+    match settlement {
+        Settlement::Delivered { at } => {
+            file.state = State::Delivered;
+            file.delivered_at = Some(*at);
+            file.last_error = None;
+        }
+        Settlement::Failed { error } => {
+            file.state = State::Failed;
+            file.last_error = Some(error.clone());
+            // Kept for `events replay`: its own durable copy from now on.
+            file.batch = None;
+        }
+        Settlement::RetryAt { at, error } => {
+            file.next_attempt_at = *at;
+            file.last_error = Some(error.clone());
         }
     }
 }
@@ -796,19 +845,10 @@ impl Inner {
 impl Inner {
     /// Runs `f` under the outbox lock, after settling interrupted writes and filing incoming batches.
     fn with_outbox<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
-        self.with_outbox_filing(|_| f())
-    }
-
-    /// [`Inner::with_outbox`], where `f` gets the pending events that this filing pass filed, as their files are
-    /// now (so that a claim need not read back what was just written).
-    fn with_outbox_filing<T>(
-        &self,
-        f: impl FnOnce(JustFiled) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
         self.sweep_tentatives();
         let _lock = lock_exclusive(&self.outbox.lock, "locking the outbox")?;
-        let filed = self.file_incoming()?;
-        f(filed)
+        self.file_incoming()?;
+        f()
     }
 
     /// Runs `f` under the outbox lock alone: for settling, which touches only events that a claim filed, so the
@@ -821,12 +861,11 @@ impl Inner {
         f()
     }
 
-    /// Files every incoming batch as event files and due markers, and moves it into `filed/`; the events of
-    /// incoming records go into new batches (see the module's documentation).
-    fn file_incoming(&self) -> Result<JustFiled, StoreError> {
-        let mut filed = JustFiled::new();
+    /// Files every incoming batch: moves it into `filed/`, names it in `leases/` and holds its events (see
+    /// [`held`]); the events of incoming records go into new batches (see the module's documentation).
+    fn file_incoming(&self) -> Result<(), StoreError> {
         let mut records = Vec::new();
-        for name in sorted_names(&self.outbox.incoming, |n| !n.starts_with(TMP_PREFIX))? {
+        for name in sorted_names(&self.outbox.incoming, is_write_id)? {
             let path = self.outbox.incoming.join(&name);
             let Some(batch) = self.read_batch(&path)? else {
                 continue;
@@ -835,27 +874,30 @@ impl Inner {
                 records.push((path, batch));
                 continue;
             }
-            self.file_batch(&path, batch, &mut filed)?;
+            // Named first: a batch in `filed/` without a name is only filed at the next `open`.
+            self.name_filed(&path, &name)?;
             fs::rename(&path, self.outbox.filed.join(&name))
                 .map_err(|e| io_error("moving a filed batch", &e))?;
+            self.hold(&name, batch.events)?;
             failpoint::hit("outbox:batch_filed");
         }
+        // Oldest first, so that the batches of one pass are claimed one after another.
+        records.sort_by(|(_, a), (_, b)| {
+            let first = |batch: &Batch| batch.events.first().map(|e| (e.created_at, e.id.clone()));
+            first(a).cmp(&first(b))
+        });
         for chunk in records.chunks(RECORDS_PER_BATCH) {
-            self.file_records(chunk, &mut filed)?;
+            self.file_records(chunk)?;
         }
-        Ok(filed)
+        Ok(())
     }
 
-    /// Files the events of records confirmed into `incoming/` (the second names of puts with events): first one
-    /// new synced batch in `filed/` holding all their events — so the records, which hold sealed tokens, are not
-    /// kept as their copies — then their event files, then the records' names in `incoming/` are removed. A crash
-    /// in between files them again into another batch; the event files already made keep their first one, and the
-    /// other is removed as holding none.
-    fn file_records(
-        &self,
-        records: &[(PathBuf, Batch)],
-        filed: &mut JustFiled,
-    ) -> Result<(), StoreError> {
+    /// Files the events of records confirmed into `incoming/` (the second names of puts with events): one new
+    /// synced batch in `filed/` holding all their events — so the records, which hold sealed tokens, are not kept
+    /// as their copies — named in `leases/`, then the records' names in `incoming/` are removed. A crash in between
+    /// files them again into another batch; the first is filed as event files at the next `open`, and the events
+    /// already settled from the first are not filed again.
+    fn file_records(&self, records: &[(PathBuf, Batch)]) -> Result<(), StoreError> {
         let mut events: Vec<StoredEvent> = records
             .iter()
             .flat_map(|(_, record)| record.events.iter().cloned())
@@ -872,15 +914,12 @@ impl Inner {
         let bytes = serde_json::to_vec(&batch)
             .map_err(|e| StoreError::Other(format!("encoding events: {e}")))?;
         let write_id = batch.write_id.clone();
-        let path = self.outbox.filed.join(&write_id);
-        create_synced(&path, &bytes)
-            .and_then(|()| sync_dir(&self.outbox.filed))
-            .map_err(|e| io_error("writing a batch of events", &e))?;
+        // Written as its name in `leases/` first, then linked into `filed/`: a batch never is in `filed/` without a
+        // name (but for a power cut), and a name without a batch is removed as stale.
+        self.write_named(&write_id, &bytes)?;
         failpoint::hit("outbox:records_batched");
         self.remembered.remember_batch(&batch);
-        if !self.file_batch(&path, batch, filed)? {
-            self.remove_batch(&write_id)?;
-        }
+        self.hold(&write_id, batch.events)?;
         for (name, _) in records {
             remove_if_present(name).map_err(|e| io_error("removing a filed record's name", &e))?;
         }
@@ -904,13 +943,13 @@ impl Inner {
         }
     }
 
-    /// Files each event of `batch` (read from `path`), adding the pending ones to `filed`; returns whether one of
-    /// them is pending with the batch as its durable copy.
+    /// Files each event of `batch` (read from `path`) as an event file, leased until `lease` if it is new; returns
+    /// whether one of them is pending with the batch as its durable copy.
     fn file_batch(
         &self,
         path: &Path,
         batch: Batch,
-        filed: &mut JustFiled,
+        lease: Option<OffsetDateTime>,
     ) -> Result<bool, StoreError> {
         let mut held = false;
         for event in batch.events {
@@ -918,22 +957,25 @@ impl Inner {
                 tracing::error!(file = %path.display(), "a batched event has an invalid id; skipped");
                 continue;
             }
-            let file = self.file_event(event, &batch.write_id)?;
+            let file = self.file_event(event, &batch.write_id, lease)?;
             held |= file.holds(&batch.write_id);
-            if file.is_pending() {
-                filed.insert(file.event.id.clone(), file);
-            }
             failpoint::hit("outbox:event_filed");
         }
         Ok(held)
     }
 
-    /// Files one event of batch `write_id`: its file unless a readable one exists (a batch filed again), and its
-    /// due marker while it is pending. Returns the event's file.
-    fn file_event(&self, event: StoredEvent, write_id: &str) -> Result<EventFile, StoreError> {
+    /// Files one event of batch `write_id`: its file (leased until `lease`) unless a readable one exists (a batch
+    /// filed again), and its due marker while it is pending. Returns the event's file.
+    fn file_event(
+        &self,
+        event: StoredEvent,
+        write_id: &str,
+        lease: Option<OffsetDateTime>,
+    ) -> Result<EventFile, StoreError> {
         let id = event.id.clone();
         let path = self.outbox.event_path(&id);
-        let fresh = EventFile::new(event, write_id);
+        let mut fresh = EventFile::new(event, write_id);
+        fresh.leased_until = lease;
         let bytes = encode_event(&fresh)?;
         // Created in place (no temp file, no rename), exclusively: a crash midway leaves a torn file while the batch
         // is still there to repair it (below) when it is filed again.
@@ -960,35 +1002,58 @@ impl Inner {
             },
             Err(e) => return Err(io_error("writing an outbox event", &e)),
         };
-        let file = existing.unwrap_or_else(|| {
-            self.remembered.count(None, Some(State::Pending));
-            fresh
-        });
+        // A new file is not counted: its event was counted as pending when it was filed, or by the last scan.
+        let file = existing.unwrap_or(fresh);
         if file.is_pending() {
             self.link_marker(&id, file.next_attempt_at)?;
         }
         Ok(file)
     }
 
-    /// Files every batch in `filed/` again and removes those none of whose events is pending (`open` does this:
-    /// it repairs what a power cut undid of unsynced writes; see the module's documentation).
+    /// Files every batch in `filed/` that this process does not hold as event files, with the lease of its name
+    /// (a batch another process holds stays claimed by it until then), removes its name, and removes those none
+    /// of whose events is pending (`open` does this: it repairs what a crash or a power cut left; see the module's
+    /// documentation and [`held`]).
     pub(crate) fn refile_kept_batches(&self) -> Result<(), StoreError> {
         let _lock = lock_exclusive(&self.outbox.lock, "locking the outbox")?;
+        let leases = self.lease_names()?;
         for name in sorted_names(&self.outbox.filed, is_write_id)? {
+            if self.held.holds(&name) {
+                continue;
+            }
             let path = self.outbox.filed.join(&name);
             let Some(batch) = self.read_batch(&path)? else {
                 continue;
             };
-            if !self.file_batch(&path, batch, &mut JustFiled::new())? {
+            let kept = self.file_batch(&path, batch, held::lease_of(&name, &leases))?;
+            if let Some(until) = leases.get(&name) {
+                self.remove_lease(&name, *until)?;
+            }
+            if !kept {
                 self.remove_batch(&name)?;
             }
         }
         Ok(())
     }
 
-    /// Removes batch `write_id` from `filed/` if none of its events is pending with it as its copy; returns whether
-    /// it is kept.
+    /// Removes batch `write_id` from `filed/` if none of its events is pending with it as its copy and no process
+    /// holds it (it has no name in `leases/`); returns whether it is kept.
     fn release_batch(&self, write_id: &str) -> Result<bool, StoreError> {
+        if self.held.holds(write_id) {
+            return Ok(true);
+        }
+        match fs::symlink_metadata(self.outbox.filed.join(write_id)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                // Gone already (the usual case for the batch of an event being purged).
+                self.remembered.forget_batch(write_id);
+                return Ok(false);
+            }
+            Err(e) => return Err(io_error("looking for a filed batch", &e)),
+        }
+        if self.lease_names()?.contains_key(write_id) {
+            return Ok(true);
+        }
         let ids = match self.remembered.batch_ids(write_id) {
             Some(ids) => ids,
             None => {
@@ -1044,6 +1109,14 @@ impl Inner {
             return Err(corrupt(id, "the file holds another event".to_owned()));
         }
         Ok(Some(file))
+    }
+
+    /// Event `id`'s file, or, if it has none yet, as its batch holds it (see [`held`]).
+    fn read_event_or_unfiled(&self, id: &str) -> Result<Option<EventFile>, StoreError> {
+        match self.read_event(id)? {
+            Some(file) => Ok(Some(file)),
+            None => Ok(self.unfiled()?.remove(id)),
+        }
     }
 
     /// Writes an event file whole: in place without fsync while a filed batch holds a durable copy of the event
@@ -1118,18 +1191,29 @@ impl Inner {
         stems_after(&self.outbox.events, EVENT_SUFFIX, is_event_id, cursor)
     }
 
-    /// Every event after `cursor` that can be read, oldest first, until `stop` says so. An unreadable one is
-    /// logged and skipped (left for an operator; it never blocks the outbox).
+    /// Every event after `cursor` that can be read, oldest first, until `stop` says so: the event files and the
+    /// events of batches that have none yet (see [`held`]). An unreadable one is logged and skipped (left for an
+    /// operator; it never blocks the outbox).
     fn scan_events(
         &self,
         cursor: Option<&str>,
         mut visit: impl FnMut(EventFile) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
+        let mut unfiled = self.unfiled()?;
+        if let Some(cursor) = cursor {
+            unfiled = unfiled.split_off(&format!("{cursor}\u{0}"));
+        }
+        let mut unfiled = unfiled.into_values().peekable();
         for id in self.event_ids_after(cursor)? {
+            while let Some(file) = unfiled.next_if(|file| file.event.id < id) {
+                if !visit(file)? {
+                    return Ok(());
+                }
+            }
             match self.read_event(&id) {
                 Ok(Some(file)) => {
                     if !visit(file)? {
-                        break;
+                        return Ok(());
                     }
                 }
                 Ok(None) => {}
@@ -1137,6 +1221,11 @@ impl Inner {
                     tracing::error!(error = %e, "an outbox event cannot be read; skipped");
                 }
                 Err(e) => return Err(e),
+            }
+        }
+        for file in unfiled {
+            if !visit(file)? {
+                break;
             }
         }
         Ok(())
@@ -1169,33 +1258,43 @@ impl Inner {
         let until = now
             .checked_add(lease)
             .ok_or_else(|| StoreError::Other(format!("an event lease of {lease} is too long")))?;
-        self.with_outbox_filing(|mut filed| {
+        self.with_outbox(|| {
             let mut claimed = Vec::new();
             if limit == 0 {
                 return Ok(claimed);
             }
             let mut synced = false;
             let now_key = due_key(now);
-            let due = sorted_due_names(
+            let markers = sorted_due_names(
                 &self.outbox.due,
                 now_key,
                 self.remembered.due_listed.load(Ordering::Relaxed),
             )?;
             self.remembered
                 .due_listed
-                .store(due.len(), Ordering::Relaxed);
-            for name in due {
-                // Markers sort by due time: from here on none is due (an event waiting for a later attempt is not
-                // read at every claim).
-                if claimed.len() >= limit || name.due > now_key {
+                .store(markers.len(), Ordering::Relaxed);
+            // The held events and the due markers, merged by due time, then id.
+            let mut due: Vec<Due> = self
+                .held_due(now, limit)?
+                .into_iter()
+                .map(Due::Held)
+                .chain(markers.into_iter().map(Due::Marker))
+                .collect();
+            due.sort_unstable_by_key(Due::key);
+            for next in due {
+                // Sorted by due time: from here on none is due (an event waiting for a later attempt is not read
+                // at every claim).
+                if claimed.len() >= limit || next.key().0 > now_key {
                     break;
                 }
-                let id = name.id.as_str();
-                let read = match filed.remove(id) {
-                    Some(file) => Ok(Some(file)),
-                    None => self.read_event(id),
+                let name = match next {
+                    Due::Held(held) => {
+                        claimed.extend(self.claim_held(&held, until)?);
+                        continue;
+                    }
+                    Due::Marker(name) => name,
                 };
-                let mut file = match read {
+                let mut file = match self.read_event(name.id.as_str()) {
                     Ok(Some(file)) if file.is_pending() => file,
                     Ok(_) => {
                         // Delivered, failed or gone: a stale marker.
@@ -1235,8 +1334,14 @@ impl Inner {
         }
         self.with_outbox_lock(|| {
             let mut released = BTreeSet::new();
+            let mut finished = Vec::new();
             let mut synced = false;
             for (id, settlement) in outcomes {
+                if let Some((was_synced, done)) = self.settle_held(id, settlement)? {
+                    synced |= was_synced;
+                    finished.extend(done);
+                    continue;
+                }
                 let mut file = match self.read_event(id) {
                     Ok(Some(file)) => file,
                     Ok(None) => continue,
@@ -1257,6 +1362,9 @@ impl Inner {
                 self.sync_events()?;
             }
             failpoint::hit("outbox:settled");
+            for batch in finished {
+                self.finish_held(Some(batch))?;
+            }
             for write_id in released {
                 self.release_batch(&write_id)?;
             }
@@ -1272,25 +1380,7 @@ impl Inner {
     ) -> Result<bool, StoreError> {
         let id = file.event.id.clone();
         let (was_due, was) = (file.next_attempt_at, file.state);
-        file.attempts = file.attempts.saturating_add(1);
-        file.leased_until = None;
-        match settlement {
-            Settlement::Delivered { at } => {
-                file.state = State::Delivered;
-                file.delivered_at = Some(*at);
-                file.last_error = None;
-            }
-            Settlement::Failed { error } => {
-                file.state = State::Failed;
-                file.last_error = Some(error.clone());
-                // Kept for `events replay`: its own durable copy from now on.
-                file.batch = None;
-            }
-            Settlement::RetryAt { at, error } => {
-                file.next_attempt_at = *at;
-                file.last_error = Some(error.clone());
-            }
-        }
+        apply(file, settlement);
         let synced = self.write_event(file)?;
         self.remembered.count(Some(was), Some(file.state));
         if !file.is_pending() {
@@ -1337,7 +1427,7 @@ impl Inner {
         if !is_event_id(id) {
             return Ok(None);
         }
-        self.with_outbox(|| Ok(self.read_event(id)?.map(|f| f.to_outbox())))
+        self.with_outbox(|| Ok(self.read_event_or_unfiled(id)?.map(|f| f.to_outbox())))
     }
 
     fn replay(&self, id: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
@@ -1345,7 +1435,7 @@ impl Inner {
             return Ok(false);
         }
         self.with_outbox(|| {
-            let Some(mut file) = self.read_event(id)? else {
+            let Some(mut file) = self.read_event_or_unfiled(id)? else {
                 return Ok(false);
             };
             // The marker first (durably: it is what a claimer finds), so a pending event always has one; a crash
@@ -1366,6 +1456,8 @@ impl Inner {
             self.write_event(&file)?;
             self.sync_events()?;
             self.remembered.count(Some(was), Some(State::Pending));
+            // If this process held it, it is a file now.
+            self.unhold(id)?;
             // A pending event's marker for its previous time is now an extra one.
             if let Some(was_due) = was_due.filter(|at| due_key(*at) != due_key(now)) {
                 self.remove_marker_of(id, was_due)?;

@@ -24,7 +24,7 @@ use crate::fsio::{
     write_atomic_linked,
 };
 use crate::keyed::{KeyedGuard, KeyedMutex};
-use crate::outbox::{BatchOp, OutboxDirs, Remembered, StoredEvent, check_event_ids};
+use crate::outbox::{BatchOp, Held, OutboxDirs, Remembered, StoredEvent, check_event_ids};
 use crate::record::{Record, RecordHead};
 use crate::risc::RiscDirs;
 
@@ -104,6 +104,8 @@ pub(crate) struct Inner {
     pub(crate) writing: Mutex<HashSet<String>>,
     /// What this process remembers of the outbox between operations (see [`Remembered`]).
     pub(crate) remembered: Remembered,
+    /// The outbox events this process holds in memory (see the outbox's `held` module).
+    pub(crate) held: Held,
     /// How many times a credential file was opened for reading (for tests of the listing's cost).
     record_reads: AtomicU64,
     /// How many times an outbox event file was opened for reading (for tests of what a claim reads).
@@ -246,6 +248,7 @@ impl FileStore {
                 event_reads: AtomicU64::new(0),
                 writing: Mutex::default(),
                 remembered: Remembered::default(),
+                held: Held::default(),
                 next_jti_purge: AtomicI64::new(i64::MIN),
             }),
         };

@@ -74,6 +74,17 @@ async fn crash_child_process() {
                 .collect();
             store.settle_all(&outcomes).await.unwrap();
         }
+        "claim_settle" => {
+            let outcomes: Vec<_> = store
+                .claim_due(NOW, time::Duration::HOUR, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.record.id, Settlement::Delivered { at: NOW }))
+                .collect();
+            assert_eq!(outcomes.len(), 2);
+            store.settle_all(&outcomes).await.unwrap();
+        }
         other => panic!("unknown crash op {other}"),
     }
     println!("FINISHED");
@@ -84,7 +95,7 @@ async fn crash_child_process() {
 async fn crash_at(dir: &std::path::Path, op: &str, step: &str) -> FileStore {
     let store = open(dir, KEY_A);
     let v1 = store.put(&canary_credential(SUB)).await.unwrap();
-    if op == "file" || op == "settle" {
+    if matches!(op, "file" | "settle" | "claim_settle") {
         let mut next = v1.clone();
         next.refresh_token = Some(RefreshToken::parse(NEW_TOKEN).unwrap());
         store.put_with(&next, &events()).await.unwrap();
@@ -219,9 +230,7 @@ async fn a_delete_with_events_killed_at_any_step_leaves_the_record_or_its_remova
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filing_events_killed_at_any_step_loses_and_doubles_none() {
     for step in [
-        "outbox:records_batched",
-        "outbox:event_created", // the first event file
-        "outbox:event_filed",
+        "outbox:records_batched", // the batch written and named, the records' names still in `incoming/`
         "outbox:batch_filed",
     ] {
         let dir = tempfile::tempdir().unwrap();
@@ -253,17 +262,22 @@ async fn filing_events_killed_at_any_step_loses_and_doubles_none() {
         );
         let outbox = dir.path().join("outbox");
         assert!(file_names(&outbox.join("incoming")).is_empty());
-        // The batch is kept while its events are pending, and released when they are delivered. A crash after
-        // the first event was filed leaves it with the first batch and the other with the batch filed again; a
-        // batch that a crash left holding none of them goes at the next `open`.
-        drop(open(dir.path(), KEY_A));
-        let batches = match step {
-            "outbox:event_created" | "outbox:event_filed" => 2,
-            _ => 1,
-        };
+        // The batch is kept while its events are pending, and released when they are delivered. A crash after the
+        // batch was written leaves the records to be filed again into a second batch; the first, holding only
+        // events the second holds, goes when it is taken over. A store opened meanwhile files the claimed events
+        // as files with their lease: they are not claimed again.
+        let reopened = open(dir.path(), KEY_A);
+        assert!(
+            reopened
+                .claim_due(NOW, time::Duration::HOUR, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "killed at {step}"
+        );
         assert_eq!(
             file_names(&outbox.join("filed")).len(),
-            batches,
+            1,
             "killed at {step}"
         );
         let delivered: Vec<_> = expected
@@ -281,12 +295,16 @@ async fn filing_events_killed_at_any_step_loses_and_doubles_none() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settling_events_killed_at_any_step_leaves_them_pending_or_delivered_and_their_batch_then_goes()
  {
-    for step in [
-        "outbox:event_written", // the first event's new state, in place
-        "outbox:settled",
+    for (op, step) in [
+        // Claimed by this process, settled by the child (which filed them as files at its `open`).
+        ("settle", "outbox:event_written"), // the first event's new state, in place
+        ("settle", "outbox:settled"),
+        // Claimed and settled by the child from memory.
+        ("claim_settle", "outbox:event_settled"), // the first event's file, created with its outcome
+        ("claim_settle", "outbox:settled"),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let store = crash_at(dir.path(), "settle", step).await;
+        let store = crash_at(dir.path(), op, step).await;
         let copy = tempfile::tempdir().unwrap();
         copy_dir(dir.path(), copy.path());
         let reopened = open(copy.path(), KEY_A);

@@ -109,8 +109,13 @@ pub(crate) async fn claim_all(store: &dyn EventStore, limit: usize) -> Vec<Strin
     }
 }
 
+/// The names in `outbox/leases/`: `<until>.<write id>`, one per batch whose events are not all settled.
+fn lease_names(outbox: &std::path::Path) -> Vec<String> {
+    file_names(&outbox.join("leases"))
+}
+
 #[tokio::test]
-async fn events_are_files_named_by_their_id_and_hold_no_token() {
+async fn an_event_gets_its_file_when_it_is_settled_and_no_outbox_file_holds_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), KEY_A);
     let e1 = event("61", NOW);
@@ -128,23 +133,25 @@ async fn events_are_files_named_by_their_id_and_hold_no_token() {
         .await
         .unwrap();
     assert_eq!(store.counts().await.unwrap().pending, 2);
+    assert_eq!(all_event_ids(&store).await, [e1.id.clone(), e2.id.clone()]);
+    // Filed: each batch in `filed/` and named, claimed by no one, in `leases/` (a second name of the batch); no
+    // event file, no due marker.
     assert!(file_names(&outbox.join("incoming")).is_empty());
-    assert_eq!(
-        file_names(&outbox.join("events")),
-        [format!("{}.json", e1.id), format!("{}.json", e2.id)]
-    );
-    assert_eq!(
-        markers(&outbox.join("due")),
-        [marker(&e1), marker(&e2)],
-        "named by due time"
-    );
-    let json: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(outbox.join("events").join(format!("{}.json", e1.id))).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(json["id"], e1.id);
-    assert_eq!(json["body"], e1.body);
-    assert_eq!(json["state"], "pending");
+    assert!(file_names(&outbox.join("events")).is_empty());
+    assert!(markers(&outbox.join("due")).is_empty());
+    let inode = |path: &std::path::Path| {
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
+    };
+    let names = lease_names(&outbox);
+    assert_eq!(names.len(), 2);
+    for name in &names {
+        let (until, write_id) = name.split_once('.').unwrap();
+        assert_eq!(until, "0000000000000000");
+        assert_eq!(
+            inode(&outbox.join("leases").join(name)),
+            inode(&outbox.join("filed").join(write_id))
+        );
+    }
     for path in all_files(dir.path()) {
         let bytes = std::fs::read(&path).unwrap();
         for canary in [CANARY_REFRESH, CANARY_ACCESS, "canary"] {
@@ -155,39 +162,57 @@ async fn events_are_files_named_by_their_id_and_hold_no_token() {
             );
         }
     }
-    // A due marker is a second name of the event's file (no inode of its own).
-    let event_file = outbox.join("events").join(format!("{}.json", e1.id));
-    let inode = |path: &std::path::Path| {
-        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
-    };
-    assert_eq!(
-        inode(&outbox.join("due").join(marker(&e1))),
-        inode(&event_file)
-    );
-    // A claim and a settlement rewrite the file in place (same inode, no temp file), and a delivered event leaves
-    // the due markers.
-    let claimed = store
-        .claim_due(NOW + time::Duration::HOUR, time::Duration::MINUTE, 10)
-        .await
-        .unwrap();
+    // A claim renames the names to the lease's end (unix milliseconds, 16 hex digits) and writes no event file.
+    let (at, lease) = (NOW + time::Duration::HOUR, time::Duration::MINUTE);
+    let claimed = store.claim_due(at, lease, 10).await.unwrap();
     assert_eq!(claimed.len(), 2);
-    let leased: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&event_file).unwrap()).unwrap();
-    assert!(leased["leased_until"].is_string(), "{leased}");
-    let before = inode(&event_file);
+    let until = format!("{:016x}", (at + lease).unix_timestamp_nanos() / 1_000_000);
+    assert!(lease_names(&outbox).iter().all(|n| n.starts_with(&until)));
+    assert!(file_names(&outbox.join("events")).is_empty());
+    // Settled: delivered, the event gets its file, and its batch and name go.
     store
         .settle(&e1.id, &Settlement::Delivered { at: NOW })
         .await
         .unwrap();
-    assert_eq!(inode(&event_file), before);
+    let event_file = |e: &EventRecord| outbox.join("events").join(format!("{}.json", e.id));
     let settled: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&event_file).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(event_file(&e1)).unwrap()).unwrap();
+    assert_eq!(settled["id"], e1.id);
+    assert_eq!(settled["body"], e1.body);
     assert_eq!(settled["state"], "delivered");
     assert!(settled.get("leased_until").is_none(), "{settled}");
-    assert_eq!(markers(&outbox.join("due")), [marker(&e2)]);
+    assert_eq!(lease_names(&outbox).len(), 1);
+    assert_eq!(file_names(&outbox.join("filed")).len(), 1);
+    // To be retried: a pending file and a due marker, a second name of it; its batch stays as its durable copy.
+    let retry = NOW + time::Duration::hours(2);
+    store
+        .settle(
+            &e2.id,
+            &Settlement::RetryAt {
+                at: retry,
+                error: "HTTP 503".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(markers(&outbox.join("due")), [marker_at(&e2, retry)]);
+    assert_eq!(
+        inode(&outbox.join("due").join(marker_at(&e2, retry))),
+        inode(&event_file(&e2))
+    );
+    assert!(lease_names(&outbox).is_empty());
+    assert_eq!(file_names(&outbox.join("filed")).len(), 1);
     assert!(
         file_names(&outbox).iter().all(|n| !n.starts_with(".tmp.")),
         "no temp file left"
+    );
+    assert_eq!(
+        store.counts().await.unwrap(),
+        EventCounts {
+            pending: 1,
+            delivered: 1,
+            failed: 0
+        }
     );
 }
 
@@ -395,13 +420,15 @@ async fn events_and_their_states_survive_reopening_the_store() {
 }
 
 /// What a power cut can do to the files the outbox writes without fsync, done by hand: `open` files the kept
-/// batch again, so no pending event is lost and none is doubled.
+/// batches again, so no pending event is lost and none is doubled.
 #[tokio::test]
-async fn a_pending_event_whose_unsynced_file_a_power_cut_tore_or_lost_is_restored_at_open() {
+async fn a_pending_event_whose_unsynced_file_or_name_a_power_cut_tore_or_lost_is_restored_at_open()
+{
     let dir = tempfile::tempdir().unwrap();
     let outbox = dir.path().join("outbox");
     // All due by the time `claim_all` claims.
     let (torn, lost, kept) = (event("66", NOW), event("66", NOW), event("66", NOW));
+    let unnamed = event("67", NOW);
     {
         let store = open(dir.path(), KEY_A);
         store
@@ -411,24 +438,53 @@ async fn a_pending_event_whose_unsynced_file_a_power_cut_tore_or_lost_is_restore
             )
             .await
             .unwrap();
-        assert_eq!(store.counts().await.unwrap().pending, 3);
-        assert_eq!(file_names(&outbox.join("filed")).len(), 1);
+        // Claimed and to be retried at once: each a pending file and a marker, written without fsync.
+        let claimed = store
+            .claim_due(NOW, time::Duration::MINUTE, 10)
+            .await
+            .unwrap();
+        let retries: Vec<_> = claimed
+            .into_iter()
+            .map(|e| {
+                let retry = Settlement::RetryAt {
+                    at: NOW,
+                    error: "HTTP 503".into(),
+                };
+                (e.record.id, retry)
+            })
+            .collect();
+        store.settle_all(&retries).await.unwrap();
+        store
+            .put_with(&canary_credential("67"), std::slice::from_ref(&unnamed))
+            .await
+            .unwrap();
+        assert_eq!(store.counts().await.unwrap().pending, 4);
+        assert_eq!(file_names(&outbox.join("filed")).len(), 2);
+        assert_eq!(lease_names(&outbox).len(), 1);
     }
     let event_file = |id: &str| outbox.join("events").join(format!("{id}.json"));
     std::fs::write(event_file(&torn.id), b"").unwrap();
     std::fs::remove_file(event_file(&lost.id)).unwrap();
     std::fs::remove_file(outbox.join("due").join(marker(&lost))).unwrap();
+    for name in lease_names(&outbox) {
+        std::fs::remove_file(outbox.join("leases").join(name)).unwrap();
+    }
     let store = open(dir.path(), KEY_A);
-    assert_eq!(store.counts().await.unwrap().pending, 3);
-    for e in [&torn, &lost, &kept] {
+    assert_eq!(store.counts().await.unwrap().pending, 4);
+    for e in [&torn, &lost, &kept, &unnamed] {
         assert_eq!(&store.event(&e.id).await.unwrap().unwrap().record, e);
     }
     let mut claimed = claim_all(&store, 10).await;
     claimed.sort();
-    let mut expected = vec![torn.id.clone(), lost.id.clone(), kept.id.clone()];
+    let mut expected = vec![
+        torn.id.clone(),
+        lost.id.clone(),
+        kept.id.clone(),
+        unnamed.id.clone(),
+    ];
     expected.sort();
     assert_eq!(claimed, expected, "each once");
-    // Delivered: the batch is released, and a reopen restores nothing.
+    // Delivered: the batches are released, and a reopen restores nothing.
     let outcomes: Vec<_> = expected
         .iter()
         .map(|id| (id.clone(), Settlement::Delivered { at: NOW }))
@@ -436,29 +492,48 @@ async fn a_pending_event_whose_unsynced_file_a_power_cut_tore_or_lost_is_restore
     store.settle_all(&outcomes).await.unwrap();
     assert!(file_names(&outbox.join("filed")).is_empty());
     let reopened = open(dir.path(), KEY_A);
-    assert_eq!(reopened.counts().await.unwrap().delivered, 3);
+    assert_eq!(reopened.counts().await.unwrap().delivered, 4);
     assert!(claim_all(&reopened, 10).await.is_empty());
 }
 
-/// A crash while an event file was being created leaves it torn, with its batch still in `incoming/`: filing the
-/// batch again rewrites it whole.
+/// A crash while a claimed event's file was being created at its settlement leaves it torn, with its batch still
+/// named: the next `open` rewrites it whole from the batch, pending, leased as the claim was.
 #[tokio::test]
-async fn an_event_file_torn_while_filing_is_rewritten_from_its_batch() {
+async fn an_event_file_torn_while_settling_is_rewritten_from_its_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), KEY_A);
     let e = event("68", NOW);
-    store
-        .put_with(&canary_credential("68"), std::slice::from_ref(&e))
-        .await
-        .unwrap();
+    {
+        let store = open(dir.path(), KEY_A);
+        store
+            .put_with(&canary_credential("68"), std::slice::from_ref(&e))
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .claim_due(NOW, time::Duration::SECOND, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
     let outbox = dir.path().join("outbox");
     std::fs::write(
         outbox.join("events").join(format!("{}.json", e.id)),
         b"{\"format\":1,\"id\":\"ev",
     )
     .unwrap();
+    let store = open(dir.path(), KEY_A);
     assert_eq!(store.counts().await.unwrap().pending, 1);
     assert_eq!(store.event(&e.id).await.unwrap().unwrap().record, e);
+    // Not before its lease ends.
+    assert!(
+        store
+            .claim_due(NOW, time::Duration::HOUR, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(claim_all(&store, 10).await, vec![e.id.clone()]);
 }
 
@@ -733,6 +808,125 @@ async fn two_stores_on_one_directory_claim_disjoint_events() {
     }
     let expected: BTreeSet<String> = all.into_iter().map(|e| e.id).collect();
     assert_eq!(seen, expected);
+}
+
+/// A store that claimed events and then stopped settling (a process that hung or died): once the lease on their
+/// batch ends, another store on the directory takes it over and claims them, with the same ids; the late
+/// settlements of the first leave the batch to the second, which removes it when all are settled.
+#[tokio::test]
+async fn a_batch_whose_lease_ended_is_taken_over_by_another_store_on_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let (a, b) = (open(dir.path(), KEY_A), open(dir.path(), KEY_A));
+    let events = [event("70", NOW), event("70", NOW)];
+    a.append(&events).await.unwrap();
+    let ids = |claimed: Vec<offline_access_domain::events::OutboxEvent>| -> Vec<String> {
+        claimed.into_iter().map(|e| e.record.id).collect()
+    };
+    let expected: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(
+        ids(a.claim_due(NOW, time::Duration::MINUTE, 10).await.unwrap()),
+        expected
+    );
+    // Leased: not before the lease ends.
+    let before_end = NOW + time::Duration::seconds(59);
+    assert!(
+        b.claim_due(before_end, time::Duration::MINUTE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        a.claim_due(before_end, time::Duration::MINUTE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let after = NOW + time::Duration::minutes(2);
+    assert_eq!(
+        ids(b
+            .claim_due(after, time::Duration::MINUTE, 10)
+            .await
+            .unwrap()),
+        expected
+    );
+    // `a` settles late: the events get their files; the batch is `b`'s now.
+    let delivered: Vec<_> = expected
+        .iter()
+        .map(|id| (id.clone(), Settlement::Delivered { at: after }))
+        .collect();
+    a.settle_all(&delivered).await.unwrap();
+    assert_eq!(file_names(&outbox.join("filed")).len(), 1);
+    assert_eq!(lease_names(&outbox).len(), 1);
+    assert!(
+        a.claim_due(after, time::Duration::MINUTE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    b.settle_all(&delivered).await.unwrap();
+    assert!(file_names(&outbox.join("filed")).is_empty());
+    assert!(lease_names(&outbox).is_empty());
+    for store in [&a, &b] {
+        assert_eq!(store.counts().await.unwrap().delivered, 2);
+    }
+}
+
+/// A claim takes at most `limit` of a batch's events; the rest stay held for the next claims, and the batch goes
+/// when the last is settled.
+#[tokio::test]
+async fn a_batch_is_claimed_a_limit_at_a_time_and_goes_with_its_last_settlement() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let store = open(dir.path(), KEY_A);
+    let events: Vec<EventRecord> = (0..5)
+        .map(|i| event("71", NOW + time::Duration::milliseconds(i)))
+        .collect();
+    store.append(&events).await.unwrap();
+    let mut claimed = Vec::new();
+    for expected in [2, 2, 1, 0] {
+        let round = store
+            .claim_due(NOW + time::Duration::SECOND, time::Duration::HOUR, 2)
+            .await
+            .unwrap();
+        assert_eq!(round.len(), expected);
+        claimed.extend(round.into_iter().map(|e| e.record.id));
+    }
+    let expected: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(claimed, expected, "oldest first, each once");
+    for (i, id) in claimed.iter().enumerate() {
+        assert_eq!(
+            file_names(&outbox.join("filed")).len(),
+            1,
+            "before settling {i}"
+        );
+        store
+            .settle(id, &Settlement::Delivered { at: NOW })
+            .await
+            .unwrap();
+    }
+    assert!(file_names(&outbox.join("filed")).is_empty());
+    assert!(lease_names(&outbox).is_empty());
+    assert_eq!(all_event_ids(&store).await, expected);
+}
+
+/// Replaying an event that has no file yet (filed, held in memory) makes it a file, due now, and it is claimed
+/// once, not again from memory.
+#[tokio::test]
+async fn an_event_replayed_before_it_has_a_file_is_claimed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEY_A);
+    let e = event("72", NOW);
+    store.append(std::slice::from_ref(&e)).await.unwrap();
+    assert_eq!(store.counts().await.unwrap().pending, 1);
+    assert!(store.replay(&e.id, NOW).await.unwrap());
+    assert_eq!(claim_all(&store, 10).await, vec![e.id.clone()]);
+    store
+        .settle(&e.id, &Settlement::Delivered { at: NOW })
+        .await
+        .unwrap();
+    assert!(file_names(&dir.path().join("outbox").join("filed")).is_empty());
+    assert_eq!(store.counts().await.unwrap().delivered, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
