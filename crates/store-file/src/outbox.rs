@@ -911,7 +911,15 @@ impl Inner {
             events,
             from_record: false,
         };
-        let bytes = serde_json::to_vec(&batch)
+        // Sized once: bodies escaped as JSON strings grow by a few quotes each; growing a buffer of up to 64 bodies
+        // step by step costs fresh pages each time.
+        let estimate = batch
+            .events
+            .iter()
+            .map(|e| e.body.len() + e.kind.len() + 160)
+            .sum::<usize>();
+        let mut bytes = Vec::with_capacity(estimate + estimate / 4 + 128);
+        serde_json::to_writer(&mut bytes, &batch)
             .map_err(|e| StoreError::Other(format!("encoding events: {e}")))?;
         let write_id = batch.write_id.clone();
         // Written as its name in `leases/` first, then linked into `filed/`: a batch never is in `filed/` without a
