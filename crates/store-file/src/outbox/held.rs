@@ -479,8 +479,15 @@ impl Inner {
         match created {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                // Settled as a file by the caller; held no longer.
-                let finished = self.held.lock().settle(&name);
+                // Settled as a file by the caller; held no longer. The file may be pending with the batch as its copy
+                // (made by another process that took the batch over): the batch is released, not removed.
+                let finished = {
+                    let mut held = self.held.lock();
+                    if let Some(batch) = held.batches.get_mut(&*write_id) {
+                        batch.by_files = true;
+                    }
+                    held.settle(&name)
+                };
                 self.finish_held(finished)?;
                 return Ok(None);
             }

@@ -872,6 +872,39 @@ async fn a_batch_whose_lease_ended_is_taken_over_by_another_store_on_the_directo
     }
 }
 
+/// Both claimers of a taken-over batch settle with a retry: the event is a file waiting for its next attempt,
+/// and its batch, the durable copy of that file, stays until it is delivered.
+#[tokio::test]
+async fn a_taken_over_batch_stays_while_an_event_of_it_waits_for_a_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let filed = dir.path().join("outbox").join("filed");
+    let (a, b) = (open(dir.path(), KEY_A), open(dir.path(), KEY_A));
+    let e = event("73", NOW);
+    a.append(std::slice::from_ref(&e)).await.unwrap();
+    let lease = time::Duration::MINUTE;
+    assert_eq!(a.claim_due(NOW, lease, 10).await.unwrap().len(), 1);
+    let later = NOW + time::Duration::minutes(2);
+    assert_eq!(b.claim_due(later, lease, 10).await.unwrap().len(), 1);
+    let retry = |hours: i64| Settlement::RetryAt {
+        at: NOW + time::Duration::hours(hours),
+        error: "HTTP 503".into(),
+    };
+    a.settle(&e.id, &retry(1)).await.unwrap();
+    b.settle(&e.id, &retry(2)).await.unwrap();
+    assert_eq!(file_names(&filed).len(), 1, "kept for the pending file");
+    let got = b.event(&e.id).await.unwrap().unwrap();
+    assert_eq!((got.state, got.attempts), (DeliveryState::Pending, 2));
+    let due = b
+        .claim_due(NOW + time::Duration::hours(3), lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    b.settle(&e.id, &Settlement::Delivered { at: NOW })
+        .await
+        .unwrap();
+    assert!(file_names(&filed).is_empty());
+}
+
 /// A claim takes at most `limit` of a batch's events; the rest stay held for the next claims, and the batch goes
 /// when the last is settled.
 #[tokio::test]
