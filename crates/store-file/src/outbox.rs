@@ -29,17 +29,19 @@
 //! 1. write the new record, carrying a random write id and the events, to a temp file;
 //! 2. hard-link it as `tentative/<hash>`, `fdatasync` it and sync `tentative/` (shared with concurrent writes; on a
 //!    journaled file system the data sync commits the link too);
-//! 3. rename the temp file over the record and sync `credentials/` (shared);
-//! 4. rename `tentative/<hash>` to `incoming/<write id>` (the confirmation; no fsync: if the rename is lost, the
-//!    tentative entry is still there and the record's write id decides).
+//! 3. rename the temp file over the record and sync `credentials/` (shared).
 //!
-//! So the events cost the write a link, a rename and a share of a directory sync — no file of their own. **A delete
-//! with events** (`delete_with`) creates `tentative/<hash>` (`O_EXCL`) holding the write id and the events, fsyncs it
-//! and the directory, writes the tombstone and removes the record, then confirms as step 4.
+//! The entry stays in `tentative/`: the next filing pass takes the user's write lock without waiting, sees that the
+//! entry *is* the record's file (same inode: the write landed, and no later write replaced it, since a later write
+//! of the user settles the entry first) and files its events from it. So the events cost the write a link and a
+//! share of a directory sync — no file of their own, no rename. **A delete with events** (`delete_with`) creates
+//! `tentative/<hash>` (`O_EXCL`) holding the write id and the events, fsyncs it and the directory, writes the
+//! tombstone and removes the record, then renames the entry to `incoming/<write id>` (no fsync: if the rename is
+//! lost, the tentative entry is still there and the record's absence decides).
 //!
-//! A tentative file found later (by the next write of that user, which opens it first, or by the sweep at `open`
-//! and before every outbox operation, which takes the user's write lock without waiting) belongs to a write that
-//! stopped: it is confirmed iff the write landed — the record carries its write id (a put), or the record is gone
+//! Any other tentative entry found later (by the next write of that user, which opens it first, or by the sweep at
+//! `open` and before every outbox operation, which takes the user's write lock without waiting) belongs to a write
+//! that stopped or that another write of the user followed: it is moved into `incoming/` iff the write landed — the record carries its write id (a put), or the record is gone
 //! (a delete) — and removed otherwise. A torn tentative entry is removed: it is synced before the record is
 //! renamed or removed, so its write never landed. So after a crash there are the new record and its events, or the old record
 //! and none.
@@ -110,6 +112,27 @@ use crate::store::Inner;
 
 mod held;
 pub(crate) use held::Held;
+
+/// At most this many landed puts are filed straight from `tentative/` per filing pass (each holds its user's write
+/// lock, an open file, until its events are in a batch).
+const LANDED_PER_PASS: usize = 256;
+
+/// Whether `a` and `b` name one file (false if either is missing, or where this cannot be told).
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (fs::symlink_metadata(a), fs::symlink_metadata(b)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        false
+    }
+}
 
 /// The format of batch and event files written by this version.
 const FORMAT: u32 = 1;
@@ -829,6 +852,67 @@ impl Inner {
         }
     }
 
+    /// The tentative entries of puts that landed, to be filed straight from `tentative/`, each with its user's
+    /// write lock (held until the entry's name is removed, so a new write of the user cannot make a new entry under
+    /// the name meanwhile); at most [`LANDED_PER_PASS`] (the rest wait for the next pass). Every other entry whose
+    /// user's lock is free is settled as by the sweep. A put's entry is known to have landed without reading the
+    /// record when it *is* the record's file (the same inode: the temp file it names was renamed into place, and no
+    /// later write replaced it, as a later write of the user settles the entry first).
+    fn landed_puts(&self) -> Vec<(fs::File, PathBuf, Batch)> {
+        let hashes = match sorted_names(&self.outbox.tentative, is_hex_digest) {
+            Ok(hashes) => hashes,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list the outbox's tentative events");
+                return Vec::new();
+            }
+        };
+        let mut landed = Vec::new();
+        for hash in hashes {
+            if landed.len() >= LANDED_PER_PASS {
+                break;
+            }
+            if self
+                .writing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&hash)
+            {
+                continue;
+            }
+            let lock =
+                match try_lock_exclusive(&self.write_lock_path(&hash), "locking a credential") {
+                    Ok(Some(lock)) => lock,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not settle the events of a write");
+                        continue;
+                    }
+                };
+            let path = self.tentative_path(&hash);
+            let settled = match self.landed_put(&hash, &path) {
+                Ok(Some(batch)) => {
+                    landed.push((lock, path, batch));
+                    Ok(())
+                }
+                Ok(None) => self.settle_tentative(&hash),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = settled {
+                tracing::warn!(error = %e, "could not settle the events of a write");
+            }
+        }
+        landed
+    }
+
+    /// The events of `tentative/<hash>` (at `path`) if it is the user's record file itself (see
+    /// [`Inner::landed_puts`]); `None` if it is not, or cannot be told so cheaply.
+    fn landed_put(&self, hash: &str, path: &Path) -> Result<Option<Batch>, StoreError> {
+        if !same_file(path, &self.credential_path(hash)) {
+            return Ok(None);
+        }
+        Ok(self.read_batch(path)?.filter(|batch| batch.from_record))
+    }
+
     /// Removes temp files in the outbox if no outbox operation is running (they are all made under its lock).
     pub(crate) fn clean_outbox_temp_files(&self) -> Result<(), StoreError> {
         if let Some(_lock) = try_lock_exclusive(&self.outbox.lock, "locking the outbox")? {
@@ -843,9 +927,8 @@ impl Inner {
 // -------------------------------------------------------------------------------------------------------------
 
 impl Inner {
-    /// Runs `f` under the outbox lock, after settling interrupted writes and filing incoming batches.
+    /// Runs `f` under the outbox lock, after settling interrupted writes and filing the events of landed ones.
     fn with_outbox<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
-        self.sweep_tentatives();
         let _lock = lock_exclusive(&self.outbox.lock, "locking the outbox")?;
         self.file_incoming()?;
         f()
@@ -864,7 +947,12 @@ impl Inner {
     /// Files every incoming batch: moves it into `filed/`, names it in `leases/` and holds its events (see
     /// [`held`]); the events of incoming records go into new batches (see the module's documentation).
     fn file_incoming(&self) -> Result<(), StoreError> {
-        let mut records = Vec::new();
+        // The puts whose entries are still in `tentative/`: their users' locks are held until this returns.
+        let (_locks, mut records): (Vec<fs::File>, Vec<(PathBuf, Batch)>) = self
+            .landed_puts()
+            .into_iter()
+            .map(|(lock, path, batch)| (lock, (path, batch)))
+            .unzip();
         for name in sorted_names(&self.outbox.incoming, is_write_id)? {
             let path = self.outbox.incoming.join(&name);
             let Some(batch) = self.read_batch(&path)? else {

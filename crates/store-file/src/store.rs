@@ -60,7 +60,8 @@ const MAX_TOMBSTONE_LEN: u64 = 32;
 ///   `docs/storage.md`. Directories are created with mode 0700.
 /// - Events written with a change (`put_with`, `delete_with`) are first made durable in
 ///   `outbox/tentative/<hash>`, with a random write id that the new record (or the removal) carries; after the
-///   record's atomic write they are renamed into the outbox. A tentative file left by a crash is kept iff the
+///   record's atomic write they are filed from there (a put's entry is the record's file) or renamed into the
+///   outbox (a delete's). A tentative file left by a crash is kept iff the
 ///   record carries its write id (a delete: iff the record is gone), checked under the user's write lock.
 /// - Tokens are sealed with the [`KeyRing`] (AES-256-GCM, AAD = subject + field); the other fields are in clear.
 /// - Writes are atomic (temp file with `O_EXCL`, write, fdatasync, rename, fsync of the directory) and run under an
@@ -590,9 +591,9 @@ impl Inner {
             self.settle_tentative_after_failure(&hash, write_id.as_deref());
             return Err(e);
         }
-        if let Some(write_id) = &write_id {
-            self.confirm_tentative(&hash, write_id);
-        }
+        // With events, `outbox/tentative/<hash>` stays: it is the record's file, so the next filing pass knows the
+        // write landed without reading anything, and files the events from it (or the user's next write moves it
+        // into `incoming/` first).
         if !next.is_forgotten() {
             self.unmark_pending(&hash);
         }
@@ -1094,6 +1095,45 @@ mod tests {
         );
         assert!(is_user_hash(&user_hash("110169484474386276334")));
         assert!(!is_user_hash("../etc/passwd"));
+    }
+
+    #[tokio::test]
+    async fn filing_takes_a_landed_put_from_tentative_only_when_its_user_is_not_being_written() {
+        use offline_access_domain::events::EventStore;
+        use offline_access_domain::testkit::{NOW, canary_credential, event};
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path(), Arc::new(KeyRing::generate_ephemeral())).unwrap();
+        let e = event("74", NOW);
+        store
+            .put_with(&canary_credential("74"), std::slice::from_ref(&e))
+            .await
+            .unwrap();
+        let hash = user_hash("74");
+        let entry = store.inner.outbox.tentative_dir().join(&hash);
+        assert!(entry.exists());
+        {
+            // Another process writing the user holds its write lock (a second open file description here).
+            let held = store.inner.write_lock(&hash).unwrap();
+            assert_eq!(store.counts().await.unwrap().pending, 0, "not filed yet");
+            assert!(entry.exists());
+            drop(held);
+        }
+        {
+            let _writing = Writing::start(&store.inner.writing, &hash);
+            assert_eq!(
+                store.counts().await.unwrap().pending,
+                0,
+                "nor while this process writes it"
+            );
+        }
+        assert_eq!(store.counts().await.unwrap().pending, 1);
+        assert!(!entry.exists());
+        let claimed = store
+            .claim_due(NOW, time::Duration::MINUTE, 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].record, e);
     }
 
     #[test]

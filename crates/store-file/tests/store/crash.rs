@@ -204,7 +204,6 @@ async fn a_put_with_events_killed_at_any_step_leaves_the_old_record_or_the_new_o
         "tentative:durable",
         "atomic:renamed",
         "atomic:durable",
-        "write:confirmed",
         "write:done",
     ];
     every_step("put", &steps, 3).await;

@@ -124,14 +124,25 @@ async fn an_event_gets_its_file_when_it_is_settled_and_no_outbox_file_holds_a_to
         .await
         .unwrap();
     let outbox = dir.path().join("outbox");
-    // Confirmed: the tentative file became an incoming batch (filed by the next outbox operation).
-    assert!(file_names(&outbox.join("tentative")).is_empty());
-    assert_eq!(file_names(&outbox.join("incoming")).len(), 1);
+    let inode = |path: &std::path::Path| {
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
+    };
+    // The put's entry stays in `tentative/`: it is the record's file, so filing knows the write landed.
+    let tentative = file_names(&outbox.join("tentative"));
+    assert_eq!(tentative.len(), 1);
+    assert_eq!(
+        inode(&outbox.join("tentative").join(&tentative[0])),
+        inode(&store.credential_path(&stored.subject))
+    );
+    assert!(file_names(&outbox.join("incoming")).is_empty());
     let e2 = event("61", NOW + time::Duration::SECOND);
     store
         .delete_with(&stored.subject, stored.version, std::slice::from_ref(&e2))
         .await
         .unwrap();
+    // The delete moved the put's entry into `incoming/` before its own write, and confirmed its own events there.
+    assert!(file_names(&outbox.join("tentative")).is_empty());
+    assert_eq!(file_names(&outbox.join("incoming")).len(), 2);
     assert_eq!(store.counts().await.unwrap().pending, 2);
     assert_eq!(all_event_ids(&store).await, [e1.id.clone(), e2.id.clone()]);
     // Filed: each batch in `filed/` and named, claimed by no one, in `leases/` (a second name of the batch); no
@@ -139,9 +150,6 @@ async fn an_event_gets_its_file_when_it_is_settled_and_no_outbox_file_holds_a_to
     assert!(file_names(&outbox.join("incoming")).is_empty());
     assert!(file_names(&outbox.join("events")).is_empty());
     assert!(markers(&outbox.join("due")).is_empty());
-    let inode = |path: &std::path::Path| {
-        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
-    };
     let names = lease_names(&outbox);
     assert_eq!(names.len(), 2);
     for name in &names {
@@ -233,20 +241,21 @@ async fn a_put_with_events_gives_its_record_a_second_name_and_filing_keeps_only_
     let inode = |path: &std::path::Path| {
         std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
     };
-    // No file of its own: the incoming entry is the record's file (the events ride in it).
-    let incoming = file_names(&outbox.join("incoming"));
-    assert_eq!(incoming.len(), 2);
+    // No file of its own: the tentative entry is the record's file (the events ride in it).
+    let tentative = file_names(&outbox.join("tentative"));
+    assert_eq!(tentative.len(), 2);
     let record = store.credential_path(&first.subject);
     assert!(
-        incoming
+        tentative
             .iter()
-            .any(|name| inode(&outbox.join("incoming").join(name)) == inode(&record)),
-        "one incoming entry is the record itself"
+            .any(|name| inode(&outbox.join("tentative").join(name)) == inode(&record)),
+        "one tentative entry is the record itself"
     );
-    assert!(file_names(&outbox.join("tentative")).is_empty());
+    assert!(file_names(&outbox.join("incoming")).is_empty());
     // Filing puts both records' events into one new batch that holds no token, sealed or not, and drops the
     // records' second names.
     assert_eq!(store.counts().await.unwrap().pending, 2);
+    assert!(file_names(&outbox.join("tentative")).is_empty());
     assert!(file_names(&outbox.join("incoming")).is_empty());
     let filed = file_names(&outbox.join("filed"));
     assert_eq!(filed.len(), 1);
@@ -278,18 +287,18 @@ async fn settling_leaves_the_filing_of_new_events_to_the_next_claim() {
         .put_with(&canary_credential("66"), std::slice::from_ref(&e2))
         .await
         .unwrap();
-    let incoming = dir.path().join("outbox").join("incoming");
+    let tentative = dir.path().join("outbox").join("tentative");
     store
         .settle(&e1.id, &Settlement::Delivered { at: NOW })
         .await
         .unwrap();
     assert_eq!(
-        file_names(&incoming).len(),
+        file_names(&tentative).len(),
         1,
         "not filed by the settlement"
     );
     assert_eq!(claim_all(&store, 10).await, std::slice::from_ref(&e2.id));
-    assert!(file_names(&incoming).is_empty());
+    assert!(file_names(&tentative).is_empty());
 }
 
 #[tokio::test]
