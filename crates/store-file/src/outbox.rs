@@ -115,7 +115,7 @@ pub(crate) use held::Held;
 
 /// At most this many landed puts are filed straight from `tentative/` per filing pass (each holds its user's write
 /// lock, an open file, until its events are in a batch).
-const LANDED_PER_PASS: usize = 256;
+const LANDED_PER_PASS: usize = 64;
 
 /// Whether `a` and `b` name one file (false if either is missing, or where this cannot be told).
 fn same_file(a: &Path, b: &Path) -> bool {
