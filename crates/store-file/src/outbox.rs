@@ -154,18 +154,24 @@ const EVENT_SUFFIX: &str = ".json";
 /// - how many due markers the last claim listed (the next listing's first capacity);
 /// - the counts of events by state as last scanned (every event file read), moved along with this process's own
 ///   changes since, so that the metrics' sampling every few seconds does not read every event kept for a week;
-///   another process's changes show at the next scan, at most [`Remembered::RESCAN_COUNTS`] later.
+///   another process's changes show at the next scan, at most [`Remembered::RESCAN_COUNTS`] later;
+/// - a buffer to encode new batches into.
 #[derive(Default)]
 pub(crate) struct Remembered {
     batch_ids: Mutex<HashMap<String, Arc<[EventName]>>>,
     due_listed: AtomicUsize,
     counts: Mutex<Option<(EventCounts, Instant)>>,
+    /// The buffer new batches are encoded into, kept between filing passes.
+    encoded: Mutex<Vec<u8>>,
 }
 
 impl Remembered {
     /// At most this many batches are remembered (~64 ids of 36 bytes each: ~2.4 MiB in all); others are read as
     /// before.
     const CAPACITY: usize = 1024;
+
+    /// A buffer grown past this by an unusual batch is not kept.
+    const MAX_ENCODED: usize = 1 << 20;
 
     fn batch_ids(&self, write_id: &str) -> Option<Arc<[EventName]>> {
         self.batch_ids
@@ -866,7 +872,7 @@ impl Inner {
                 return Vec::new();
             }
         };
-        let mut landed = Vec::new();
+        let mut landed = Vec::with_capacity(hashes.len().min(LANDED_PER_PASS));
         for hash in hashes {
             if landed.len() >= LANDED_PER_PASS {
                 break;
@@ -986,10 +992,13 @@ impl Inner {
     /// files them again into another batch; the first is filed as event files at the next `open`, and the events
     /// already settled from the first are not filed again.
     fn file_records(&self, records: &[(PathBuf, Batch)]) -> Result<(), StoreError> {
-        let mut events: Vec<StoredEvent> = records
-            .iter()
-            .flat_map(|(_, record)| record.events.iter().cloned())
-            .collect();
+        let mut events: Vec<StoredEvent> =
+            Vec::with_capacity(records.iter().map(|(_, r)| r.events.len()).sum());
+        events.extend(
+            records
+                .iter()
+                .flat_map(|(_, record)| record.events.iter().cloned()),
+        );
         // Oldest first, as claims go (see `release_batch`).
         events.sort_by(|a, b| a.id.cmp(&b.id));
         let batch = Batch {
@@ -999,20 +1008,25 @@ impl Inner {
             events,
             from_record: false,
         };
-        // Sized once: bodies escaped as JSON strings grow by a few quotes each; growing a buffer of up to 64 bodies
-        // step by step costs fresh pages each time.
-        let estimate = batch
-            .events
-            .iter()
-            .map(|e| e.body.len() + e.kind.len() + 160)
-            .sum::<usize>();
-        let mut bytes = Vec::with_capacity(estimate + estimate / 4 + 128);
-        serde_json::to_writer(&mut bytes, &batch)
-            .map_err(|e| StoreError::Other(format!("encoding events: {e}")))?;
+        // Encoded into the buffer kept for it: a new buffer of up to 64 bodies costs fresh pages each time.
         let write_id = batch.write_id.clone();
-        // Written as its name in `leases/` first, then linked into `filed/`: a batch never is in `filed/` without a
-        // name (but for a power cut), and a name without a batch is removed as stale.
-        self.write_named(&write_id, &bytes)?;
+        {
+            let mut bytes = self
+                .remembered
+                .encoded
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            bytes.clear();
+            serde_json::to_writer(&mut *bytes, &batch)
+                .map_err(|e| StoreError::Other(format!("encoding events: {e}")))?;
+            // Written as its name in `leases/` first, then linked into `filed/`: a batch never is in `filed/`
+            // without a name (but for a power cut), and a name without a batch is removed as stale.
+            let written = self.write_named(&write_id, &bytes);
+            if bytes.capacity() > Remembered::MAX_ENCODED {
+                *bytes = Vec::new();
+            }
+            written?;
+        }
         failpoint::hit("outbox:records_batched");
         self.remembered.remember_batch(&batch);
         self.hold(&write_id, batch.events)?;

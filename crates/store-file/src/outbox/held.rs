@@ -33,7 +33,7 @@
 //! So an event delivered at the first try costs one event file, created once, and its share of its batch's
 //! synced write, name and rename: no marker, no rewrite, no read.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -112,6 +112,10 @@ struct HeldBatch {
 
 struct HeldEvent {
     event: StoredEvent,
+    /// Its id, parsed once; `None` for one held in another batch (then settled here).
+    id: Option<EventName>,
+    /// Its due key ([`due_key`] of its creation: its first attempt).
+    due: u64,
     claim: Claim,
 }
 
@@ -164,7 +168,12 @@ impl HeldState {
                     }
                     None => Claim::Settled,
                 };
-                HeldEvent { event, claim }
+                HeldEvent {
+                    due: due_key(event.created_at),
+                    event,
+                    id,
+                    claim,
+                }
             })
             .collect();
         self.events += events.len();
@@ -350,33 +359,42 @@ impl Inner {
             }
         }
         let held = self.held.lock();
-        let mut due = Vec::with_capacity(open.min(limit.saturating_mul(4)));
-        for (write_id, batch) in held.batches.iter().filter(|(_, b)| b.open > 0) {
+        let batches: Vec<(&Arc<str>, &HeldBatch)> =
+            held.batches.iter().filter(|(_, b)| b.open > 0).collect();
+        // A claim takes at most `limit`: only the `limit` soonest due can be among them, kept in a max-heap (no
+        // allocation per event, whatever the number held).
+        let mut soonest: BinaryHeap<(u64, EventName, usize, usize)> =
+            BinaryHeap::with_capacity(limit.saturating_add(1).min(1 << 16));
+        for (slot, (_, batch)) in batches.iter().enumerate() {
             for (index, event) in batch.events.iter().enumerate() {
                 let free = match event.claim {
                     Claim::Open => true,
                     Claim::Until(until) => until <= now,
                     Claim::Settled => false,
                 };
-                if free
-                    && event.event.created_at <= now
-                    && let Some(id) = EventName::parse(&event.event.id)
-                {
-                    due.push(HeldDue {
-                        due: due_key(event.event.created_at),
-                        id,
-                        write_id: Arc::clone(write_id),
-                        index,
-                    });
+                let Some(id) = event.id.filter(|_| free && event.event.created_at <= now) else {
+                    continue;
+                };
+                let key = (event.due, id, slot, index);
+                if soonest.len() < limit {
+                    soonest.push(key);
+                } else if soonest.peek().is_some_and(|latest| key < *latest) {
+                    soonest.pop();
+                    soonest.push(key);
                 }
             }
         }
-        // A claim takes at most `limit`: only the soonest due can be among them.
-        if due.len() > limit {
-            due.select_nth_unstable_by_key(limit, |d| (d.due, d.id));
-            due.truncate(limit);
-        }
-        Ok(due)
+        Ok(soonest
+            .into_iter()
+            .filter_map(|(due, id, slot, index)| {
+                batches.get(slot).map(|(write_id, _)| HeldDue {
+                    due,
+                    id,
+                    write_id: Arc::clone(write_id),
+                    index,
+                })
+            })
+            .collect())
     }
 
     fn held_open(&self) -> usize {

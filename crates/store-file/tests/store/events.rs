@@ -1030,3 +1030,45 @@ async fn expired_jtis_are_swept_and_a_jti_is_new_again_after_keep_for() {
     assert!(store.first_sight("old-0", later, keep).await.unwrap());
     assert!(!store.first_sight("old-0", later, keep).await.unwrap());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..proptest::prelude::ProptestConfig::default() })]
+
+    /// Held events from several batches, created in any order, are claimed soonest due first (then by id), at most
+    /// `limit` at a time, each once, whatever the batches they came in.
+    #[test]
+    fn held_events_are_claimed_soonest_due_first_a_limit_at_a_time(
+        batches in proptest::collection::vec(proptest::collection::vec(0i64..5_000, 1..16), 1..6),
+        limit in 1usize..9,
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let store = open(dir.path(), KEY_A);
+            let mut all = Vec::new();
+            for offsets in &batches {
+                let events: Vec<EventRecord> = offsets
+                    .iter()
+                    .map(|ms| event("75", NOW + time::Duration::milliseconds(*ms)))
+                    .collect();
+                store.append(&events).await.unwrap();
+                all.extend(events);
+            }
+            all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            let mut claimed = Vec::new();
+            loop {
+                let round = store
+                    .claim_due(NOW + time::Duration::seconds(10), time::Duration::HOUR, limit)
+                    .await
+                    .unwrap();
+                assert!(round.len() <= limit);
+                if round.is_empty() {
+                    break;
+                }
+                claimed.extend(round.into_iter().map(|e| e.record.id));
+            }
+            let expected: Vec<String> = all.into_iter().map(|e| e.id).collect();
+            assert_eq!(claimed, expected);
+        });
+    }
+}
