@@ -826,10 +826,13 @@ impl Inner {
         }
     }
 
-    /// Settles every tentative entry whose user's write lock is free (a held lock is a live writer's; the writes of
-    /// this process in progress are skipped without trying theirs). Failures are logged: the entry is settled by
-    /// the user's next write or the next sweep.
-    pub(crate) fn sweep_tentatives(&self) {
+    /// Calls `each` with the hash of every tentative entry whose user's write lock is free, holding that lock (a held
+    /// lock is a live writer's; the writes of this process in progress are skipped without trying theirs), until
+    /// `each` returns `false`. Failures are logged: the entry is settled by the user's next write or the next sweep.
+    fn each_free_tentative(
+        &self,
+        mut each: impl FnMut(&str, fs::File) -> Result<bool, StoreError>,
+    ) {
         let hashes = match sorted_names(&self.outbox.tentative, is_hex_digest) {
             Ok(hashes) => hashes,
             Err(e) => {
@@ -841,21 +844,30 @@ impl Inner {
             if self
                 .writing
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .unwrap_or_else(PoisonError::into_inner)
                 .contains(&hash)
             {
                 // A write of this process in progress: its lock is held.
                 continue;
             }
-            let settled = try_lock_exclusive(&self.write_lock_path(&hash), "locking a credential")
+            let go_on = try_lock_exclusive(&self.write_lock_path(&hash), "locking a credential")
                 .and_then(|lock| match lock {
-                    Some(_lock) => self.settle_tentative(&hash),
-                    None => Ok(()),
+                    Some(lock) => each(&hash, lock),
+                    None => Ok(true),
                 });
-            if let Err(e) = settled {
-                tracing::warn!(error = %e, "could not settle the events of an interrupted write");
+            match go_on {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not settle the events of an interrupted write");
+                }
             }
         }
+    }
+
+    /// Settles every tentative entry whose user's write lock is free (see [`Inner::each_free_tentative`]).
+    pub(crate) fn sweep_tentatives(&self) {
+        self.each_free_tentative(|hash, _lock| self.settle_tentative(hash).map(|()| true));
     }
 
     /// The tentative entries of puts that landed, to be filed straight from `tentative/`, each with its user's
@@ -865,48 +877,15 @@ impl Inner {
     /// record when it *is* the record's file (the same inode: the temp file it names was renamed into place, and no
     /// later write replaced it, as a later write of the user settles the entry first).
     fn landed_puts(&self) -> Vec<(fs::File, PathBuf, Batch)> {
-        let hashes = match sorted_names(&self.outbox.tentative, is_hex_digest) {
-            Ok(hashes) => hashes,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not list the outbox's tentative events");
-                return Vec::new();
+        let mut landed = Vec::new();
+        self.each_free_tentative(|hash, lock| {
+            let path = self.tentative_path(hash);
+            match self.landed_put(hash, &path)? {
+                Some(batch) => landed.push((lock, path, batch)),
+                None => self.settle_tentative(hash)?,
             }
-        };
-        let mut landed = Vec::with_capacity(hashes.len().min(LANDED_PER_PASS));
-        for hash in hashes {
-            if landed.len() >= LANDED_PER_PASS {
-                break;
-            }
-            if self
-                .writing
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .contains(&hash)
-            {
-                continue;
-            }
-            let lock =
-                match try_lock_exclusive(&self.write_lock_path(&hash), "locking a credential") {
-                    Ok(Some(lock)) => lock,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not settle the events of a write");
-                        continue;
-                    }
-                };
-            let path = self.tentative_path(&hash);
-            let settled = match self.landed_put(&hash, &path) {
-                Ok(Some(batch)) => {
-                    landed.push((lock, path, batch));
-                    Ok(())
-                }
-                Ok(None) => self.settle_tentative(&hash),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = settled {
-                tracing::warn!(error = %e, "could not settle the events of a write");
-            }
-        }
+            Ok(landed.len() < LANDED_PER_PASS)
+        });
         landed
     }
 
