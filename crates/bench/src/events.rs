@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use crate::load::{self, Load};
-use crate::procs::{Layout, StoreSpec, Webhooks};
+use crate::procs::{CpuByPid, Layout, StoreSpec, Webhooks};
 use crate::scenarios::{Ctx, authcode_load};
 use crate::{Plan, Res};
 
@@ -343,6 +343,11 @@ pub(crate) struct CostRow {
     /// CPU seconds of the server with webhooks from the start of each of its runs until the run's last event
     /// was received (the sign-ins and their deliveries).
     pub(crate) on_cpu_with_delivery: f64,
+    /// PostgreSQL's CPU seconds (every `postgres` process) during the runs without webhooks; `None` on the file
+    /// store.
+    pub(crate) off_db_cpu: Option<f64>,
+    /// PostgreSQL's CPU seconds over the same span as [`CostRow::on_cpu_with_delivery`]; `None` on the file store.
+    pub(crate) on_db_cpu_with_delivery: Option<f64>,
     /// Events received from the runs on the server with webhooks.
     pub(crate) events: usize,
     /// Their delivery latencies (the body's `timestamp` → receipt), sorted.
@@ -374,6 +379,18 @@ impl CostRow {
     pub(crate) fn on_cpu_with_delivery_per_1000(&self) -> f64 {
         let ok: usize = self.on.iter().map(|l| l.ok).sum();
         self.on_cpu_with_delivery * 1000.0 / ok.max(1) as f64
+    }
+
+    /// PostgreSQL's CPU seconds per 1,000 sign-ins without webhooks and with them (deliveries included).
+    pub(crate) fn db_cpu_per_1000(&self) -> (Option<f64>, Option<f64>) {
+        let per_1000 = |cpu: Option<f64>, runs: &[Load]| {
+            let ok: usize = runs.iter().map(|l| l.ok).sum();
+            cpu.map(|cpu| cpu * 1000.0 / ok.max(1) as f64)
+        };
+        (
+            per_1000(self.off_db_cpu, &self.off),
+            per_1000(self.on_db_cpu_with_delivery, &self.on),
+        )
     }
 }
 
@@ -438,6 +455,14 @@ pub(crate) async fn cost(
     let rounds = rounds(&ctx.plan);
     let mut signed_in_on = 0usize;
     let mut rows = Vec::new();
+    // PostgreSQL's own work for each server (its backends, WAL writer, ...), sampled around the same spans.
+    let db = matches!(on_store, StoreSpec::Postgres { .. });
+    let db_cpu = || db.then(|| CpuByPid::of("postgres"));
+    let add_since = |total: &mut Option<f64>, before: &Option<CpuByPid>| {
+        if let (Some(total), Some(before)) = (total.as_mut(), before) {
+            *total += CpuByPid::of("postgres").since(before);
+        }
+    };
     for &c in &ctx.plan.concurrency {
         let total = ctx.plan.requests(c);
         let mut row = CostRow {
@@ -445,6 +470,8 @@ pub(crate) async fn cost(
             off: Vec::new(),
             on: Vec::new(),
             on_cpu_with_delivery: 0.0,
+            off_db_cpu: db.then_some(0.0),
+            on_db_cpu_with_delivery: db.then_some(0.0),
             events: 0,
             delivery: Vec::new(),
         };
@@ -452,14 +479,17 @@ pub(crate) async fn cost(
             let codes = ctx
                 .mint_codes(&format!("ev{run}-{c}-{round}-off"), total)
                 .await?;
+            let db_before = db_cpu();
             row.off
                 .push(authcode_load(ctx, &off, codes, c, ctx.plan.limit).await?);
+            add_since(&mut row.off_db_cpu, &db_before);
 
             let codes = ctx
                 .mint_codes(&format!("ev{run}-{c}-{round}-on"), total)
                 .await?;
             let received_before = receiver.distinct(Path::Hooks);
             let cpu_before = on.cpu_secs()?;
+            let db_before = db_cpu();
             let load = authcode_load(ctx, &on, codes, c, ctx.plan.limit).await?;
             // One event per new user's sign-in: wait for this run's, so the next run (off) has the machine alone.
             signed_in_on += load.ok;
@@ -467,17 +497,27 @@ pub(crate) async fn cost(
                 .wait_for(Path::Hooks, signed_in_on, DELIVERY_DEADLINE)
                 .await?;
             row.on_cpu_with_delivery += on.cpu_secs()? - cpu_before;
+            add_since(&mut row.on_db_cpu_with_delivery, &db_before);
             row.events += receiver.distinct(Path::Hooks) - received_before;
             row.delivery
                 .extend(receiver.latencies_since(Path::Hooks, received_before));
             row.on.push(load);
         }
         row.delivery.sort_unstable();
+        let (db_off, db_on) = row.db_cpu_per_1000();
         eprintln!(
-            "events {label} ({}) c={c}: on/off {:.2} (rounds {:?})",
+            "events {label} ({}) c={c}: on/off {:.2} (rounds {:?}); server CPU µs/sign-in off {:.0}, on with \
+             deliveries {:.0}; PostgreSQL CPU µs/sign-in off {:.0}, on with deliveries {:.0}",
             ctx.layout.label(),
             row.ratio(),
-            row.round_ratios()
+            row.round_ratios(),
+            Load::pooled(&row.off)
+                .and_then(|l| l.cpu_per_1000())
+                .unwrap_or(0.0)
+                * 1000.0,
+            row.on_cpu_with_delivery_per_1000() * 1000.0,
+            db_off.unwrap_or(0.0) * 1000.0,
+            db_on.unwrap_or(0.0) * 1000.0,
         );
         rows.push(row);
     }

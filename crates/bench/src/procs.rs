@@ -206,6 +206,46 @@ pub(crate) fn cpu_secs(pid: u32) -> Res<f64> {
     Ok((utime + stime) / 100.0)
 }
 
+/// CPU seconds of every process named `comm` (as in `/proc/PID/comm`), by pid: a snapshot to subtract from a later
+/// one with [`CpuByPid::since`]. For PostgreSQL's processes (`postgres`: the backends serving the server's pool,
+/// the WAL writer, the checkpointer, autovacuum), whose work for the server a server's own CPU does not count.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CpuByPid(std::collections::HashMap<u32, f64>);
+
+impl CpuByPid {
+    /// The processes named `comm` now (those that vanish while being read are left out).
+    pub(crate) fn of(comm: &str) -> CpuByPid {
+        let mut by_pid = std::collections::HashMap::new();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return CpuByPid(by_pid);
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let named = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim_end() == comm);
+            if let (true, Ok(cpu)) = (named, cpu_secs(pid)) {
+                by_pid.insert(pid, cpu);
+            }
+        }
+        CpuByPid(by_pid)
+    }
+
+    /// CPU seconds used from `earlier` to this snapshot, by the processes in this one (a process started since
+    /// counts whole; one that ended since is lost, so keep the processes of interest alive across both).
+    pub(crate) fn since(&self, earlier: &CpuByPid) -> f64 {
+        self.0
+            .iter()
+            .map(|(pid, cpu)| cpu - earlier.0.get(pid).copied().unwrap_or(0.0))
+            .sum()
+    }
+}
+
 /// How the server stores credentials.
 #[derive(Debug, Clone)]
 pub(crate) enum StoreSpec {

@@ -130,8 +130,8 @@ impl Report {
                     table.store,
                     table.layout.label()
                 ),
-                "| concurrency | off sign-ins/s | on sign-ins/s | on/off | on/off by round | off p50 / p99 ms | on p50 / p99 ms | off server CPU µs/sign-in | on server CPU µs/sign-in | on, with its deliveries µs/sign-in | events received | delivery p50 ms | delivery p99 ms |",
-                "| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+                "| concurrency | off sign-ins/s | on sign-ins/s | on/off | on/off by round | off p50 / p99 ms | on p50 / p99 ms | off server CPU µs/sign-in | on server CPU µs/sign-in | on, with its deliveries µs/sign-in | PostgreSQL CPU off / on with deliveries µs/sign-in | events received | delivery p50 ms | delivery p99 ms |",
+                "| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
             );
             for row in &table.rows {
                 let (Some(off), Some(on)) = (row.pooled(false), row.pooled(true)) else {
@@ -144,7 +144,7 @@ impl Report {
                     .collect();
                 let _ = writeln!(
                     out,
-                    "| {} | {:.0} | {:.0} | **{:.2}** | {} | {} / {} | {} / {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {:.0} | {:.0} | **{:.2}** | {} | {} / {} | {} / {} | {} | {} | {} | {} / {} | {} | {} | {} |",
                     row.concurrency,
                     off.rate(),
                     on.rate(),
@@ -157,6 +157,8 @@ impl Report {
                     us(off.cpu_per_1000()),
                     us(on.cpu_per_1000()),
                     us(Some(row.on_cpu_with_delivery_per_1000())),
+                    us(row.db_cpu_per_1000().0),
+                    us(row.db_cpu_per_1000().1),
                     row.events,
                     ms(quantile(&row.delivery, 0.50)),
                     ms(quantile(&row.delivery, 0.99)),
