@@ -102,6 +102,9 @@ pub struct Delivery {
     pub send_timeout: Duration,
     /// How often the outbox is polled when it was empty (default 500 ms).
     pub poll_interval: Duration,
+    /// The longest an attempt's outcome waits to be recorded while its round goes on (default 1 s): a round's
+    /// outcomes are recorded together at its end, or when the oldest has waited this long.
+    pub settle_within: Duration,
     /// How long delivered events are kept for `events list` (default 7 days).
     pub keep_delivered: Duration,
 }
@@ -114,6 +117,7 @@ impl std::fmt::Debug for Delivery {
             .field("concurrency", &self.concurrency)
             .field("lease", &self.lease)
             .field("send_timeout", &self.send_timeout)
+            .field("settle_within", &self.settle_within)
             .finish_non_exhaustive()
     }
 }
@@ -137,13 +141,15 @@ impl Delivery {
             lease: Duration::from_secs(60),
             send_timeout: Duration::from_secs(10),
             poll_interval: Duration::from_millis(500),
+            settle_within: Duration::from_secs(1),
             keep_delivered: Duration::from_secs(7 * 24 * 3600),
         }
     }
 
-    /// Claims the due events and sends them (up to `concurrency` at a time), settling them: the attempts that
-    /// finished together are settled in one [`EventStore::settle_all`] (while it runs, sends go on; the next call
-    /// takes what finished meanwhile), so a busy round costs the store a few steps, not one per event.
+    /// Claims the due events and sends them (up to `concurrency` at a time), then settles them: a round's
+    /// attempts are recorded in one [`EventStore::settle_all`] at its end, or sooner when an outcome has waited
+    /// [`Delivery::settle_within`] (a round held up by a slow endpoint still records what finished). So a round
+    /// costs the store one claim and, mostly, one settlement, not one per event.
     ///
     /// # Errors
     /// The store's, when claiming fails. A failed settle is logged: the lease expires and the events are sent
@@ -158,23 +164,47 @@ impl Delivery {
         };
         let mut finished = futures::stream::iter(claimed)
             .map(|event| async move { self.attempt(event).await })
-            .buffer_unordered(self.concurrency.max(1))
-            .ready_chunks(self.batch.max(1));
-        while let Some(chunk) = finished.next().await {
-            let mut outcomes = Vec::with_capacity(chunk.len());
-            for (id, settlement, latency) in chunk {
-                match settlement {
-                    Settlement::Delivered { .. } => round.delivered.extend(latency),
-                    Settlement::RetryAt { .. } => round.retried += 1,
-                    Settlement::Failed { .. } => round.failed += 1,
-                }
-                outcomes.push((id, settlement));
+            .buffer_unordered(self.concurrency.max(1));
+        let mut outcomes = Vec::with_capacity(round.claimed);
+        // When the oldest outcome not yet recorded must be (tokio's clock: paused in tests with the rest).
+        let mut settle_by: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match settle_by {
+                None => finished.next().await,
+                // `Next` is cancel-safe: a timeout loses no attempt.
+                Some(by) => match tokio::time::timeout_at(by, finished.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        self.settle(&mut outcomes).await;
+                        settle_by = None;
+                        continue;
+                    }
+                },
+            };
+            let Some((id, settlement, latency)) = next else {
+                break;
+            };
+            match settlement {
+                Settlement::Delivered { .. } => round.delivered.extend(latency),
+                Settlement::RetryAt { .. } => round.retried += 1,
+                Settlement::Failed { .. } => round.failed += 1,
             }
-            if let Err(e) = self.events.settle_all(&outcomes).await {
-                tracing::warn!(events = outcomes.len(), error = %e, "could not record delivery attempts; the events will be sent again after their lease");
-            }
+            outcomes.push((id, settlement));
+            settle_by.get_or_insert_with(|| tokio::time::Instant::now() + self.settle_within);
         }
+        self.settle(&mut outcomes).await;
         Ok(round)
+    }
+
+    /// Records `outcomes` (emptied) in one call; a failure is logged (see [`Delivery::run_once`]).
+    async fn settle(&self, outcomes: &mut Vec<(String, Settlement)>) {
+        if outcomes.is_empty() {
+            return;
+        }
+        if let Err(e) = self.events.settle_all(outcomes).await {
+            tracing::warn!(events = outcomes.len(), error = %e, "could not record delivery attempts; the events will be sent again after their lease");
+        }
+        outcomes.clear();
     }
 
     /// The lease a round claims its events with: [`Delivery::lease`], or longer when the round's sends could
@@ -327,9 +357,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn the_attempts_that_finish_together_are_settled_in_one_call() {
-        let claimed: Vec<OutboxEvent> = (0..16)
+    /// `n` pending events, never attempted.
+    fn pending(n: usize) -> Vec<OutboxEvent> {
+        (0..n)
             .map(|i| OutboxEvent {
                 record: revoked(&i.to_string(), START),
                 state: DeliveryState::Pending,
@@ -338,20 +368,35 @@ mod tests {
                 last_error: None,
                 delivered_at: None,
             })
-            .collect();
-        let ids: Vec<String> = claimed.iter().map(|e| e.record.id.clone()).collect();
+            .collect()
+    }
+
+    /// Each `settle_all` call's outcomes, in order.
+    type SettleCalls = Arc<Mutex<Vec<Vec<(String, Settlement)>>>>;
+
+    /// A store mock that hands out `claimed` once and records each `settle_all` call.
+    fn settling_store(claimed: Vec<OutboxEvent>) -> (crate::events::MockEventStore, SettleCalls) {
         let mut store = crate::events::MockEventStore::new();
         store
             .expect_claim_due()
             .times(1)
             .return_once(move |_, _, _| Ok(claimed));
         store.expect_settle().never();
-        let calls = Arc::new(Mutex::new(Vec::<Vec<(String, Settlement)>>::new()));
+        let calls = SettleCalls::default();
         let seen = calls.clone();
         store.expect_settle_all().returning(move |outcomes| {
             seen.lock().unwrap().push(outcomes.to_vec());
             Ok(())
         });
+        (store, calls)
+    }
+
+    // Paused clock: the round's 1 s settle deadline can only pass when every send waits, never by load.
+    #[tokio::test(start_paused = true)]
+    async fn a_round_is_settled_in_one_call() {
+        let claimed = pending(16);
+        let mut ids: Vec<String> = claimed.iter().map(|e| e.record.id.clone()).collect();
+        let (store, calls) = settling_store(claimed);
         let receiver = Arc::new(Receiver::default());
         receiver.up.store(true, Ordering::SeqCst);
         let delivery = Delivery::new(
@@ -363,18 +408,66 @@ mod tests {
         let round = delivery.run_once().await.unwrap();
         assert_eq!(round.delivered.len(), 16);
         let calls = calls.lock().unwrap();
-        assert!(calls.len() < 16, "{} calls for 16 events", calls.len());
+        assert_eq!(calls.len(), 1, "one settle_all for the round");
         let mut settled: Vec<String> = calls.iter().flatten().map(|(id, _)| id.clone()).collect();
         settled.sort();
-        let mut expected = ids;
-        expected.sort();
-        assert_eq!(settled, expected, "each event settled once");
+        ids.sort();
+        assert_eq!(settled, ids, "each event settled once");
         assert!(
             calls
                 .iter()
                 .flatten()
                 .all(|(_, s)| *s == Settlement::Delivered { at: START })
         );
+    }
+
+    /// Answers at once, but holds the send of event `slow` for `hold` (tokio's clock).
+    struct SlowFor {
+        slow: String,
+        hold: Duration,
+    }
+
+    #[async_trait]
+    impl WebhookSender for SlowFor {
+        async fn send(&self, event: &EventRecord) -> Result<(), SendError> {
+            if event.id == self.slow {
+                tokio::time::sleep(self.hold).await;
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_send_does_not_hold_back_the_outcomes_of_its_round() {
+        let claimed = pending(8);
+        let slow = claimed[0].record.id.clone();
+        let (store, calls) = settling_store(claimed);
+        let sender = Arc::new(SlowFor {
+            slow: slow.clone(),
+            hold: Duration::from_secs(8),
+        });
+        let delivery = Delivery::new(
+            Arc::new(store),
+            sender,
+            Arc::new(ManualClock::new(START)),
+            RetrySchedule::default(),
+        );
+        let started = tokio::time::Instant::now();
+        let round = delivery.run_once().await.unwrap();
+        assert_eq!(round.delivered.len(), 8);
+        assert!(started.elapsed() >= Duration::from_secs(8));
+        let calls = calls.lock().unwrap();
+        let ids = |call: &Vec<(String, Settlement)>| -> Vec<String> {
+            call.iter().map(|(id, _)| id.clone()).collect()
+        };
+        assert_eq!(
+            calls.len(),
+            2,
+            "the 7 fast outcomes after settle_within, then the slow one"
+        );
+        assert_eq!(calls[0].len(), 7);
+        assert!(!ids(&calls[0]).contains(&slow));
+        assert_eq!(ids(&calls[1]), vec![slow]);
     }
 
     #[test]
