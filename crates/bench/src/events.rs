@@ -33,6 +33,8 @@ const MAX_RETRY_MS: u64 = 500;
 const FILL_CONCURRENCY: usize = 32;
 /// The longest wait for every event of a run to arrive; past it the run fails (an event was never delivered).
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(180);
+/// The process name (`/proc/PID/comm`) of PostgreSQL's processes, whose CPU the Postgres rows count.
+const POSTGRES_COMM: &str = "postgres";
 /// The largest request head and body the receiver reads.
 const MAX_HEAD: usize = 16 * 1024;
 /// See [`MAX_HEAD`].
@@ -457,10 +459,10 @@ pub(crate) async fn cost(
     let mut rows = Vec::new();
     // PostgreSQL's own work for each server (its backends, WAL writer, ...), sampled around the same spans.
     let db = matches!(on_store, StoreSpec::Postgres { .. });
-    let db_cpu = || db.then(|| CpuByPid::of("postgres"));
+    let db_cpu = || db.then(|| CpuByPid::of(POSTGRES_COMM));
     let add_since = |total: &mut Option<f64>, before: &Option<CpuByPid>| {
         if let (Some(total), Some(before)) = (total.as_mut(), before) {
-            *total += CpuByPid::of("postgres").since(before);
+            *total += CpuByPid::of(POSTGRES_COMM).since(before);
         }
     };
     for &c in &ctx.plan.concurrency {
@@ -511,7 +513,7 @@ pub(crate) async fn cost(
             ctx.layout.label(),
             row.ratio(),
             row.round_ratios(),
-            Load::pooled(&row.off)
+            row.pooled(false)
                 .and_then(|l| l.cpu_per_1000())
                 .unwrap_or(0.0)
                 * 1000.0,

@@ -137,6 +137,7 @@ impl Report {
                 let (Some(off), Some(on)) = (row.pooled(false), row.pooled(true)) else {
                     continue;
                 };
+                let (db_off, db_on) = row.db_cpu_per_1000();
                 let rounds: Vec<String> = row
                     .round_ratios()
                     .iter()
@@ -157,8 +158,8 @@ impl Report {
                     us(off.cpu_per_1000()),
                     us(on.cpu_per_1000()),
                     us(Some(row.on_cpu_with_delivery_per_1000())),
-                    us(row.db_cpu_per_1000().0),
-                    us(row.db_cpu_per_1000().1),
+                    us(db_off),
+                    us(db_on),
                     row.events,
                     ms(quantile(&row.delivery, 0.50)),
                     ms(quantile(&row.delivery, 0.99)),
